@@ -1,0 +1,295 @@
+"""The composition root: ``create_app(settings)`` builds everything; nothing is built at import.
+
+The lifespan migrates the database, opens the engine, starts the bridge (one AMI connection and
+tracker per Asterisk server) and, in the demo, the AMI simulator that feeds it recorded calls.
+Tests build their own app with their own settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from crm_bridge.bridge_service import BridgeService
+from crm_bridge.call_log import CallFilter, CallLog, NumberRules, list_calls
+from crm_bridge.db.engine import make_engine, make_session_factory
+from crm_bridge.db.migrate import upgrade
+from crm_bridge.db.models import Call, find_customers_by_phone
+from crm_bridge.demo import DemoFeed
+from crm_bridge.phones import PhoneKind, normalize_phone
+from crm_bridge.settings import Settings
+from telephony.ami_connection import AmiConfig
+from telephony.call_tracker import TrackerPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What the lifespan built; handlers reach it through ``request.app.state.runtime``."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    numbers: NumberRules
+    bridge: BridgeService
+    demo: DemoFeed | None = None
+
+
+def ami_configs(settings: Settings) -> list[AmiConfig]:
+    """Every Asterisk server the settings name: the main ``ami_*`` one, then ``ami_servers``."""
+    configs = [
+        AmiConfig(
+            name="default",
+            host=settings.ami_host,
+            port=settings.ami_port,
+            username=settings.ami_username,
+            secret=settings.ami_secret.get_secret_value(),
+            use_tls=settings.ami_tls,
+        )
+    ]
+    configs += [
+        AmiConfig(
+            name=server.name,
+            host=server.host,
+            port=server.port,
+            username=server.username,
+            secret=server.secret.get_secret_value(),
+            use_tls=server.tls,
+        )
+        for server in settings.ami_servers
+    ]
+    return configs
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await _start(settings)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await _stop(runtime)
+
+    app = FastAPI(
+        title="callbridge",
+        summary="Asterisk PBX ↔ customer archive: call log and customer lookup API",
+        lifespan=lifespan,
+    )
+    app.include_router(_health_router())
+    app.include_router(_api_router())
+    return app
+
+
+async def _start(settings: Settings) -> Runtime:
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    numbers = NumberRules(settings.number_region, settings.outside_line_prefix)
+    demo = None
+    servers = ami_configs(settings)
+    if settings.demo:
+        demo = DemoFeed(sessions)
+        servers = [await demo.start()]
+    policy = TrackerPolicy(
+        inbound_contexts=frozenset(settings.inbound_contexts),
+        agent_contexts=frozenset(settings.agent_contexts),
+    )
+    bridge = BridgeService(servers, CallLog(sessions, numbers), policy)
+    await bridge.start()
+    if demo is not None:
+        demo.begin_replay()
+    return Runtime(settings, sessions, numbers, bridge, demo)
+
+
+async def _stop(runtime: Runtime) -> None:
+    if runtime.demo is not None:
+        await runtime.demo.stop_replay()
+    await runtime.bridge.stop()
+    if runtime.demo is not None:
+        await runtime.demo.stop()
+    runtime.sessions.kw["bind"].dispose()
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """``Authorization: Bearer <CALLBRIDGE_API_TOKEN>``; compared in constant time."""
+    expected = runtime_of(request).settings.api_token
+    given = credentials.credentials if credentials else ""
+    if expected is None or not secrets.compare_digest(
+        given.encode(), expected.get_secret_value().encode()
+    ):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing or wrong API token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+# ------------------------------------------------------------------------------- health
+
+
+def _health_router():
+    from fastapi import APIRouter
+
+    router = APIRouter()
+
+    @router.get("/health", summary="Database and AMI state")
+    def health(runtime: RuntimeDep) -> dict:
+        try:
+            with runtime.sessions() as session:
+                session.execute(text("SELECT 1"))
+            database = "ok"
+        except Exception as exc:  # reported, not raised: health must answer
+            database = f"error: {type(exc).__name__}"
+        servers = runtime.bridge.status()
+        healthy = database == "ok" and all(s["state"] == "connected" for s in servers)
+        return {
+            "status": "ok" if healthy else "degraded",
+            "database": database,
+            "ami": servers,
+            "demo": runtime.settings.demo,
+        }
+
+    return router
+
+
+# ------------------------------------------------------------------------------- API
+
+
+class CallOut(BaseModel):
+    """One call of the call log (the documented, stable shape)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    linkedid: str
+    server: str
+    direction: Literal["inbound", "outbound"]
+    caller: str | None
+    caller_name: str | None
+    callee: str | None
+    queue: str | None
+    agent: str | None
+    disposition: Literal["answered", "abandoned", "busy", "no_answer", "failed"] | None
+    hangup_cause: int | None
+    hangup_cause_text: str | None
+    offered_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    wait_seconds: float | None
+    talk_seconds: float | None
+    customer_id: int | None
+    campaign: str | None
+    transferred_to: str | None
+    end_reason: str | None
+
+
+class CallPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    calls: list[CallOut]
+
+
+class PhoneOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number_e164: str
+    kind: str
+
+
+class CustomerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    card_no: str
+    name: str
+    gender: str | None
+    vip_level: str | None
+    employer: str | None
+    department: str | None
+    phones: list[PhoneOut]
+
+
+class CustomerMatch(BaseModel):
+    query: str
+    number: str | None
+    kind: str
+    customers: list[CustomerOut]
+
+
+def _api_router():
+    from fastapi import APIRouter
+
+    router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+
+    @router.get("/calls", summary="The call log, newest first")
+    def get_calls(
+        runtime: RuntimeDep,
+        since: Annotated[datetime | None, Query(description="offered at or after (ISO 8601)")] = None,
+        until: Annotated[datetime | None, Query(description="offered before (ISO 8601)")] = None,
+        number: Annotated[str | None, Query(description="caller or callee, any form")] = None,
+        agent: Annotated[str | None, Query(max_length=64)] = None,
+        disposition: Literal["answered", "abandoned", "busy", "no_answer", "failed"] | None = None,
+        direction: Literal["inbound", "outbound"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> CallPage:
+        flt = CallFilter(
+            since=since,
+            until=until,
+            number=runtime.numbers.to_e164(number) if number else None,
+            agent=agent,
+            disposition=disposition,
+            direction=direction,
+        )
+        with runtime.sessions() as session:
+            rows, total = list_calls(session, flt, limit, offset)
+            calls = [CallOut.model_validate(row) for row in rows]
+        return CallPage(total=total, limit=limit, offset=offset, calls=calls)
+
+    @router.get("/calls/{call_id}", summary="One call")
+    def get_call(call_id: int, runtime: RuntimeDep) -> CallOut:
+        with runtime.sessions() as session:
+            row = session.get(Call, call_id)
+            if row is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such call")
+            return CallOut.model_validate(row)
+
+    @router.get("/customers", summary="Customers by phone number (any form: +86, 0086, area code)")
+    def get_customers(
+        runtime: RuntimeDep, phone: Annotated[str, Query(min_length=1, max_length=64)]
+    ) -> CustomerMatch:
+        number = normalize_phone(
+            phone, runtime.numbers.region, runtime.numbers.outside_line_prefix
+        )
+        if number.kind is not PhoneKind.E164:
+            return CustomerMatch(query=phone, number=None, kind=str(number.kind), customers=[])
+        with runtime.sessions() as session:
+            found = find_customers_by_phone(session, number.e164)
+            customers = [CustomerOut.model_validate(c) for c in found]
+        return CustomerMatch(query=phone, number=number.e164, kind="e164", customers=customers)
+
+    return router

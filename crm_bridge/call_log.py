@@ -1,0 +1,153 @@
+"""The call log: every call the tracker ends is written once, linked to its customer.
+
+Idempotent by Linkedid: the ``calls.linkedid`` column is unique and the insert is
+``ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL alike), so a call reported again, by a replay
+after a resync or by a second bridge instance, changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from crm_bridge.db.models import Call, Customer
+from crm_bridge.phones import PhoneKind, mask_phone, normalize_phone
+from telephony.call_events import CallRecord, Direction
+
+log = logging.getLogger(__name__)
+
+
+def _utc(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
+
+
+@dataclass(frozen=True)
+class NumberRules:
+    """How numbers that arrive from the PBX are read (the center's settings)."""
+
+    region: str = "CN"
+    outside_line_prefix: str | None = None
+
+    def to_e164(self, raw: str | None) -> str | None:
+        """E.164 for a phone number; an extension or a withheld id is kept as Asterisk gave it."""
+        number = normalize_phone(raw, self.region, self.outside_line_prefix)
+        if number.kind is PhoneKind.E164:
+            return number.e164
+        if number.kind is PhoneKind.WITHHELD:
+            return None
+        return raw
+
+
+class CallLog:
+    """Writes ended calls and answers queries on them."""
+
+    def __init__(self, session_factory: sessionmaker[Session], numbers: NumberRules) -> None:
+        self._sessions = session_factory
+        self._numbers = numbers
+
+    def record(self, call: CallRecord) -> int:
+        """Store one ended call (once); return its row id."""
+        caller = self._numbers.to_e164(call.caller)
+        callee = self._numbers.to_e164(call.callee)
+        customer_number = caller if call.direction is Direction.INBOUND else callee
+        with self._sessions.begin() as session:
+            customer_id = find_customer_id(session, customer_number)
+            values = {
+                "linkedid": call.linkedid,
+                "server": call.server,
+                "direction": str(call.direction or Direction.INBOUND),
+                "caller": caller,
+                "caller_name": call.caller_name,
+                "callee": callee,
+                "queue": call.queue,
+                "agent": call.agent,
+                "agent_interface": call.agent_interface,
+                "disposition": str(call.disposition) if call.disposition else None,
+                "hangup_cause": call.hangup_cause,
+                "hangup_cause_text": call.hangup_cause_text,
+                "offered_at": _utc(call.offered_at),
+                "answered_at": _utc(call.answered_at),
+                "ended_at": _utc(call.ended_at),
+                "wait_seconds": call.wait_seconds,
+                "talk_seconds": call.talk_seconds,
+                "customer_id": customer_id,
+                "campaign": call.campaign,
+                "originate_action_id": call.originate_action_id,
+                "transferred_to": call.transferred_to,
+                "end_reason": str(call.end_reason) if call.end_reason else None,
+                "created_at": datetime.now(UTC),
+            }
+            session.execute(_insert_ignoring_duplicates(session, values))
+            call_id = session.scalar(select(Call.id).where(Call.linkedid == call.linkedid))
+        log.info(
+            "call %s logged: %s %s -> %s, %s",
+            call.linkedid,
+            values["direction"],
+            mask_phone(caller),
+            mask_phone(callee),
+            values["disposition"],
+        )
+        return int(call_id)
+
+
+def _insert_ignoring_duplicates(session: Session, values: dict):
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(Call).values(**values).on_conflict_do_nothing(index_elements=["linkedid"])
+
+
+def find_customer_id(session: Session, e164: str | None) -> int | None:
+    """The customer a number belongs to; with several (a family phone), none is chosen here."""
+    if not e164 or not e164.startswith("+"):
+        return None
+    ids = {customer.id for customer in find_customers(session, e164)}
+    return ids.pop() if len(ids) == 1 else None
+
+
+def find_customers(session: Session, e164: str) -> list[Customer]:
+    from crm_bridge.db.models import find_customers_by_phone
+
+    return find_customers_by_phone(session, e164)
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """Filters of ``GET /api/calls``; every field is optional."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    number: str | None = None
+    agent: str | None = None
+    disposition: str | None = None
+    direction: str | None = None
+
+
+def _filtered(query: Select, flt: CallFilter) -> Select:
+    if flt.since is not None:
+        query = query.where(Call.offered_at >= flt.since)
+    if flt.until is not None:
+        query = query.where(Call.offered_at < flt.until)
+    if flt.number:
+        query = query.where((Call.caller == flt.number) | (Call.callee == flt.number))
+    if flt.agent:
+        query = query.where(Call.agent == flt.agent)
+    if flt.disposition:
+        query = query.where(Call.disposition == flt.disposition)
+    if flt.direction:
+        query = query.where(Call.direction == flt.direction)
+    return query
+
+
+def list_calls(
+    session: Session, flt: CallFilter, limit: int, offset: int
+) -> tuple[list[Call], int]:
+    """A page of calls, newest first, and how many match in all."""
+    total = session.scalar(_filtered(select(func.count(Call.id)), flt)) or 0
+    query = _filtered(select(Call), flt).order_by(Call.offered_at.desc(), Call.id.desc())
+    rows = session.scalars(query.limit(limit).offset(offset)).all()
+    return list(rows), int(total)

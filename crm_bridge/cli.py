@@ -1,0 +1,97 @@
+"""The ``callbridge`` command (Typer)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from crm_bridge.settings import ConfigurationError, Settings
+
+app = typer.Typer(help="callbridge: Asterisk ↔ customer archive bridge.", no_args_is_help=True)
+import_app = typer.Typer(help="Import data into the archive.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(db_app, name="db")
+
+HostOption = Annotated[str, typer.Option(help="address to listen on")]
+PortOption = Annotated[int, typer.Option(help="port to listen on")]
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ConfigurationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _run(settings: Settings, host: str, port: int) -> None:
+    from crm_bridge.app import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+@app.command()
+def serve(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+    """Run the service against the Asterisk servers in the settings."""
+    _logging()
+    _run(_settings(), host, port)
+
+
+@app.command()
+def demo(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its database")] = Path(
+        "./data/demo"
+    ),
+) -> None:
+    """Run the service with no Asterisk: a seeded archive and recorded calls replayed live."""
+    _logging()
+    token = secrets.token_urlsafe(16)
+    settings = _settings(demo=True, data_dir=data_dir, api_token=token)
+    typer.echo(f"callbridge demo on http://{host}:{port}/docs")
+    typer.echo(f"API token for this run: {token}")
+    typer.echo(f'  curl -H "Authorization: Bearer {token}" http://{host}:{port}/api/calls')
+    _run(settings, host, port)
+
+
+@import_app.command("customers")
+def import_customers_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Import customers from CSV or Excel (.xlsx); Chinese or English headers."""
+    from crm_bridge.customer_import import format_report, import_customers
+    from crm_bridge.db.engine import make_engine, make_session_factory
+    from crm_bridge.db.migrate import upgrade
+
+    settings = _settings(demo=True)
+    upgrade(settings.database_url)
+    sessions = make_session_factory(make_engine(settings.database_url))
+    report = import_customers(
+        sessions, file, settings.number_region, settings.outside_line_prefix
+    )
+    typer.echo(format_report(report))
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date (Alembic)."""
+    from crm_bridge.db.migrate import upgrade
+
+    settings = _settings(demo=True)
+    upgrade(settings.database_url)
+    typer.echo(f"database at {settings.database_url_masked} is up to date")

@@ -1,0 +1,307 @@
+"""The one typed configuration of callbridge.
+
+Values come from, highest priority first: keyword arguments, ``CALLBRIDGE_*`` environment
+variables, a ``.env`` file in the working directory, the TOML file named by the environment
+variable ``CALLBRIDGE_CONFIG``, and the defaults below. The environment variable names are a
+public surface: ``CALLBRIDGE_DATABASE_URL``, ``CALLBRIDGE_AMI_SECRET``, ``CALLBRIDGE_AMI_SERVERS``
+(a JSON list), and so on.
+
+Outside the demo, unsafe combinations are refused at construction. Every problem is reported as a
+:class:`ConfigurationError` naming the setting and never its value, so no secret (AMI secret,
+API token, session key, database password) can leak through an error message or a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "CALLBRIDGE_"
+CONFIG_FILE_ENV = "CALLBRIDGE_CONFIG"
+DEMO_SECRET_KEY = "callbridge-demo-secret-key-do-not-use-in-production"  # noqa: S105
+"""The session key the demo runs with; refused outside the demo."""
+MIN_SECRET_KEY_LENGTH = 16
+DEFAULT_DATA_DIR = Path("./data")
+
+_DIGITS = re.compile(r"\d+")
+
+
+class ConfigurationError(ValueError):
+    """Settings that cannot be used; the message lists every problem, without values."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid callbridge settings:\n" + "\n".join(f"- {p}" for p in problems))
+
+
+class AmiServer(BaseModel):
+    """One more Asterisk server to watch, beside the main ``ami_*`` one."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    host: str = Field(min_length=1)
+    port: int = Field(default=5038, ge=1, le=65535)
+    username: str = "callbridge"
+    secret: SecretStr
+    tls: bool = False
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings given as text.
+
+    Decoded here rather than by pydantic-settings so that a malformed value is reported without
+    being echoed (``ami_servers`` holds secrets).
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text.startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        decoded = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError("not valid JSON") from None
+    if not isinstance(decoded, list):
+        raise ValueError("must be a JSON list")
+    return decoded
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Everything callbridge needs to start; see the module docstring for the sources."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        hide_input_in_errors=True,
+        validate_default=True,
+    )
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = Field(default="", repr=False)
+    """Default ``sqlite:///<data_dir>/callbridge.db``."""
+    recordings_dir: Path = DEFAULT_DATA_DIR / "recordings"
+    """Default ``<data_dir>/recordings``."""
+    vosk_model: Path | None = None
+
+    ami_host: str = "127.0.0.1"
+    ami_port: int = Field(default=5038, ge=1, le=65535)
+    ami_username: str = "callbridge"
+    ami_secret: SecretStr = SecretStr("")
+    ami_tls: bool = False
+    ami_servers: Annotated[list[AmiServer], NoDecode] = Field(default_factory=list)
+
+    timezone: str = "Asia/Shanghai"
+    number_region: str = "CN"
+    outside_line_prefix: str | None = None
+
+    api_token: SecretStr | None = None
+    secret_key: SecretStr = SecretStr(DEMO_SECRET_KEY)
+    demo: bool = False
+
+    inbound_contexts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["from-customers", "from-trunk", "from-pstn", "from-external"]
+    )
+    agent_contexts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["internal", "from-internal"]
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe_validation_error(exc)) from None
+        except SettingsError as exc:
+            raise ConfigurationError([_describe_settings_error(exc)]) from None
+        if not self.demo:
+            problems = self.unsafe_problems()
+            if problems:
+                raise ConfigurationError(problems)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV, "").strip()
+        if config_file:
+            sources.append(_toml_source(settings_cls, Path(config_file)))
+        return tuple(sources)
+
+    @field_validator("ami_servers", "inbound_contexts", "agent_contexts", mode="before")
+    @classmethod
+    def _lists_from_text(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone (expected a name like Asia/Shanghai)") from None
+        return value
+
+    @field_validator("number_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError("unknown phone number region (expected a code like CN)")
+        return region
+
+    @field_validator("outside_line_prefix")
+    @classmethod
+    def _digit_prefix(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not _DIGITS.fullmatch(value.strip()):
+            raise ValueError("must be digits only, like 9")
+        return value.strip()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_from_data_dir(cls, data: Any) -> Any:
+        """Place the SQLite file and the recordings under ``data_dir`` unless given."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        data_dir = data.get("data_dir") or DEFAULT_DATA_DIR
+        if not isinstance(data_dir, str | Path):
+            return data  # the field validation reports the bad type
+        if not str(data.get("database_url") or "").strip():
+            data["database_url"] = f"sqlite:///{(Path(data_dir) / 'callbridge.db').as_posix()}"
+        if not data.get("recordings_dir"):
+            data["recordings_dir"] = Path(data_dir) / "recordings"
+        return data
+
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_url(cls, value: str) -> str:
+        try:
+            make_url(value.strip())
+        except ArgumentError:
+            raise ValueError("not a database URL (sqlite:///… or postgresql://…)") from None
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _unique_server_names(self) -> Self:
+        names = [server.name for server in self.ami_servers]
+        if len(names) != len(set(names)):
+            raise ValueError("ami_servers: every server needs its own name")
+        return self
+
+    def unsafe_problems(self) -> list[str]:
+        """What makes these settings unfit outside the demo (empty when they are fine)."""
+        problems = []
+        if self.api_token is None or not self.api_token.get_secret_value().strip():
+            problems.append(f"{ENV_PREFIX}API_TOKEN must be set outside the demo")
+        key = self.secret_key.get_secret_value()
+        if key == DEMO_SECRET_KEY:
+            problems.append(f"{ENV_PREFIX}SECRET_KEY is the demo default; set your own")
+        elif len(key) < MIN_SECRET_KEY_LENGTH:
+            problems.append(
+                f"{ENV_PREFIX}SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters"
+            )
+        if not self.ami_secret.get_secret_value():
+            problems.append(f"{ENV_PREFIX}AMI_SECRET must be set outside the demo")
+        if not self.ami_tls and not is_loopback_host(self.ami_host):
+            problems.append(
+                f"{ENV_PREFIX}AMI_HOST is not on loopback: set {ENV_PREFIX}AMI_TLS=true "
+                "(AMI sends the secret and every caller's number in clear text)"
+            )
+        for server in self.ami_servers:
+            if not server.tls and not is_loopback_host(server.host):
+                problems.append(f"ami_servers[{server.name}] is not on loopback: set tls = true")
+        return problems
+
+    def __repr_args__(self) -> Any:
+        yield from super().__repr_args__()
+        yield "database_url", self.database_url_masked
+
+    @property
+    def database_url_masked(self) -> str:
+        """The database URL with its password hidden, for logs and repr."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None for another database or an in-memory one."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The center's time zone, in which times are shown."""
+        return ZoneInfo(self.timezone)
+
+
+def _toml_source(settings_cls: type[BaseSettings], path: Path) -> TomlConfigSettingsSource:
+    if not path.is_file():
+        raise ConfigurationError([f"{CONFIG_FILE_ENV} names a file that does not exist: {path}"])
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except tomllib.TOMLDecodeError as exc:
+        problem = f"{CONFIG_FILE_ENV} file {path} is not valid TOML: {exc}"
+        raise ConfigurationError([problem]) from None
+
+
+def _describe_validation_error(exc: ValidationError) -> list[str]:
+    """One line per error: where and what, never the rejected value."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return problems
+
+
+def _describe_settings_error(exc: SettingsError) -> str:
+    """pydantic-settings' own message names the field and the source, not the value."""
+    return str(exc).split("\n", 1)[0]
