@@ -1,6 +1,6 @@
 """Call-tracker throughput beside the cost of panoramisk's own parsing of the same bytes.
 
-Replays the real 50-call trace (tests/traces/sip/load_50_concurrent.ami) many times:
+Replays the real 50-call trace (telephony/traces/sip/load_50_concurrent.ami) many times:
 
 * ``tracker``: our framer (bytes -> frames -> dicts) plus ``CallTracker.feed`` for every event,
   each replay renumbered so it makes 50 new calls;
@@ -16,16 +16,15 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 
 from panoramisk.message import Message
 
 from telephony.ami_codec import AmiFramer
 from telephony.call_events import CallEnded
 from telephony.call_tracker import CallTracker
-from telephony.trace_files import renumber
+from telephony.trace_files import RECORDED_TRACES, renumber
 
-TRACE = Path(__file__).resolve().parents[1] / "tests" / "traces" / "sip" / "load_50_concurrent.ami"
+TRACE = RECORDED_TRACES / "sip" / "load_50_concurrent.ami"
 
 
 def event_bytes() -> tuple[bytes, int]:

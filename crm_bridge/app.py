@@ -248,7 +248,9 @@ def _api_router():
     @router.get("/calls", summary="The call log, newest first")
     def get_calls(
         runtime: RuntimeDep,
-        since: Annotated[datetime | None, Query(description="offered at or after (ISO 8601)")] = None,
+        since: Annotated[
+            datetime | None, Query(description="offered at or after (ISO 8601)")
+        ] = None,
         until: Annotated[datetime | None, Query(description="offered before (ISO 8601)")] = None,
         number: Annotated[str | None, Query(description="caller or callee, any form")] = None,
         agent: Annotated[str | None, Query(max_length=64)] = None,
@@ -282,9 +284,7 @@ def _api_router():
     def get_customers(
         runtime: RuntimeDep, phone: Annotated[str, Query(min_length=1, max_length=64)]
     ) -> CustomerMatch:
-        number = normalize_phone(
-            phone, runtime.numbers.region, runtime.numbers.outside_line_prefix
-        )
+        number = normalize_phone(phone, runtime.numbers.region, runtime.numbers.outside_line_prefix)
         if number.kind is not PhoneKind.E164:
             return CustomerMatch(query=phone, number=None, kind=str(number.kind), customers=[])
         with runtime.sessions() as session:

@@ -43,9 +43,7 @@ class ServerLink:
 
 
 class BridgeService:
-    def __init__(
-        self, servers: list[AmiConfig], call_log: CallLog, policy: TrackerPolicy
-    ) -> None:
+    def __init__(self, servers: list[AmiConfig], call_log: CallLog, policy: TrackerPolicy) -> None:
         self._call_log = call_log
         self._subscribers: list[Subscriber] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-log")
@@ -96,7 +94,9 @@ class BridgeService:
         link.events_seen += 1
         self._publish(link.tracker.feed(event))
 
-    def _on_resync(self, link: ServerLink, channels: list[dict[str, str]], started_at: float) -> None:
+    def _on_resync(
+        self, link: ServerLink, channels: list[dict[str, str]], started_at: float
+    ) -> None:
         domain_events = link.tracker.resync(channels, started_at)
         lost = sum(1 for e in domain_events if isinstance(e, CallEnded))
         if lost:

@@ -79,9 +79,7 @@ def import_customers_command(
     settings = _settings(demo=True)
     upgrade(settings.database_url)
     sessions = make_session_factory(make_engine(settings.database_url))
-    report = import_customers(
-        sessions, file, settings.number_region, settings.outside_line_prefix
-    )
+    report = import_customers(sessions, file, settings.number_region, settings.outside_line_prefix)
     typer.echo(format_report(report))
     if report.rejected:
         raise typer.Exit(1)

@@ -12,18 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge.demo_seed import seed_demo
 from telephony.ami_connection import AmiConfig
 from telephony.simulator import AmiSimulator
-from telephony.trace_files import load_trace
+from telephony.trace_files import RECORDED_TRACES, load_trace
 
 log = logging.getLogger(__name__)
 
-TRACE_DIR = Path(__file__).resolve().parent / "demo_traces"
+TRACE_DIR = RECORDED_TRACES / "sip"
 DEMO_ROUND = [
     "a_inbound_answered_1001",
     "d_outbound_return_visit_answered",
@@ -45,7 +44,9 @@ class DemoFeed:
         self._sessions = sessions
         self._speed = speed
         self._secret = secrets.token_urlsafe(16)
-        self._simulator = AmiSimulator(username="callbridge", secret=self._secret)
+        self._simulator = AmiSimulator(
+            username="callbridge", secret=self._secret, traces_dir=TRACE_DIR
+        )
         self._task: asyncio.Task | None = None
         self.rounds = 0
 

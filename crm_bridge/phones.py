@@ -33,7 +33,7 @@ _WITHHELD = frozenset(
 )
 _SEPARATORS = re.compile(r"[\s\-.()（）/]")
 _DIALABLE = re.compile(r"\+?\d+")
-_DIGIT_RUN = re.compile(r"\d{%d,}" % MIN_MASKED_DIGITS)
+_DIGIT_RUN = re.compile(rf"\d{{{MIN_MASKED_DIGITS},}}")
 
 
 class PhoneKind(StrEnum):
@@ -135,9 +135,7 @@ def _valid_e164(candidate: str, region: str) -> str | None:
 def _classify_invalid(candidate: str, region: str) -> PhoneNumber:
     """Internal extension, or invalid with the most telling reason."""
     if not candidate.startswith("+") and len(candidate) <= MAX_EXTENSION_DIGITS:
-        if shortnumberinfo.is_valid_short_number_for_region(
-            phonenumbers.parse(candidate, region), region
-        ):
+        if _is_service_number(candidate, region):
             return _invalid(InvalidReason.SERVICE_NUMBER)
         return PhoneNumber(PhoneKind.INTERNAL, candidate)
     try:
@@ -157,6 +155,15 @@ def _classify_invalid(candidate: str, region: str) -> PhoneNumber:
     if _looks_local(candidate, region):
         return _invalid(InvalidReason.NO_AREA_CODE)
     return _invalid(InvalidReason.NOT_VALID)
+
+
+def _is_service_number(digits: str, region: str) -> bool:
+    """A public short code of the region (10086, 12345, 110), which is no extension."""
+    try:
+        parsed = phonenumbers.parse(digits, region)
+    except phonenumbers.NumberParseException:
+        return False
+    return shortnumberinfo.is_valid_short_number_for_region(parsed, region)
 
 
 def _looks_local(candidate: str, region: str) -> bool:
@@ -189,6 +196,8 @@ def mask_phone(value: str | None) -> str:
     compact = _SEPARATORS.sub("", value)
     if not _DIALABLE.fullmatch(compact):
         return _DIGIT_RUN.sub(lambda match: _mask_digits(match.group()), value)
+    if len(compact.lstrip("+")) < MIN_MASKED_DIGITS:
+        return value
     if compact.startswith("+"):
         return _mask_international(compact)
     return _mask_digits(compact)

@@ -37,7 +37,6 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
     TomlConfigSettingsSource,
 )
 from sqlalchemy.engine import make_url
@@ -150,8 +149,6 @@ class Settings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise ConfigurationError(_describe_validation_error(exc)) from None
-        except SettingsError as exc:
-            raise ConfigurationError([_describe_settings_error(exc)]) from None
         if not self.demo:
             problems = self.unsafe_problems()
             if problems:
@@ -300,8 +297,3 @@ def _describe_validation_error(exc: ValidationError) -> list[str]:
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{where}: {message}" if where else message)
     return problems
-
-
-def _describe_settings_error(exc: SettingsError) -> str:
-    """pydantic-settings' own message names the field and the source, not the value."""
-    return str(exc).split("\n", 1)[0]

@@ -5,7 +5,7 @@ Asterisk spells them, plus ``_rx``, the receipt time) and returns the domain eve
 the tracker's fields are the whole state. No I/O, no clock, no logging of numbers: the output
 depends only on the state and the event, so it is tested by replaying real traces.
 
-How Asterisk shows a call, and what the tracker relies on (see ``tests/traces/README.md``):
+How Asterisk shows a call, and what the tracker relies on (see ``telephony/traces/README.md``):
 
 * Every leg of one call shares a ``Linkedid``; a call is keyed by it. Channels are keyed by
   ``Uniqueid``, never by order: identical runs deliver events in different orders.

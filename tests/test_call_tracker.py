@@ -1,4 +1,4 @@
-"""The call tracker against real Asterisk 22.10.1 traces (tests/traces/README.md).
+"""The call tracker against real Asterisk 22.10.1 traces (telephony/traces/README.md).
 
 Each scenario is recorded twice, once through a SIP trunk and phones (``sip``), once with Local
 channels only (``local``, where even the inbound callers are Originates): the tracker must tell
@@ -8,7 +8,6 @@ the same story for both.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
@@ -25,9 +24,9 @@ from telephony.call_events import (
     RecordingStarted,
 )
 from telephony.call_tracker import CallTracker, agent_from_channel, agent_from_interface
-from telephony.trace_files import load_trace
+from telephony.trace_files import RECORDED_TRACES, load_trace
 
-TRACES = Path(__file__).resolve().parent / "traces"
+TRACES = RECORDED_TRACES
 MODES = ["sip", "local"]
 
 
@@ -307,8 +306,14 @@ def test_resync_adopts_a_call_that_began_while_disconnected():
     assert offered[0].call.direction is Direction.INBOUND
     assert offered[0].call.caller == "13800138000"
     assert offered[0].call.offered_at == 1795350088.0
-    hangup = {"Event": "Hangup", "Uniqueid": "1795350000.1", "Linkedid": "1795350000.1",
-              "Channel": "PJSIP/carrier-00000099", "Cause": "16", "Timestamp": "1795350130.0"}  # fmt: skip
+    hangup = {
+        "Event": "Hangup",
+        "Uniqueid": "1795350000.1",
+        "Linkedid": "1795350000.1",
+        "Channel": "PJSIP/carrier-00000099",
+        "Cause": "16",
+        "Timestamp": "1795350130.0",
+    }
     (call,) = ended(tracker.feed(hangup))
     assert call.disposition == "abandoned" and call.ended_at == 1795350130.0
 

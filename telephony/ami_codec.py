@@ -1,0 +1,224 @@
+"""AMI wire format: framing what Asterisk sends, encoding what we send.
+
+What panoramisk does not do for us, and why this module exists:
+
+* panoramisk's ``AMIProtocol.data_received`` decodes every TCP read on its own with
+  ``errors="ignore"`` and only then looks for the blank line that ends a message. A UTF-8
+  character split across two reads (a Chinese ``CallerIDName`` such as 张三) is silently lost.
+  :class:`AmiFramer` frames on bytes first and decodes each complete frame once.
+* panoramisk buffers an unterminated message without limit; :class:`AmiFramer` caps it.
+* panoramisk's ``Action`` builds the request by string formatting with no checks, so a CR/LF in a
+  value injects a second action. :func:`encode_action` is the one encoder every byte sent to
+  Asterisk goes through, and it refuses anything Asterisk would misread.
+
+Limits below come from Asterisk's ``main/manager.c`` (22.x): a session reads lines into a
+1025-byte buffer (``inbuf``, 1024 usable bytes) and discards the whole message when a line and its
+CR LF do not fit; a message holds at most 128 lines (``AST_MAX_MANHEADERS``); a ``Variable`` header
+is split on commas, with quotes and backslashes consumed (``AST_STANDARD_APP_ARGS``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+BANNER_PREFIX = b"Asterisk Call Manager"
+DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+
+# manager.c get_input(): 1024 usable bytes must hold the line *and* its CR LF, so the longest
+# line we may send is 1022 bytes; a 1023-byte line leaves the LF outside the buffer and Asterisk
+# answers "Failed to parse message: line too long" (and drops the action).
+MAX_LINE_BYTES = 1022
+MAX_LINES = 128
+
+_FRAME_END = re.compile(rb"\r?\n\r?\n")
+_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f]")
+_REPEATABLE = frozenset({"variable"})
+_VARIABLE_FORBIDDEN = (",", '"', "\\")
+
+
+class AmiProtocolError(Exception):
+    """The peer broke the AMI framing (no banner, or an endless message)."""
+
+
+class UnsafeAmiValue(ValueError):
+    """A header we were asked to send could be misread by Asterisk.
+
+    The message names the header, never the value: values are phone numbers and secrets.
+    """
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def parse_frame(raw: bytes) -> list[tuple[str, str]]:
+    """Decode one complete frame (without its blank line) into ordered ``(key, value)`` pairs.
+
+    The frame is decoded as a whole (UTF-8, undecodable bytes become U+FFFD, the frame is kept).
+    ``Key: Value`` splits on the first ``": "``; ``Key:`` gives ``""``; lines with no colon (a
+    repeated banner, binary junk) are skipped.
+    """
+    pairs: list[tuple[str, str]] = []
+    for line in raw.decode("utf-8", errors="replace").split("\n"):
+        line = line.removesuffix("\r")
+        if ": " in line:
+            key, value = line.split(": ", 1)
+        elif line.endswith(":"):
+            key, value = line[:-1], ""
+        else:
+            continue
+        if key:
+            pairs.append((key, value))
+    return pairs
+
+
+class AmiFramer:
+    """Incremental AMI reader: bytes in, complete messages out, in wire order.
+
+    ``feed(data)`` returns the messages completed by ``data`` as dicts (a repeated header keeps
+    its last value); ``feed_raw(data)`` returns the same frames as bytes for callers that need
+    every repeated header (``parse_frame``) or the exact wire bytes.
+
+    With ``expect_banner`` (the client side), the first line must be ``Asterisk Call Manager/x.y.z``
+    and is exposed as :attr:`banner`; it has no blank line after it.
+    """
+
+    def __init__(
+        self, *, expect_banner: bool = True, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    ) -> None:
+        self.banner: str | None = None
+        self._awaiting_banner = expect_banner
+        self._max = max_frame_bytes
+        self._buf = bytearray()
+        self._scan_from = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete frame held back, waiting for the rest."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[dict[str, str]]:
+        frames = (parse_frame(raw) for raw in self.feed_raw(data))
+        return [dict(pairs) for pairs in frames if pairs]
+
+    def feed_raw(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        if self._awaiting_banner and not self._take_banner():
+            self._check_size()
+            return []
+        frames = self._split_frames()
+        self._check_size()
+        return frames
+
+    def _take_banner(self) -> bool:
+        """Consume the banner line once it is complete; False while it is still incomplete."""
+        probe = bytes(self._buf[: len(BANNER_PREFIX)])
+        if not BANNER_PREFIX.startswith(probe):
+            self._buf.clear()
+            raise AmiProtocolError("peer did not greet as an Asterisk manager (no banner)")
+        end = self._buf.find(b"\n")
+        if end < 0:
+            return False
+        self.banner = self._buf[:end].decode("utf-8", errors="replace").rstrip("\r")
+        del self._buf[: end + 1]
+        self._awaiting_banner = False
+        return True
+
+    def _split_frames(self) -> list[bytes]:
+        frames: list[bytes] = []
+        start = 0
+        pos = self._scan_from
+        while match := _FRAME_END.search(self._buf, pos):
+            frames.append(bytes(self._buf[start : match.start()]))
+            start = pos = match.end()
+        del self._buf[:start]
+        # A terminator may straddle the next read: rescan the last 3 bytes, not the whole frame.
+        self._scan_from = max(0, len(self._buf) - 3)
+        return frames
+
+    def _check_size(self) -> None:
+        if len(self._buf) > self._max:
+            size = len(self._buf)
+            self._buf.clear()
+            self._scan_from = 0
+            raise AmiProtocolError(
+                f"incomplete AMI message exceeds {self._max} bytes ({size} buffered)"
+            )
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _as_pairs(
+    headers: Iterable[tuple[str, str | int]] | Mapping[str, str | int],
+) -> list[tuple[str, str | int]]:
+    return list(headers.items() if isinstance(headers, Mapping) else headers)
+
+
+def _check_text(what: str, text: str) -> None:
+    if _CONTROL.search(text):
+        raise UnsafeAmiValue(f"{what} contains a control character (CR, LF, NUL...)")
+
+
+def _check_variable(key: str, value: str) -> None:
+    name, sep, var_value = value.partition("=")
+    if not sep or not _VARIABLE_NAME.match(name):
+        raise UnsafeAmiValue(f"header {key!r} must be NAME=VALUE with NAME made of [A-Za-z0-9_]")
+    if any(ch in var_value for ch in _VARIABLE_FORBIDDEN):
+        raise UnsafeAmiValue(
+            f"header {key!r} value contains a comma, quote or backslash "
+            "(Asterisk would split or rewrite it)"
+        )
+
+
+def _encode_line(key: str, value: str | int) -> bytes:
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise UnsafeAmiValue(f"header name {key!r} is not made of [A-Za-z0-9_-]")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise UnsafeAmiValue(f"header {key!r} value must be a string or an integer")
+    text = str(value)
+    _check_text(f"header {key!r} value", text)
+    if key.lower() in _REPEATABLE:
+        _check_variable(key, text)
+    line = f"{key}: {text}".encode()
+    if len(line) > MAX_LINE_BYTES:
+        raise UnsafeAmiValue(
+            f"header {key!r} line is {len(line)} bytes; Asterisk drops lines over {MAX_LINE_BYTES}"
+        )
+    return line + b"\r\n"
+
+
+def _check_repeats(pairs: list[tuple[str, str | int]]) -> None:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        folded = key.lower() if isinstance(key, str) else key
+        if folded == "action":
+            raise UnsafeAmiValue("header 'Action' is given by the action argument")
+        if folded in seen and folded not in _REPEATABLE:
+            raise UnsafeAmiValue(f"header {key!r} given twice (Asterisk would read only the first)")
+        seen.add(folded)
+
+
+def encode_action(
+    action: str,
+    headers: Iterable[tuple[str, str | int]] | Mapping[str, str | int] = (),
+) -> bytes:
+    """Encode one AMI action; the only way bytes reach Asterisk.
+
+    ``headers`` is a mapping or a list of pairs (``Variable`` may repeat, nothing else may).
+    Raises :class:`UnsafeAmiValue` for a key outside ``[A-Za-z0-9_-]``, a control character
+    (anything below 0x20 but TAB) in a key or value, a line over :data:`MAX_LINE_BYTES` bytes of
+    UTF-8, more than :data:`MAX_LINES` lines, or a ``Variable`` that is not ``NAME=VALUE`` with a
+    value free of commas, quotes and backslashes.
+    """
+    if not isinstance(action, str) or not _KEY.match(action):
+        raise UnsafeAmiValue("action name is not made of [A-Za-z0-9_-]")
+    pairs = _as_pairs(headers)
+    if len(pairs) + 1 > MAX_LINES:
+        raise UnsafeAmiValue(f"{len(pairs) + 1} lines; Asterisk reads at most {MAX_LINES}")
+    _check_repeats(pairs)
+    lines = [_encode_line("Action", action)]
+    lines.extend(_encode_line(key, value) for key, value in pairs)
+    return b"".join(lines) + b"\r\n"

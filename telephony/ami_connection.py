@@ -1,0 +1,610 @@
+"""One supervised AMI connection to one Asterisk server.
+
+What we take from panoramisk: :class:`panoramisk.message.Message` wraps every action response, so
+callers get ``.success``, ``.action_id`` and case-insensitive access (``msg["message"]``,
+``msg.message``), and a repeated response header comes as a list like panoramisk gives it.
+
+What we do not take, and why this layer exists instead of ``panoramisk.Manager``:
+
+* ``AMIProtocol`` decodes each TCP read on its own (a Chinese name split across reads is lost);
+  we frame bytes first with :class:`~telephony.ami_codec.AmiFramer`.
+* ``Manager`` resends actions left unanswered when the connection dropped. An ``Originate`` sent
+  twice dials the customer twice, so here such an action fails with :class:`AmiActionLost` and
+  is never resent.
+* ``Manager`` reconnects after a fixed delay, with no resync; here the delay grows (capped, with
+  jitter) and every login is followed by ``CoreShowChannels`` so the call tracker can rebuild the
+  calls it missed while disconnected.
+* Every byte we send goes through :func:`~telephony.ami_codec.encode_action`.
+
+Event dicts handed to ``on_event`` carry Asterisk's header names (a repeated header keeps its
+last value) plus ``"_rx"``: the ``time.time()`` at which the read that completed the frame
+returned. Events reach ``on_event`` in wire order, from the one task that reads the socket.
+
+Logs name events, actions and states only: AMI messages carry phone numbers and customer names,
+and the login secret appears in no log line, exception message or repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import random
+import secrets
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from panoramisk.message import Message
+
+from telephony.ami_codec import AmiFramer, AmiProtocolError, encode_action, parse_frame
+
+log = logging.getLogger(__name__)
+
+Headers = Iterable[tuple[str, str | int]] | Mapping[str, str | int]
+AmiEvent = dict[str, Any]
+ListResult = tuple[Message, list[AmiEvent]]
+
+_READ_SIZE = 64 * 1024
+_JITTER = 0.1
+_MAX_BACKOFF_EXPONENT = 32
+_LOGOFF_TIMEOUT = 2.0
+_LIST_ENDS = ("complete", "cancelled")  # astman_send_list_complete / a list cut short
+
+
+class AmiState(StrEnum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"  # logged in and resynced
+    AUTH_FAILED = "auth_failed"
+    STOPPED = "stopped"
+
+
+class AmiError(Exception):
+    """Base of the errors this connection raises."""
+
+
+class AmiNotConnected(AmiError):
+    """The connection is not logged in and resynced; nothing was sent."""
+
+
+class AmiActionTimeout(AmiError):
+    """Asterisk did not answer the action in time; the connection stays up."""
+
+
+class AmiActionLost(AmiError):
+    """The connection dropped before the answer came. The action may or may not have run on
+    Asterisk; it is never resent."""
+
+
+class AmiAuthFailed(AmiError):
+    """Asterisk refused the login."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AmiConfig:
+    """How to reach one Asterisk manager. ``secret`` never shows in ``repr``/``str``."""
+
+    host: str
+    port: int = 5038
+    username: str
+    secret: str = field(repr=False)
+    name: str = "default"
+    use_tls: bool = False
+    ssl_context: ssl.SSLContext | None = None
+    connect_timeout: float = 5.0
+    action_timeout: float = 10.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 5.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    events: str = "on"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "connect_timeout",
+            "action_timeout",
+            "ping_interval",
+            "ping_timeout",
+            "backoff_initial",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"AmiConfig.{name} must be positive")
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("AmiConfig.backoff_max must be >= backoff_initial")
+        if not 0 < self.port < 65536:
+            raise ValueError("AmiConfig.port must be 1..65535")
+        # Refuse now, not at every reconnect, a login Asterisk would misread (never echoes it).
+        encode_action("Login", self._login_headers())
+
+    def _login_headers(self) -> list[tuple[str, str]]:
+        return [("Username", self.username), ("Secret", self.secret), ("Events", self.events)]
+
+    def __repr__(self) -> str:
+        shown = (f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
+        return f"AmiConfig({', '.join(shown)}, secret='***')"
+
+    __str__ = __repr__
+
+
+@dataclass(eq=False)
+class _Pending:
+    """An action waiting for its answer (and, for a list action, its events)."""
+
+    action: str
+    future: asyncio.Future[ListResult]
+    is_list: bool = False
+    response: Message | None = None
+    items: list[AmiEvent] = field(default_factory=list)
+    on_complete: Callable[[Message, list[AmiEvent]], None] | None = None
+
+
+def _message(pairs: list[tuple[str, str]]) -> Message:
+    """A panoramisk Message; a repeated header becomes a list, as panoramisk does it."""
+    headers: dict[str, str | list[str]] = {}
+    for key, value in pairs:
+        if key not in headers:
+            headers[key] = value
+        else:
+            previous = headers[key]
+            headers[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+    return Message(headers)
+
+
+class _Session:
+    """One TCP session: reads and dispatches frames, matches answers to pending actions."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        deliver: Callable[[AmiEvent], None],
+    ) -> None:
+        self.framer = AmiFramer()
+        self.pending: dict[str, _Pending] = {}
+        self.end_reason: str | None = None
+        self._reader = reader
+        self._writer = writer
+        self._deliver = deliver
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.end_reason is None and not self._writer.is_closing()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._read_loop())
+
+    async def wait_closed(self) -> str:
+        assert self._task is not None
+        await asyncio.shield(self._task)
+        return self.end_reason or "session ended"
+
+    def request(
+        self,
+        action: str,
+        action_id: str,
+        headers: Headers,
+        *,
+        is_list: bool = False,
+        on_complete: Callable[[Message, list[AmiEvent]], None] | None = None,
+    ) -> _Pending:
+        pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+        if any(isinstance(k, str) and k.lower() == "actionid" for k, _ in pairs):
+            raise ValueError("ActionID is set by the connection; pass action_id= instead")
+        data = encode_action(action, [("ActionID", action_id), *pairs])
+        if not self.open:
+            raise AmiNotConnected("the AMI session is closed")
+        if action_id in self.pending:
+            raise ValueError(f"ActionID {action_id!r} is already waiting for an answer")
+        future: asyncio.Future[ListResult] = asyncio.get_running_loop().create_future()
+        pending = _Pending(action, future, is_list=is_list, on_complete=on_complete)
+        self.pending[action_id] = pending
+        self._writer.write(data)
+        log.debug("sent %s (%s)", action, action_id)
+        return pending
+
+    def forget(self, action_id: str, pending: _Pending) -> None:
+        if self.pending.get(action_id) is pending:
+            del self.pending[action_id]
+
+    def abort(self, reason: str) -> None:
+        """Drop the socket at once (a half-open peer would never complete a clean close)."""
+        self._end(reason)
+        self._writer.transport.abort()
+
+    async def aclose(self) -> None:
+        self._end("closed by us")
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await self._writer.wait_closed()
+
+    # -- reading
+
+    async def _read_loop(self) -> None:
+        try:
+            while self.end_reason is None:
+                data = await self._reader.read(_READ_SIZE)
+                if not data:
+                    self._end("connection closed by Asterisk")
+                    break
+                self._handle(data, time.time())
+        except AmiProtocolError as exc:
+            self._end(f"AMI protocol error: {exc}")
+        except (OSError, ssl.SSLError) as exc:
+            self._end(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._fail_pending()
+            self._writer.close()
+
+    def _handle(self, data: bytes, rx: float) -> None:
+        for raw in self.framer.feed_raw(data):
+            pairs = parse_frame(raw)
+            if not pairs:
+                continue
+            if self._dispatch(pairs, rx):
+                self._end("Asterisk is shutting down (Event: Shutdown)")
+                return
+
+    def _dispatch(self, pairs: list[tuple[str, str]], rx: float) -> bool:
+        """Route one frame; True when it announced Asterisk's shutdown.
+
+        ``Event`` is tested first: an OriginateResponse event also has a ``Response`` header.
+        """
+        frame: AmiEvent = dict(pairs)
+        if "Event" not in frame:
+            if "Response" in frame:
+                self._on_response(pairs, frame.get("ActionID", ""))
+            else:
+                log.debug("AMI frame with neither Event nor Response ignored")
+            return False
+        frame["_rx"] = rx
+        pending = self.pending.get(frame.get("ActionID", ""))
+        if pending is not None and pending.is_list and pending.response is not None:
+            self._on_list_item(frame["ActionID"], pending, frame)
+            return False
+        self._deliver(frame)
+        return frame["Event"] == "Shutdown"
+
+    def _on_response(self, pairs: list[tuple[str, str]], action_id: str) -> None:
+        pending = self.pending.get(action_id)
+        if pending is None:
+            log.debug("answer to an action we no longer wait for dropped")
+            return
+        message = _message(pairs)
+        if pending.is_list and message.success and message.eventlist.lower() == "start":
+            pending.response = message
+            return
+        self._complete(action_id, pending, message, [])
+
+    def _on_list_item(self, action_id: str, pending: _Pending, event: AmiEvent) -> None:
+        if str(event.get("EventList", "")).lower() in _LIST_ENDS:
+            assert pending.response is not None
+            self._complete(action_id, pending, pending.response, pending.items)
+        else:
+            pending.items.append(event)
+
+    def _complete(
+        self, action_id: str, pending: _Pending, message: Message, items: list[AmiEvent]
+    ) -> None:
+        del self.pending[action_id]
+        if pending.future.done():
+            return
+        if pending.on_complete is not None and message.success:
+            pending.on_complete(message, items)
+        pending.future.set_result((message, items))
+
+    def _end(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+
+    def _fail_pending(self) -> None:
+        pending, self.pending = self.pending, {}
+        for action_id, item in pending.items():
+            if not item.future.done():
+                item.future.set_exception(
+                    AmiActionLost(f"{item.action} ({action_id}): connection lost before the answer")
+                )
+
+
+class AmiConnection:
+    """A supervised AMI client: login, resync, events, actions, keepalive, reconnect.
+
+    ``await start()`` returns at once; a supervisor task connects, logs in, runs
+    ``CoreShowChannels`` and calls ``on_resync(channels, started_at)`` (``started_at`` is the
+    ``time.time()`` taken just before the request), then the state becomes ``connected``. After
+    EOF, a socket error, ``Event: Shutdown`` or a missed ``Ping`` it reconnects with capped,
+    jittered exponential back-off; the delays chosen are kept in :attr:`reconnect_delays`.
+
+    Exceptions raised by ``on_event``/``on_state``/``on_resync`` are logged and swallowed.
+    """
+
+    def __init__(
+        self,
+        config: AmiConfig,
+        on_event: Callable[[AmiEvent], None],
+        on_state: Callable[[AmiState], None] | None = None,
+        on_resync: Callable[[list[AmiEvent], float], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.last_error: str | None = None
+        self.reconnect_delays: deque[float] = deque(maxlen=64)
+        self._on_event = on_event
+        self._on_state = on_state
+        self._on_resync = on_resync
+        self._state = AmiState.DISCONNECTED
+        self._session: _Session | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._id_token = secrets.token_hex(3)
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:
+        return f"<AmiConnection {self.config.name} {self._where} {self._state}>"
+
+    @property
+    def state(self) -> AmiState:
+        return self._state
+
+    @property
+    def banner(self) -> str | None:
+        """The banner of the current session (``Asterisk Call Manager/11.0.0``)."""
+        return self._session.framer.banner if self._session else None
+
+    @property
+    def _where(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    # -- public API
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._supervise(), name=f"ami-{self.config.name}")
+
+    async def stop(self) -> None:
+        """Log off (when logged in), close the socket and stop reconnecting."""
+        self._stopping.set()
+        session = self._session
+        if session is not None and self._state is AmiState.CONNECTED:
+            with contextlib.suppress(AmiError):
+                await self._exchange(session, "Logoff", (), timeout=_LOGOFF_TIMEOUT)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._set_state(AmiState.STOPPED)
+
+    async def send_action(
+        self,
+        action: str,
+        headers: Headers = (),
+        *,
+        action_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        """Send one action and return Asterisk's response.
+
+        Raises :class:`~telephony.ami_codec.UnsafeAmiValue` (nothing sent),
+        :class:`AmiNotConnected`, :class:`AmiActionTimeout` or :class:`AmiActionLost` (the
+        action may have run; it is never resent).
+        """
+        session = self._connected_session()
+        response, _ = await self._exchange(
+            session, action, headers, action_id=action_id, timeout=timeout
+        )
+        return response
+
+    async def send_list_action(
+        self,
+        action: str,
+        headers: Headers = (),
+        *,
+        action_id: str | None = None,
+        timeout: float | None = None,
+    ) -> ListResult:
+        """Send an EventList action; return its response and the events up to the ``Complete``
+        one (excluded). An error response comes back with an empty list."""
+        session = self._connected_session()
+        return await self._exchange(
+            session, action, headers, action_id=action_id, timeout=timeout, is_list=True
+        )
+
+    # -- plumbing shared by our own and the callers' actions
+
+    def _connected_session(self) -> _Session:
+        session = self._session
+        if self._state is not AmiState.CONNECTED or session is None or not session.open:
+            raise AmiNotConnected(f"AMI {self.config.name} is {self._state}")
+        return session
+
+    async def _exchange(
+        self,
+        session: _Session,
+        action: str,
+        headers: Headers,
+        *,
+        action_id: str | None = None,
+        timeout: float | None = None,
+        is_list: bool = False,
+        on_complete: Callable[[Message, list[AmiEvent]], None] | None = None,
+    ) -> ListResult:
+        action_id = action_id or f"cb-{self._id_token}-{next(self._ids)}"
+        timeout = self.config.action_timeout if timeout is None else timeout
+        pending = session.request(
+            action, action_id, headers, is_list=is_list, on_complete=on_complete
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                return await pending.future
+        except TimeoutError:
+            raise AmiActionTimeout(
+                f"{action} ({action_id}) got no answer within {timeout:g} s"
+            ) from None
+        finally:
+            session.forget(action_id, pending)
+
+    # -- supervisor
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            self._set_state(AmiState.CONNECTING)
+            state, error, served = await self._attempt()
+            if self._stopping.is_set():
+                return
+            failures = 0 if served else failures
+            self._record_failure(state, error)
+            delay = self._backoff_delay(failures)
+            failures += 1
+            self.reconnect_delays.append(delay)
+            log.info("AMI %s: reconnecting in %.2f s", self.config.name, delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+
+    async def _attempt(self) -> tuple[AmiState, str, bool]:
+        """One session; returns the state to report, why it ended, and whether it got as far
+        as connected (which resets the back-off)."""
+        try:
+            reason = await self._run_session()
+        except AmiAuthFailed as exc:
+            return AmiState.AUTH_FAILED, str(exc), False
+        except (OSError, ssl.SSLError, AmiError, AmiProtocolError) as exc:
+            return AmiState.DISCONNECTED, self._describe(exc), False
+        except Exception as exc:  # a bug must not end the supervisor: log it and reconnect
+            log.exception("AMI %s: unexpected error in the session", self.config.name)
+            return AmiState.DISCONNECTED, self._describe(exc), False
+        return AmiState.DISCONNECTED, reason, True
+
+    async def _run_session(self) -> str:
+        """Connect, log in, resync and serve until the session ends; return why it ended.
+
+        Raises when the session fails before it is connected."""
+        reader, writer = await self._open()
+        session = _Session(reader, writer, self._deliver_event)
+        self._session = session
+        session.start()
+        try:
+            await self._login(session)
+            await self._resync(session)
+            keepalive = asyncio.create_task(self._keepalive(session))
+            try:
+                return self._scrub(await session.wait_closed())
+            finally:
+                keepalive.cancel()
+        finally:
+            self._session = None
+            await session.aclose()
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        cfg = self.config
+        context = (cfg.ssl_context or ssl.create_default_context()) if cfg.use_tls else None
+        log.info("AMI %s: connecting to %s%s", cfg.name, self._where, " (TLS)" if context else "")
+        try:
+            async with asyncio.timeout(cfg.connect_timeout):
+                return await asyncio.open_connection(cfg.host, cfg.port, ssl=context)
+        except TimeoutError:
+            raise AmiError(f"connect to {self._where} timed out") from None
+
+    async def _login(self, session: _Session) -> None:
+        cfg = self.config
+        response, _ = await self._exchange(session, "Login", cfg._login_headers())
+        if not response.success:
+            refusal = self._scrub(str(response.get("Message", "")))
+            raise AmiAuthFailed(f"login as {cfg.username!r} refused: {refusal}")
+        log.info("AMI %s: logged in to %s (%s)", cfg.name, self._where, session.framer.banner)
+
+    async def _resync(self, session: _Session) -> None:
+        started_at = time.time()
+
+        def resynced(_response: Message, channels: list[AmiEvent]) -> None:
+            # Runs in the reader, right after CoreShowChannelsComplete and before the next
+            # frame: the tracker sees the snapshot exactly between the events around it.
+            log.info("AMI %s: resync found %d channel(s)", self.config.name, len(channels))
+            if self._on_resync is not None:
+                self._call_safely("on_resync", self._on_resync, channels, started_at)
+            self._set_state(AmiState.CONNECTED)
+
+        response, _ = await self._exchange(
+            session, "CoreShowChannels", (), is_list=True, on_complete=resynced
+        )
+        if not response.success:
+            refusal = self._scrub(str(response.get("Message", "")))
+            raise AmiError(
+                f"CoreShowChannels refused ({refusal}); the AMI user needs read=reporting"
+            )
+
+    async def _keepalive(self, session: _Session) -> None:
+        """Ping every ping_interval; a peer that stays silent past ping_timeout is dropped."""
+        cfg = self.config
+        while session.open:
+            await asyncio.sleep(cfg.ping_interval)
+            try:
+                await self._exchange(session, "Ping", (), timeout=cfg.ping_timeout)
+            except AmiActionTimeout:
+                log.warning(
+                    "AMI %s: no answer to Ping within %g s, dropping the connection",
+                    cfg.name,
+                    cfg.ping_timeout,
+                )
+                session.abort(f"no answer to Ping within {cfg.ping_timeout:g} s")
+                return
+            except AmiError:
+                return
+
+    def _backoff_delay(self, failures: int) -> float:
+        cfg = self.config
+        exponent = min(failures, _MAX_BACKOFF_EXPONENT)
+        base = min(cfg.backoff_max, cfg.backoff_initial * 2**exponent)
+        return min(cfg.backoff_max, base * (1 + self._rng.uniform(0, _JITTER)))
+
+    # -- state, callbacks, errors
+
+    def _record_failure(self, state: AmiState, error: str) -> None:
+        self.last_error = error
+        log.warning("AMI %s (%s): %s", self.config.name, self._where, error)
+        self._set_state(state)
+
+    def _set_state(self, state: AmiState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        log.info("AMI %s: %s", self.config.name, state)
+        if self._on_state is not None:
+            self._call_safely("on_state", self._on_state, state)
+
+    def _deliver_event(self, event: AmiEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception(
+                "AMI %s: on_event failed on a %s event", self.config.name, event.get("Event")
+            )
+
+    def _call_safely(self, what: str, callback: Callable[..., None], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("AMI %s: %s failed", self.config.name, what)
+
+    def _describe(self, exc: BaseException) -> str:
+        text = str(exc) or "no detail"
+        return self._scrub(f"{type(exc).__name__}: {text}")
+
+    def _scrub(self, text: str) -> str:
+        """Remove the secret from text that came from outside (a peer could echo anything)."""
+        secret = self.config.secret
+        return text.replace(secret, "***") if secret else text

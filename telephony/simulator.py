@@ -1,0 +1,569 @@
+"""A fake Asterisk 22 manager on a real TCP socket, for the tests and the demo.
+
+It speaks AMI the way the recorded traces show Asterisk does: the banner without a blank line,
+``Login`` (a wrong secret is answered after a delay, then the socket is closed), ``FullyBooted``
+after login, ``Ping``, ``Logoff``, ``CoreShowChannels`` (an EventList built from the channels
+the replayed events created and have not hung up) and ``Originate`` (always handled as
+``Async: true``: the ack, then a recorded outbound call replayed with fresh ids, the caller's
+ActionID, ChannelId, number and variables). Any other action gets
+``Response: Error / Message: Invalid/unknown command``; before login every action but
+Login/Logoff gets ``Permission denied``. Events go to every logged-in session whose ``Events``
+mask wants them, OriginateResponse included, as Asterisk does.
+
+Tests drive faults through :meth:`AmiSimulator.drop_clients`, :meth:`~AmiSimulator.restart`,
+:meth:`~AmiSimulator.stall` and :meth:`~AmiSimulator.ignore_actions`, and check what the client
+sent through :attr:`~AmiSimulator.received_raw` and :attr:`~AmiSimulator.actions`.
+
+The outbound traces are read from ``traces_dir`` (default: the repository's
+``telephony/traces/sip``), which must hold the ``d``/``e1``/``e2``/``e3`` recordings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from telephony.ami_codec import AmiFramer, AmiProtocolError, parse_frame
+from telephony.trace_files import Trace, load_trace, replay_times, without_session_events
+from telephony.trace_files import renumber as renumber_events
+
+log = logging.getLogger(__name__)
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+DEFAULT_TRACES_DIR = Path(__file__).resolve().parent / "traces" / "sip"
+ORIGINATE_TRACES = {
+    "answered": "d_outbound_return_visit_answered",
+    "busy": "e1_outbound_busy",
+    "no_answer": "e2_outbound_noanswer",
+    "congestion": "e3_outbound_congestion",
+}
+_PRE_LOGIN_ACTIONS = frozenset({"login", "logoff", "challenge"})
+_SNAPSHOT_FIELDS = (
+    "Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum", "CallerIDName",
+    "ConnectedLineNum", "ConnectedLineName", "Language", "AccountCode", "Context", "Exten",
+    "Priority", "Uniqueid", "Linkedid",
+)  # fmt: skip
+_DIALLED = re.compile(r"^[^/]+/([^@/]+)")
+
+Pairs = Iterable[tuple[str, str]]
+
+
+def _encode(pairs: Pairs) -> bytes:
+    """One server-side message. (What we send *to* Asterisk goes through ``encode_action``.)"""
+    return b"".join(f"{key}: {value}\r\n".encode() for key, value in pairs) + b"\r\n"
+
+
+def always_answered(_headers: Mapping[str, str]) -> str | None:
+    """The default ``originate_outcome``: every call is answered."""
+    return "answered"
+
+
+class _Action:
+    """A received action; header lookup is case-insensitive and the first match wins, as in
+    Asterisk's ``astman_get_header``."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.pairs = pairs
+        self.headers: dict[str, str] = {}
+        for key, value in pairs:
+            self.headers.setdefault(key, value)
+
+    def get(self, key: str) -> str:
+        folded = key.lower()
+        return next((v for k, v in self.pairs if k.lower() == folded), "")
+
+    @property
+    def name(self) -> str:
+        return self.get("Action")
+
+    def variables(self) -> dict[str, str]:
+        """``Variable`` headers, each split on commas as Asterisk does."""
+        found: dict[str, str] = {}
+        for key, value in self.pairs:
+            if key.lower() != "variable":
+                continue
+            for item in value.split(","):
+                name, sep, var_value = item.partition("=")
+                if sep and name.strip():
+                    found[name.strip()] = var_value
+        return found
+
+    def response(self, status: str, *extra: tuple[str, str], message: str | None = None) -> bytes:
+        pairs = [("Response", status)]
+        if action_id := self.get("ActionID"):
+            pairs.append(("ActionID", action_id))
+        pairs.extend(extra)
+        if message is not None:
+            pairs.append(("Message", message))
+        return _encode(pairs)
+
+
+def _event_mask(value: str) -> frozenset[str] | None:
+    """``Events:`` of a Login: None for every event, else the classes wanted."""
+    text = value.strip().lower()
+    if text in ("", "on", "yes", "true", "all"):
+        return None
+    if text in ("off", "no", "false"):
+        return frozenset()
+    return frozenset(part.strip() for part in text.split(","))
+
+
+class _SimSession:
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.raw = bytearray()
+        self.framer = AmiFramer(expect_banner=False)
+        self.logged_in = False
+        self.event_mask: frozenset[str] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.writer.is_closing()
+
+    def wants(self, event: Mapping[str, str]) -> bool:
+        if not self.logged_in:
+            return False
+        if self.event_mask is None:
+            return True
+        classes = set(event.get("Privilege", "").split(",")) - {"all"}
+        return bool(self.event_mask & classes)
+
+    def send(self, data: bytes) -> None:
+        if data and not self.closed:
+            self.writer.write(data)
+
+
+class _LiveChannels:
+    """The channels the replayed events created and did not hang up, as CoreShowChannels
+    reports them."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, dict[str, str]] = {}
+        self._created: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    def clear(self) -> None:
+        self._channels.clear()
+        self._created.clear()
+
+    def apply(self, event: Mapping[str, str], now: float) -> None:
+        name = event.get("Event")
+        uid = event.get("Uniqueid", "")
+        if name == "Newchannel" and uid:
+            self._channels[uid] = {f: event.get(f, "") for f in _SNAPSHOT_FIELDS}
+            self._channels[uid].update(BridgeId="", Application="", ApplicationData="")
+            self._created[uid] = now
+        elif name == "Hangup":
+            self._channels.pop(uid, None)
+            self._created.pop(uid, None)
+        else:
+            self._update(event)
+
+    def _update(self, event: Mapping[str, str]) -> None:
+        for prefix in ("", "Dest"):
+            channel = self._channels.get(event.get(f"{prefix}Uniqueid", ""))
+            if channel is not None:
+                for f in _SNAPSHOT_FIELDS:
+                    if f"{prefix}{f}" in event:
+                        channel[f] = event[f"{prefix}{f}"]
+        channel = self._channels.get(event.get("Uniqueid", ""))
+        if channel is None:
+            return
+        name = event.get("Event")
+        if name == "Newexten":
+            channel["Application"] = event.get("Application", "")
+            channel["ApplicationData"] = event.get("AppData", "")
+        elif name == "BridgeEnter":
+            channel["BridgeId"] = event.get("BridgeUniqueid", "")
+        elif name == "BridgeLeave":
+            channel["BridgeId"] = ""
+
+    def listing(self, now: float) -> list[list[tuple[str, str]]]:
+        """One CoreShowChannel body (without Event/ActionID) per live channel."""
+        rows = []
+        for uid, channel in self._channels.items():
+            seconds = int(now - self._created[uid])
+            duration = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+            rows.append([*channel.items(), ("Duration", duration)])
+        return rows
+
+
+class AmiSimulator:
+    """See the module docstring. ``await start()`` returns the port it listens on."""
+
+    def __init__(
+        self,
+        username: str = "bridge",
+        secret: str = "simulator-secret",  # noqa: S107 - a fake Asterisk: it guards nothing
+        host: str = "127.0.0.1",
+        port: int = 0,
+        login_failure_delay: float = 1.0,
+        *,
+        originate_outcome: Callable[[Mapping[str, str]], str | None] = always_answered,
+        originate_speed: float = 1.0,
+        traces_dir: Path | None = None,
+    ) -> None:
+        self.username = username
+        self.secret = secret
+        self.host = host
+        self.login_failure_delay = login_failure_delay
+        self.originate_outcome = originate_outcome
+        self.originate_speed = originate_speed
+        self.traces_dir = traces_dir or DEFAULT_TRACES_DIR
+        self.actions: list[dict[str, str]] = []
+        self.logins = 0
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._sessions: list[_SimSession] = []
+        self._channels = _LiveChannels()
+        self._stalled = False
+        self._ignored: frozenset[str] = frozenset()
+        self._offsets = itertools.count(1)
+        self._traces: dict[str, Trace] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._serving: set[asyncio.Task[None]] = set()
+        self._booted = time.monotonic()
+        self._progress = asyncio.Event()
+        self._handlers: dict[str, Callable[[_SimSession, _Action], Awaitable[None]]] = {
+            "login": self._login,
+            "logoff": self._logoff,
+            "ping": self._ping,
+            "coreshowchannels": self._core_show_channels,
+            "originate": self._originate,
+        }
+
+    # -- lifecycle
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, self.host, self._port)
+        self._port = self._server.sockets[0].getsockname()[1]
+        self._booted = time.monotonic()
+        return self._port
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for session in self._sessions:
+            session.writer.transport.abort()
+        await self._close_listener()
+        await asyncio.gather(*self._tasks, *self._serving, return_exceptions=True)
+
+    async def _close_listener(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.close()
+            await server.wait_closed()
+
+    async def __aenter__(self) -> AmiSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def listening(self) -> bool:
+        """False while stopped or while a restart refuses connections."""
+        return self._server is not None
+
+    @property
+    def received_raw(self) -> list[bytes]:
+        """Every byte each client session sent, one entry per session in connection order."""
+        return [bytes(s.raw) for s in self._sessions]
+
+    @property
+    def live_channel_count(self) -> int:
+        return len(self._channels)
+
+    # -- waiting helpers for tests
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds; it is checked after each action and login."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await self._progress.wait()
+
+    async def wait_for_action(self, name: str, count: int = 1, timeout: float = 5.0) -> None:
+        await self.wait_for(lambda: len(self.actions_named(name)) >= count, timeout)
+
+    def actions_named(self, name: str) -> list[dict[str, str]]:
+        return [a for a in self.actions if a.get("Action", "").lower() == name.lower()]
+
+    def _notify(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    # -- faults
+
+    async def drop_clients(self) -> None:
+        """Cut every client socket at once (RST), like a network failure."""
+        for session in self._sessions:
+            session.writer.transport.abort()
+        await asyncio.sleep(0)
+
+    async def restart(self, down_seconds: float) -> None:
+        """``core restart now``: Shutdown to every session, close, refuse connections for
+        ``down_seconds``, then listen again on the same port with no live channels."""
+        shutdown = [
+            ("Event", "Shutdown"),
+            ("Privilege", "system,all"),
+            ("Timestamp", f"{time.time():.6f}"),
+            ("Shutdown", "Cleanly"),
+            ("Restart", "True"),
+        ]
+        for session in self._sessions:
+            if session.wants(dict(shutdown)):
+                session.send(_encode(shutdown))
+            session.writer.close()
+        await self._close_listener()
+        self._channels.clear()
+        await asyncio.sleep(down_seconds)
+        await self.start()
+
+    def stall(self, on: bool = True) -> None:
+        """Half-open: while on, answer nothing and send nothing (also no banner), but keep every
+        socket open. Actions received meanwhile are recorded in ``received_raw`` only."""
+        self._stalled = on
+
+    def ignore_actions(self, names: Iterable[str]) -> None:
+        """Record but never answer these actions (replaces the previous set)."""
+        self._ignored = frozenset(n.lower() for n in names)
+
+    # -- replay
+
+    async def play(
+        self, trace_or_path: Trace | str | Path, speed: float = 1.0, renumber: bool = True
+    ) -> None:
+        """Replay a trace's call events to every logged-in session, honouring the recorded
+        gaps divided by ``speed`` (0 or inf: as fast as possible); returns when done."""
+        trace = trace_or_path if isinstance(trace_or_path, Trace) else load_trace(trace_or_path)
+        await self.play_events(trace.events, speed, renumber)
+
+    async def play_events(
+        self, events: Sequence[Mapping[str, str]], speed: float = 1.0, renumber: bool = True
+    ) -> None:
+        """Like :meth:`play` for a list of event dicts (a slice of ``Trace.events``); events of
+        the recording client's own session (:data:`~telephony.trace_files.SESSION_EVENTS`) are
+        skipped. With ``renumber``, the calls get fresh ids and present-day timestamps."""
+        calls = without_session_events(events)
+        if renumber:
+            calls = renumber_events(calls, next(self._offsets), start_at=time.time())
+        await self._replay(calls, speed)
+
+    async def _replay(self, events: Sequence[Mapping[str, str]], speed: float) -> None:
+        if not events:
+            return
+        times = replay_times(events)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        fast = speed <= 0 or math.isinf(speed)
+        i = 0
+        while i < len(events):
+            if not fast:
+                await asyncio.sleep(start + (times[i] - times[0]) / speed - loop.time())
+            elapsed = loop.time() - start
+            j = i + 1
+            while j < len(events) and (fast or (times[j] - times[0]) / speed <= elapsed):
+                j += 1
+            self._broadcast(events[i:j])
+            i = j
+
+    def _broadcast(self, events: Sequence[Mapping[str, str]]) -> None:
+        """Send events due at once in one write per session, as Asterisk batches them."""
+        now = time.time()
+        for event in events:
+            self._channels.apply(event, now)
+        if self._stalled:
+            return
+        encoded = [(event, _encode(event.items())) for event in events]
+        for session in self._sessions:
+            session.send(b"".join(data for event, data in encoded if session.wants(event)))
+
+    # -- sessions
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = _SimSession(writer)
+        self._sessions.append(session)
+        task = asyncio.current_task()
+        assert task is not None
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+        if not self._stalled:
+            session.send(BANNER)
+        try:
+            while not session.closed:
+                data = await reader.read(64 * 1024)
+                if not data:
+                    break
+                session.raw += data
+                self._notify()
+                for raw in session.framer.feed_raw(data):
+                    if not self._stalled and (pairs := parse_frame(raw)):
+                        await self._handle(session, _Action(pairs))
+        except (OSError, AmiProtocolError) as exc:
+            log.debug("simulator session ended: %s", type(exc).__name__)
+        finally:
+            writer.close()
+
+    async def _handle(self, session: _SimSession, action: _Action) -> None:
+        name = action.name.lower()
+        self.actions.append(action.headers)
+        self._notify()
+        if not name:
+            session.send(action.response("Error", message="Missing action in request"))
+        elif name in self._ignored:
+            return
+        elif not session.logged_in and name not in _PRE_LOGIN_ACTIONS:
+            session.send(action.response("Error", message="Permission denied"))
+        elif handler := self._handlers.get(name):
+            await handler(session, action)
+        else:
+            session.send(action.response("Error", message="Invalid/unknown command"))
+
+    async def _login(self, session: _SimSession, action: _Action) -> None:
+        if session.logged_in:
+            session.send(action.response("Success", message="Already authenticated"))
+            return
+        user_ok = hmac.compare_digest(action.get("Username").encode(), self.username.encode())
+        secret_ok = hmac.compare_digest(action.get("Secret").encode(), self.secret.encode())
+        if not (user_ok and secret_ok):
+            await asyncio.sleep(self.login_failure_delay)
+            session.send(action.response("Error", message="Authentication failed"))
+            session.writer.close()
+            return
+        session.logged_in = True
+        session.event_mask = _event_mask(action.get("Events"))
+        self.logins += 1
+        self._notify()
+        session.send(action.response("Success", message="Authentication accepted"))
+        booted = [
+            ("Event", "FullyBooted"),
+            ("Privilege", "system,all"),
+            ("Uptime", str(int(time.monotonic() - self._booted))),
+            ("LastReload", str(int(time.monotonic() - self._booted))),
+            ("Status", "Fully Booted"),
+        ]
+        if session.wants(dict(booted)):
+            session.send(_encode(booted))
+
+    async def _logoff(self, session: _SimSession, action: _Action) -> None:
+        session.send(action.response("Goodbye", message="Thanks for all the fish."))
+        session.writer.close()
+
+    async def _ping(self, session: _SimSession, action: _Action) -> None:
+        session.send(
+            action.response("Success", ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))
+        )
+
+    async def _core_show_channels(self, session: _SimSession, action: _Action) -> None:
+        action_id = [("ActionID", v) for v in [action.get("ActionID")] if v]
+        rows = self._channels.listing(time.time())
+        parts = [action.response("Success", ("EventList", "start"), message="Channels will follow")]
+        parts += [_encode([("Event", "CoreShowChannel"), *action_id, *row]) for row in rows]
+        complete = [("EventList", "Complete"), ("ListItems", str(len(rows)))]
+        parts.append(_encode([("Event", "CoreShowChannelsComplete"), *action_id, *complete]))
+        session.send(b"".join(parts))
+
+    async def _originate(self, session: _SimSession, action: _Action) -> None:
+        if not action.get("Channel"):
+            session.send(action.response("Error", message="Channel not specified"))
+            return
+        session.send(action.response("Success", message="Originate successfully queued"))
+        outcome = self.originate_outcome(action.headers)
+        if outcome is None:
+            return
+        if outcome not in ORIGINATE_TRACES:
+            log.warning("simulator: unknown originate outcome %r, no call replayed", outcome)
+            return
+        try:
+            trace = self._trace(ORIGINATE_TRACES[outcome])
+        except OSError as exc:
+            log.error("simulator: no %s trace to replay (%s); pass traces_dir", outcome, exc)
+            return
+        self._spawn(self._replay(self._originate_events(action, trace), self.originate_speed))
+
+    # -- originate helpers
+
+    def _trace(self, name: str) -> Trace:
+        if name not in self._traces:
+            self._traces[name] = load_trace(self.traces_dir / f"{name}.ami")
+        return self._traces[name]
+
+    def _originate_events(self, action: _Action, trace: Trace) -> list[dict[str, str]]:
+        """The recorded call, as if it had been placed by this Originate."""
+        events = trace.call_events
+        channel_id = action.get("ChannelId")
+        originated = next((e["Uniqueid"] for e in events if e["Event"] == "Newchannel"), None)
+        fixed = {originated: channel_id} if channel_id and originated else None
+        fresh = renumber_events(events, next(self._offsets), start_at=time.time(), fixed_ids=fixed)
+        rewrite = _OriginateRewrite(action, _recorded_number(fresh))
+        return [rewrite(event) for event in fresh]
+
+    def _spawn(self, coro: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _recorded_number(events: Sequence[Mapping[str, str]]) -> str | None:
+    """The number the recorded Originate dialled: DialBegin ``DialString: 13900000001@carrier``."""
+    for event in events:
+        if event["Event"] == "DialBegin" and "DialString" in event:
+            return event["DialString"].split("@", 1)[0]
+    return None
+
+
+class _OriginateRewrite:
+    """Makes a recorded outbound call's events answer a new Originate."""
+
+    def __init__(self, action: _Action, recorded_number: str | None) -> None:
+        self.action_id = action.get("ActionID")
+        self.channel = action.get("Channel")
+        self.channel_id = action.get("ChannelId")
+        self.variables = action.variables()
+        match = _DIALLED.match(self.channel)
+        self.old = recorded_number
+        self.new = match.group(1) if match else None
+
+    def __call__(self, headers: Mapping[str, str]) -> dict[str, str]:
+        out = dict(headers)
+        if out.get("Event") == "OriginateResponse":
+            self._originate_response(out)
+        elif self.old and self.new:
+            for key in ("DialString", "Channel"):
+                if key in out:
+                    out[key] = out[key].replace(self.old, self.new)
+        if out.get("Event") == "VarSet" and out.get("Variable") in self.variables:
+            out["Value"] = self.variables[out["Variable"]]
+        if out.get("Event") == "Cdr" and "Campaign" in out and "CAMPAIGN" in self.variables:
+            out["Campaign"] = self.variables["CAMPAIGN"]
+        return out
+
+    def _originate_response(self, out: dict[str, str]) -> None:
+        if self.action_id:
+            out["ActionID"] = self.action_id
+        else:
+            out.pop("ActionID", None)
+        if self.channel_id:
+            out["Uniqueid"] = self.channel_id
+        if self.old and self.old in out.get("Channel", ""):
+            out["Channel"] = self.channel
