@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
@@ -100,7 +100,7 @@ async def _start(settings: Settings) -> Runtime:
     demo = None
     servers = ami_configs(settings)
     if settings.demo:
-        demo = DemoFeed(sessions)
+        demo = DemoFeed(sessions, speed=settings.demo_speed)
         servers = [await demo.start()]
     policy = TrackerPolicy(
         inbound_contexts=frozenset(settings.inbound_contexts),
@@ -109,6 +109,7 @@ async def _start(settings: Settings) -> Runtime:
     bridge = BridgeService(servers, CallLog(sessions, numbers), policy)
     await bridge.start()
     if demo is not None:
+        await bridge.wait_connected(timeout=10)
         demo.begin_replay()
     return Runtime(settings, sessions, numbers, bridge, demo)
 
@@ -150,9 +151,7 @@ def require_token(
 # ------------------------------------------------------------------------------- health
 
 
-def _health_router():
-    from fastapi import APIRouter
-
+def _health_router() -> APIRouter:
     router = APIRouter()
 
     @router.get("/health", summary="Database and AMI state")
@@ -240,9 +239,7 @@ class CustomerMatch(BaseModel):
     customers: list[CustomerOut]
 
 
-def _api_router():
-    from fastapi import APIRouter
-
+def _api_router() -> APIRouter:
     router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
 
     @router.get("/calls", summary="The call log, newest first")

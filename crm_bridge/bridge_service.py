@@ -72,6 +72,16 @@ class BridgeService:
         await self.drain()
         self._writer.shutdown(wait=True)
 
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait until every server is connected and resynced; False if the time ran out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(link.state is not AmiState.CONNECTED for link in self.links):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
     async def drain(self) -> None:
         """Wait until every ended call handed to the writer is in the database."""
         while self._pending:
@@ -105,7 +115,6 @@ class BridgeService:
 
     def _on_state(self, link: ServerLink, state: AmiState) -> None:
         link.state = state
-        log.info("AMI %s: %s", link.config.name, state)
 
     def _publish(self, domain_events: list[DomainEvent]) -> None:
         for event in domain_events:

@@ -15,7 +15,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.db.models import Call, Customer
+from crm_bridge.db.models import Call, find_customers_by_phone
 from crm_bridge.phones import PhoneKind, mask_phone, normalize_phone
 from telephony.call_events import CallRecord, Direction
 
@@ -105,14 +105,8 @@ def find_customer_id(session: Session, e164: str | None) -> int | None:
     """The customer a number belongs to; with several (a family phone), none is chosen here."""
     if not e164 or not e164.startswith("+"):
         return None
-    ids = {customer.id for customer in find_customers(session, e164)}
+    ids = {customer.id for customer in find_customers_by_phone(session, e164)}
     return ids.pop() if len(ids) == 1 else None
-
-
-def find_customers(session: Session, e164: str) -> list[Customer]:
-    from crm_bridge.db.models import find_customers_by_phone
-
-    return find_customers_by_phone(session, e164)
 
 
 @dataclass(frozen=True)

@@ -56,11 +56,12 @@ def demo(
     data_dir: Annotated[Path, typer.Option(help="where the demo keeps its database")] = Path(
         "./data/demo"
     ),
+    speed: Annotated[float, typer.Option(help="replay the recorded calls this much faster")] = 1.0,
 ) -> None:
     """Run the service with no Asterisk: a seeded archive and recorded calls replayed live."""
     _logging()
     token = secrets.token_urlsafe(16)
-    settings = _settings(demo=True, data_dir=data_dir, api_token=token)
+    settings = _settings(demo=True, data_dir=data_dir, api_token=token, demo_speed=speed)
     typer.echo(f"callbridge demo on http://{host}:{port}/docs")
     typer.echo(f"API token for this run: {token}")
     typer.echo(f'  curl -H "Authorization: Bearer {token}" http://{host}:{port}/api/calls')

@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     secret_key: SecretStr = SecretStr(DEMO_SECRET_KEY)
     demo: bool = False
+    demo_speed: float = Field(default=1.0, gt=0, le=1000)
+    """How much faster than recorded the demo replays its calls."""
 
     inbound_contexts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["from-customers", "from-trunk", "from-pstn", "from-external"]
