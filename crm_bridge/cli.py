@@ -77,7 +77,7 @@ def import_customers_command(
     from crm_bridge.db.engine import make_engine, make_session_factory
     from crm_bridge.db.migrate import upgrade
 
-    settings = _settings(demo=True)
+    settings = _settings(serving=False)
     upgrade(settings.database_url)
     sessions = make_session_factory(make_engine(settings.database_url))
     report = import_customers(sessions, file, settings.number_region, settings.outside_line_prefix)
@@ -91,6 +91,6 @@ def db_upgrade() -> None:
     """Bring the database schema up to date (Alembic)."""
     from crm_bridge.db.migrate import upgrade
 
-    settings = _settings(demo=True)
+    settings = _settings(serving=False)
     upgrade(settings.database_url)
     typer.echo(f"database at {settings.database_url_masked} is up to date")

@@ -146,12 +146,15 @@ class Settings(BaseSettings):
         default_factory=lambda: ["internal", "from-internal"]
     )
 
-    def __init__(self, **values: Any) -> None:
+    def __init__(self, *, serving: bool = True, **values: Any) -> None:
+        """``serving=False`` is for commands that only touch the database or files (import,
+        migrations): they need no API token, session key or AMI secret, so those are not
+        demanded; every value is still validated."""
         try:
             super().__init__(**values)
         except ValidationError as exc:
             raise ConfigurationError(_describe_validation_error(exc)) from None
-        if not self.demo:
+        if serving and not self.demo:
             problems = self.unsafe_problems()
             if problems:
                 raise ConfigurationError(problems)
