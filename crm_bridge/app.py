@@ -8,7 +8,6 @@ Tests build their own app with their own settings.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,11 +15,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from crm_bridge.auth import SessionRefreshMiddleware, api_access
 from crm_bridge.bridge_service import BridgeService
 from crm_bridge.call_log import CallFilter, CallLog, NumberRules, list_calls
 from crm_bridge.db.engine import make_engine, make_session_factory
@@ -29,6 +28,7 @@ from crm_bridge.db.models import Call, find_customers_by_phone
 from crm_bridge.demo import DemoFeed
 from crm_bridge.phones import PhoneKind, normalize_phone
 from crm_bridge.settings import Settings
+from crm_bridge.web_users import users_router
 from telephony.ami_connection import AmiConfig
 from telephony.call_tracker import TrackerPolicy
 
@@ -87,8 +87,10 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Asterisk PBX ↔ customer archive: call log and customer lookup API",
         lifespan=lifespan,
     )
+    app.add_middleware(SessionRefreshMiddleware)
     app.include_router(_health_router())
     app.include_router(_api_router())
+    app.include_router(users_router())
     return app
 
 
@@ -128,24 +130,6 @@ def runtime_of(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
-_bearer = HTTPBearer(auto_error=False)
-
-
-def require_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """``Authorization: Bearer <CALLBRIDGE_API_TOKEN>``; compared in constant time."""
-    expected = runtime_of(request).settings.api_token
-    given = credentials.credentials if credentials else ""
-    if expected is None or not secrets.compare_digest(
-        given.encode(), expected.get_secret_value().encode()
-    ):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing or wrong API token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
 
 
 # ------------------------------------------------------------------------------- health
@@ -240,7 +224,7 @@ class CustomerMatch(BaseModel):
 
 
 def _api_router() -> APIRouter:
-    router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+    router = APIRouter(prefix="/api", dependencies=[Depends(api_access)])
 
     @router.get("/calls", summary="The call log, newest first")
     def get_calls(

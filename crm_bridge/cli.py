@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,8 +16,10 @@ from crm_bridge.settings import ConfigurationError, Settings
 app = typer.Typer(help="callbridge: Asterisk ↔ customer archive bridge.", no_args_is_help=True)
 import_app = typer.Typer(help="Import data into the archive.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+users_app = typer.Typer(help="People who sign in to the web pages.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
 
 HostOption = Annotated[str, typer.Option(help="address to listen on")]
 PortOption = Annotated[int, typer.Option(help="port to listen on")]
@@ -94,3 +97,77 @@ def db_upgrade() -> None:
     settings = _settings(serving=False)
     upgrade(settings.database_url)
     typer.echo(f"database at {settings.database_url_masked} is up to date")
+
+
+def _user_sessions():
+    from crm_bridge.db.engine import make_engine, make_session_factory
+    from crm_bridge.db.migrate import upgrade
+
+    settings = _settings(serving=False)
+    upgrade(settings.database_url)
+    return make_session_factory(make_engine(settings.database_url))
+
+
+def _read_password(from_stdin: bool, username: str) -> str:
+    """The new password, from stdin's first line or typed twice; a weak one ends the command."""
+    from crm_bridge.users import password_problem
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("密码 Password", hide_input=True, confirmation_prompt=True)
+    problem = password_problem(password, username)
+    if problem:
+        typer.echo(problem, err=True)
+        raise typer.Exit(1)
+    return password
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="user name: 2-32 letters, digits, '.', '_', '-'")],
+    role: Annotated[str, typer.Option(help="agent, supervisor, scheduler or admin")],
+    extension: Annotated[
+        list[str] | None,
+        typer.Option(help="an extension or interface they answer on (1001, PJSIP/1001); repeat"),
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Add a user; the password is asked twice (or read from stdin) and stored as argon2."""
+    from crm_bridge.users import UserInputError, create_user, role_problem, username_problem
+
+    for problem in (username_problem(name), role_problem(role)):
+        if problem:
+            typer.echo(problem, err=True)
+            raise typer.Exit(1)
+    password = _read_password(password_stdin, name)
+    sessions = _user_sessions()
+    try:
+        with sessions.begin() as session:
+            user = create_user(session, name, password, role, extension or [])
+            summary = f"{user.username} ({user.role}) {' '.join(user.extensions)}".rstrip()
+    except UserInputError as exc:
+        for message in exc.errors.values():
+            typer.echo(message, err=True)
+        raise typer.Exit(1) from None
+    finally:
+        sessions.kw["bind"].dispose()
+    typer.echo(f"用户已创建 / user created: {summary}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every user: name, role, active or not, extensions."""
+    from crm_bridge.users import list_users
+
+    sessions = _user_sessions()
+    try:
+        with sessions() as session:
+            users = list_users(session)
+    finally:
+        sessions.kw["bind"].dispose()
+    for user in users:
+        state = "active" if user.active else "deactivated"
+        typer.echo(f"{user.username:<32} {user.role:<10} {state:<11} {' '.join(user.extensions)}")

@@ -1,0 +1,259 @@
+"""Sign-in, sign-out and the administrator's user pages (server-rendered, zh-CN first).
+
+Routes (browser pages, so they are left out of the OpenAPI document, which describes the API):
+
+- ``GET/POST /login``: the sign-in form; limited per user name and client IP.
+- ``POST /logout``: ends the session.
+- ``GET /admin/users``, ``POST /admin/users``, ``POST /admin/users/{user_id}``: list, create,
+  change (role, extensions, active, password); admins only.
+
+Every form carries the session's CSRF token. A form with bad input comes back with the errors
+beside the fields and what was typed, except passwords.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import IntegrityError
+
+from crm_bridge import auth
+from crm_bridge.auth import SignedInUser, SignInLimiter
+from crm_bridge.db.models import ROLES, User
+from crm_bridge.users import (
+    UserInputError,
+    authenticate,
+    create_user,
+    list_users,
+    normalize_username,
+    update_user,
+)
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+ROLE_LABELS = {
+    "agent": "客服专员 Agent",
+    "supervisor": "客服主管 Supervisor",
+    "scheduler": "运营 Scheduler",
+    "admin": "管理员 Administrator",
+}
+WRONG_CREDENTIALS = "用户名或密码错误 / Wrong user name or password"
+DONE_MESSAGES = {"created": "用户已创建 / User created", "updated": "已保存 / Saved"}
+DEFAULT_LANDING = {"admin": "/admin/users"}
+"""Where a user lands after signing in when no page was asked for; ``/`` otherwise."""
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+AdminUser = Annotated[SignedInUser, Depends(auth.require_role("admin"))]
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A user as the admin page shows it (never the password hash)."""
+
+    id: int
+    username: str
+    role: str
+    extensions: str
+    active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserRow:
+        return cls(
+            user.id,
+            user.username,
+            user.role,
+            " ".join(user.extensions),
+            user.active,
+            user.created_at,
+        )
+
+
+def safe_next(target: str) -> str | None:
+    """``target`` when it is a path on this site, else None (no open redirect)."""
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(ch) < 0x20 for ch in target)
+    ):
+        return None
+    return target
+
+
+def users_router() -> APIRouter:
+    """The sign-in and user-administration routes, with their own sign-in limiter."""
+    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    limiter = SignInLimiter()
+    router = APIRouter(include_in_schema=False)
+
+    def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200):
+        context = {"role_labels": ROLE_LABELS, "user": None, **context}
+        return templates.TemplateResponse(
+            request, name, context, status_code=status_code, headers=PAGE_HEADERS
+        )
+
+    def login_page(request: Request, status_code: int = 200, **values: Any) -> Response:
+        """The sign-in form, with an anonymous session (and its CSRF token) when there is none."""
+        data = auth.read_session(request)
+        fresh = data is None
+        if data is None:
+            data = auth.codec_for(request).anonymous()
+        context = {"username": "", "next": "", "error": None, **values, "csrf_token": data.csrf}
+        response = page(request, "login.html", context, status_code)
+        if fresh:
+            auth.set_session_cookie(response, request, data)
+        return response
+
+    @router.get("/login")
+    def login_form(request: Request, next: str = "") -> Response:
+        return login_page(request, next=safe_next(next) or "")
+
+    @router.post("/login")
+    def login(
+        request: Request,
+        username: Annotated[str, Form(max_length=256)] = "",
+        password: Annotated[str, Form(max_length=4096)] = "",
+        csrf_token: Annotated[str, Form(max_length=256)] = "",
+        next: Annotated[str, Form(max_length=2048)] = "",
+    ) -> Response:
+        kept = {"username": username, "next": safe_next(next) or ""}
+        data = auth.read_session(request)
+        if data is None or not auth.constant_time_equal(csrf_token, data.csrf):
+            return login_page(request, 403, error=auth.CSRF_FAILED, **kept)
+        client = request.client.host if request.client else "unknown"
+        key = (normalize_username(username), client)
+        wait = limiter.attempt(key)
+        if wait is not None:
+            log.warning("sign-in refused: too many attempts from %s", client)
+            minutes = math.ceil(wait / 60)
+            message = (
+                f"登录尝试过多，请 {minutes} 分钟后再试 / "
+                f"Too many sign-in attempts: try again in {minutes} min"
+            )
+            response = login_page(request, 429, error=message, **kept)
+            response.headers["Retry-After"] = str(wait)
+            return response
+        runtime = request.app.state.runtime
+        with runtime.sessions.begin() as session:
+            user = authenticate(session, username, password)
+            signed_in = auth.codec_for(request).signed_in(user) if user else None
+            landing = DEFAULT_LANDING.get(user.role, "/") if user else "/"
+        if signed_in is None:
+            return login_page(request, 401, error=WRONG_CREDENTIALS, **kept)
+        limiter.succeeded(key)
+        response = RedirectResponse(kept["next"] or landing, status.HTTP_303_SEE_OTHER)
+        auth.set_session_cookie(response, request, signed_in)
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        data = auth.read_session(request)
+        if data is not None and data.uid is not None:
+            given = (await request.form()).get(auth.CSRF_FIELD)
+            if not auth.constant_time_equal(given, data.csrf):
+                raise HTTPException(status.HTTP_403_FORBIDDEN, detail=auth.CSRF_FAILED)
+        response = RedirectResponse(auth.LOGIN_PATH, status.HTTP_303_SEE_OTHER)
+        auth.clear_session_cookie(response, request)
+        return response
+
+    def admin_page(
+        request: Request, admin: SignedInUser, status_code: int = 200, **values: Any
+    ) -> Response:
+        with request.app.state.runtime.sessions() as session:
+            rows = [UserRow.of(user) for user in list_users(session)]
+        context = {
+            "user": admin,
+            "csrf_token": admin.csrf_token,
+            "users": rows,
+            "roles": ROLES,
+            "zone": request.app.state.runtime.settings.zone,
+            "done": None,
+            "new": {"username": "", "role": "agent", "extensions": ""},
+            "new_errors": {},
+            "edit_id": None,
+            "edit": {},
+            "edit_errors": {},
+            **values,
+        }
+        return page(request, "admin_users.html", context, status_code)
+
+    @router.get("/admin/users")
+    def users_page(request: Request, admin: AdminUser, done: str = "") -> Response:
+        return admin_page(request, admin, done=DONE_MESSAGES.get(done))
+
+    @router.post("/admin/users")
+    def add_user(
+        request: Request,
+        admin: AdminUser,
+        username: Annotated[str, Form(max_length=256)] = "",
+        password: Annotated[str, Form(max_length=4096)] = "",
+        role: Annotated[str, Form(max_length=32)] = "",
+        extensions: Annotated[str, Form(max_length=2048)] = "",
+    ) -> Response:
+        new = {"username": username, "role": role, "extensions": extensions}
+        try:
+            with request.app.state.runtime.sessions.begin() as session:
+                create_user(session, username, password, role, extensions)
+        except UserInputError as exc:
+            return admin_page(request, admin, 400, new=new, new_errors=exc.errors)
+        except IntegrityError:
+            errors = {"username": "用户名已存在 / Username already taken"}
+            return admin_page(request, admin, 400, new=new, new_errors=errors)
+        log.info("user %s created by %s", normalize_username(username), admin.username)
+        return RedirectResponse("/admin/users?done=created", status.HTTP_303_SEE_OTHER)
+
+    @router.post("/admin/users/{user_id}")
+    def change_user(
+        request: Request,
+        user_id: int,
+        admin: AdminUser,
+        role: Annotated[str, Form(max_length=32)] = "",
+        extensions: Annotated[str, Form(max_length=2048)] = "",
+        active: Annotated[str | None, Form(max_length=8)] = None,
+        password: Annotated[str, Form(max_length=4096)] = "",
+    ) -> Response:
+        edit = {"role": role, "extensions": extensions, "active": active is not None}
+        response = RedirectResponse("/admin/users?done=updated", status.HTTP_303_SEE_OTHER)
+        try:
+            with request.app.state.runtime.sessions.begin() as session:
+                user = session.get(User, user_id)
+                if user is None:
+                    raise HTTPException(
+                        status.HTTP_404_NOT_FOUND, detail="没有该用户 / No such user"
+                    )
+                update_user(
+                    session,
+                    user,
+                    role=role,
+                    extensions=extensions,
+                    active=active is not None,
+                    password=password or None,
+                )
+                if password and user.id == admin.id:
+                    signed_in = auth.codec_for(request).signed_in(user)
+                    auth.set_session_cookie(response, request, signed_in)
+        except UserInputError as exc:
+            values = {"edit_id": user_id, "edit": edit, "edit_errors": exc.errors}
+            return admin_page(request, admin, 400, **values)
+        log.info("user %s changed by %s", user.username, admin.username)
+        return response
+
+    return router
