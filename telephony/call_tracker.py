@@ -173,7 +173,7 @@ class CallTracker:
         """Uniqueid -> Linkedid of the call it belongs to (a merged call re-points these)."""
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.skipped = 0
-        """Events that could not be used (malformed, or about a call we never saw begin)."""
+        """Events that could not be read: a header the handler needs is missing or malformed."""
         self._handlers = {
             "Newchannel": self._on_newchannel,
             "Newexten": self._on_newexten,
