@@ -12,13 +12,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from crm_bridge.agent_work import notes_by_linkedid
 from crm_bridge.auth import SessionRefreshMiddleware, api_access
 from crm_bridge.bridge_service import BridgeService
 from crm_bridge.call_log import CallFilter, CallLog, NumberRules, list_calls
@@ -27,12 +30,17 @@ from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, find_customers_by_phone
 from crm_bridge.demo import DemoFeed
 from crm_bridge.phones import PhoneKind, normalize_phone
+from crm_bridge.pops import PopHub, database_lookup
 from crm_bridge.settings import Settings
+from crm_bridge.web_agent import agent_router
+from crm_bridge.web_agent_api import agent_api_router
 from crm_bridge.web_users import users_router
 from telephony.ami_connection import AmiConfig
 from telephony.call_tracker import TrackerPolicy
 
 log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 @dataclass
@@ -43,6 +51,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     numbers: NumberRules
     bridge: BridgeService
+    pops: PopHub
     demo: DemoFeed | None = None
 
 
@@ -91,6 +100,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(_health_router())
     app.include_router(_api_router())
     app.include_router(users_router())
+    app.include_router(agent_api_router())
+    app.include_router(agent_router())
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 
@@ -109,17 +121,27 @@ async def _start(settings: Settings) -> Runtime:
         agent_contexts=frozenset(settings.agent_contexts),
     )
     bridge = BridgeService(servers, CallLog(sessions, numbers), policy)
+    lookup = database_lookup(
+        sessions,
+        zone=settings.zone,
+        region=settings.number_region,
+        outside_line_prefix=settings.outside_line_prefix,
+    )
+    pops = PopHub(lookup, bridge.status)
+    bridge.subscribe(pops.on_event)
+    await pops.start()
     await bridge.start()
     if demo is not None:
         await bridge.wait_connected(timeout=10)
         demo.begin_replay()
-    return Runtime(settings, sessions, numbers, bridge, demo)
+    return Runtime(settings, sessions, numbers, bridge, pops, demo)
 
 
 async def _stop(runtime: Runtime) -> None:
     if runtime.demo is not None:
         await runtime.demo.stop_replay()
     await runtime.bridge.stop()
+    await runtime.pops.stop()
     if runtime.demo is not None:
         await runtime.demo.stop()
     runtime.sessions.kw["bind"].dispose()
@@ -187,6 +209,21 @@ class CallOut(BaseModel):
     campaign: str | None
     transferred_to: str | None
     end_reason: str | None
+    wrapup_code: str | None = None
+    """The agent's wrap-up code (see ``POST /me/calls/{linkedid}/wrapup``)."""
+    note: str | None = None
+
+
+def _calls_out(session: Session, rows: list[Call]) -> list[CallOut]:
+    """The calls with the agent's wrap-up code and note, read in one more query."""
+    notes = notes_by_linkedid(session, [row.linkedid for row in rows])
+    out = []
+    for row in rows:
+        call = CallOut.model_validate(row)
+        if (note := notes.get(row.linkedid)) is not None:
+            call.wrapup_code, call.note = note.wrapup_code, note.note
+        out.append(call)
+    return out
 
 
 class CallPage(BaseModel):
@@ -250,7 +287,7 @@ def _api_router() -> APIRouter:
         )
         with runtime.sessions() as session:
             rows, total = list_calls(session, flt, limit, offset)
-            calls = [CallOut.model_validate(row) for row in rows]
+            calls = _calls_out(session, rows)
         return CallPage(total=total, limit=limit, offset=offset, calls=calls)
 
     @router.get("/calls/{call_id}", summary="One call")
@@ -259,7 +296,7 @@ def _api_router() -> APIRouter:
             row = session.get(Call, call_id)
             if row is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such call")
-            return CallOut.model_validate(row)
+            return _calls_out(session, [row])[0]
 
     @router.get("/customers", summary="Customers by phone number (any form: +86, 0086, area code)")
     def get_customers(

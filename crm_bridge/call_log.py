@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from crm_bridge.agent_work import attach_complaints, confirmed_customer_id
 from crm_bridge.db.models import Call, find_customers_by_phone
 from crm_bridge.phones import PhoneKind, mask_phone, normalize_phone
 from telephony.call_events import CallRecord, Direction
@@ -56,7 +57,9 @@ class CallLog:
         callee = self._numbers.to_e164(call.callee)
         customer_number = caller if call.direction is Direction.INBOUND else callee
         with self._sessions.begin() as session:
-            customer_id = find_customer_id(session, customer_number)
+            customer_id = confirmed_customer_id(session, call.linkedid) or find_customer_id(
+                session, customer_number
+            )
             values = {
                 "linkedid": call.linkedid,
                 "server": call.server,
@@ -84,6 +87,7 @@ class CallLog:
             }
             session.execute(_insert_ignoring_duplicates(session, values))
             call_id = session.scalar(select(Call.id).where(Call.linkedid == call.linkedid))
+            session.execute(attach_complaints(call.linkedid, call_id))
         log.info(
             "call %s logged: %s %s -> %s, %s",
             call.linkedid,

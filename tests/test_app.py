@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
@@ -136,13 +137,17 @@ PUBLIC_PATHS = {"/health"}
 
 async def test_every_route_but_health_refuses_a_missing_or_wrong_token(spine):
     _simulator, app, client = spine
-    paths = [p for p in app.openapi()["paths"] if p not in PUBLIC_PATHS]
+    documented = app.openapi()["paths"]
+    paths = [p for p in documented if p not in PUBLIC_PATHS]
     assert {"/api/calls", "/api/calls/{call_id}", "/api/customers"} <= set(paths)
     for template in paths:
-        path = template.replace("{call_id}", "1")
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
-            response = await client.get(path, params={"phone": "1"}, headers=headers)
-            assert response.status_code == 401, (path, headers)
+        path = re.sub(r"\{[^}]+\}", "1", template)
+        for method in documented[template]:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+                response = await client.request(
+                    method, path, params={"phone": "1"}, headers=headers
+                )
+                assert response.status_code == 401, (method, path, headers)
 
 
 async def test_health_reports_database_and_ami(spine):

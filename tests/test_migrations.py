@@ -21,6 +21,8 @@ from crm_bridge.db.migrate import MIGRATIONS_DIR, alembic_config, downgrade, upg
 from crm_bridge.db.models import (
     Base,
     Call,
+    CallNote,
+    Complaint,
     Customer,
     CustomerPhone,
     Purchase,
@@ -38,6 +40,7 @@ TABLES = {
     "calls",
     "recordings",
     "users",
+    "call_notes",
 }
 
 
@@ -121,6 +124,42 @@ def test_downgrade_to_base_drops_every_table_and_upgrade_comes_back(db_url):
     assert set(schema_of(db_url)[1]) == TABLES | {"alembic_version"}
 
 
+def test_0002_replaces_two_indexes_and_its_downgrade_keeps_the_data(db_url):
+    upgrade(db_url, "0001")
+    engine = make_engine(db_url)
+    with engine.begin() as connection:  # SQL, not the models: they are at the newest revision
+        connection.execute(
+            sa.text(
+                "INSERT INTO customers (id, card_no, name, lunar_birthday, tags,"
+                " consent_to_calls, created_at, updated_at)"
+                " VALUES (1, 'C1', '张三', false, '[]', true, :now, :now)"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO complaints (customer_id, received_at, content, status)"
+                " VALUES (1, :now, 'x', 'open')"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+    engine.dispose()
+    old = schema_of(db_url)
+    upgrade(db_url, "0002")
+    _, tables = schema_of(db_url)
+    assert "ix_calls_customer_id_offered_at" in tables["calls"][1]
+    assert "ix_calls_customer_id" not in tables["calls"][1]
+    assert "ix_customer_phones_number_e164_customer_id" in tables["customer_phones"][1]
+    assert "ix_customer_phones_number_e164" not in tables["customer_phones"][1]
+    assert ("linkedid", "VARCHAR(64)", True) in tables["complaints"][0]
+    downgrade(db_url, "0001")
+    assert schema_of(db_url) == old
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as session:
+        assert session.scalars(sa.select(Complaint.content)).all() == ["x"]
+    engine.dispose()
+
+
 def test_alembic_ini_at_the_root_works_for_developers(tmp_path):
     url = f"sqlite:///{tmp_path / 'dev.db'}"
     result = subprocess.run(
@@ -183,6 +222,8 @@ def test_constraints_hold(db_sessions):
         Customer(card_no="C2", name="性别", gender="X"),
         Customer(card_no="C3", name="农历", lunar_birthday=True),
         Call(linkedid="L1", server="pbx", disposition="hung"),
+        CallNote(linkedid="L9", agent_username="wang", wrapup_code="chat"),
+        CallNote(linkedid="L9", agent_username="wang", note="长" * 2001),
     ):
         with pytest.raises(IntegrityError), db_sessions.begin() as session:
             session.add(bad)

@@ -52,6 +52,17 @@ VISIT_CHANNELS = ("phone", "in_person", "wechat", "sms", "email", "other")
 COMPLAINT_STATUSES = ("open", "in_progress", "resolved", "closed")
 RECORDING_STATUSES = ("ok", "missing", "empty")
 ROLES = ("agent", "supervisor", "scheduler", "admin")
+WRAPUP_CODES = (
+    "inquiry",
+    "order",
+    "after_sales",
+    "complaint",
+    "appointment",
+    "return_visit",
+    "other",
+)
+"""Wrap-up codes: 咨询, 下单, 售后, 投诉, 预约, 回访, 其他."""
+MAX_NOTE_CHARS = 2000
 
 
 def utcnow() -> datetime:
@@ -166,11 +177,12 @@ class CustomerPhone(Base):
     __table_args__ = (
         UniqueConstraint("customer_id", "number_e164"),
         CheckConstraint(_one_of("kind", PHONE_KINDS), name="kind"),
+        Index(None, "number_e164", "customer_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
-    number_e164: Mapped[str] = mapped_column(String(20), index=True)
+    number_e164: Mapped[str] = mapped_column(String(20))
     kind: Mapped[str] = mapped_column(String(8), default="mobile")
 
     customer: Mapped[Customer] = relationship(back_populates="phones")
@@ -201,6 +213,7 @@ class Call(Base):
         CheckConstraint(_one_of("direction", Direction), name="direction"),
         CheckConstraint(_one_of("disposition", Disposition), name="disposition"),
         CheckConstraint(_one_of("end_reason", EndReason), name="end_reason"),
+        Index(None, "customer_id", "offered_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -222,9 +235,7 @@ class Call(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
     wait_seconds: Mapped[float | None] = mapped_column(Float)
     talk_seconds: Mapped[float | None] = mapped_column(Float)
-    customer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("customers.id", ondelete="SET NULL"), index=True
-    )
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     campaign: Mapped[str | None] = mapped_column(String(64))
     originate_action_id: Mapped[str | None] = mapped_column(String(64))
     transferred_to: Mapped[str | None] = mapped_column(String(64))
@@ -280,9 +291,38 @@ class Complaint(Base):
     call_id: Mapped[int | None] = mapped_column(
         ForeignKey("calls.id", ondelete="SET NULL"), index=True
     )
+    linkedid: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The call it was taken on; ``call_id`` follows once that call is logged (when it ends)."""
 
     customer: Mapped[Customer] = relationship(back_populates="complaints")
     call: Mapped[Call | None] = relationship()
+
+
+class CallNote(Base):
+    """What the agent records on a call while it rings or talks: the customer they confirmed
+    (chosen among a family phone's customers, or created for an unknown caller), the wrap-up
+    code and a note.
+
+    Keyed by ``linkedid`` and not a foreign key to ``calls``: the call row is written only
+    when the call ends. The call log takes ``customer_id`` from here over the number lookup.
+    """
+
+    __tablename__ = "call_notes"
+    __table_args__ = (
+        CheckConstraint(_one_of("wrapup_code", WRAPUP_CODES), name="wrapup_code"),
+        CheckConstraint(f"note IS NULL OR length(note) <= {MAX_NOTE_CHARS}", name="note_length"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    linkedid: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    wrapup_code: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    agent_username: Mapped[str] = mapped_column(String(64))
+    """Who saved last."""
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class Recording(Base):

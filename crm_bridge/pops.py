@@ -1,0 +1,343 @@
+"""Screen pops: the bridge's domain events turned into frames on the agents' WebSockets.
+
+:class:`PopHub` subscribes to :class:`~crm_bridge.bridge_service.BridgeService`. When an agent's
+phone rings it looks the caller up (in a worker thread, once per call however many agents are
+rung) and pushes a ``pop`` frame to every open page of the users who hold that agent's
+extension; what happens next to the call (answered, missed, transferred, ended) follows as
+``update`` frames to the pages that have the call's card. A page only ever gets frames for calls
+that rang one of its user's own extensions.
+
+Frames of one call are sent in the order the events happened: each call has its own queue and
+task, so the answer that arrives while the lookup is still running waits for the pop. Each page
+has its own bounded outbox, so a slow browser delays nobody else; a page that falls that far
+behind is dropped (its browser reconnects and gets the calls still going).
+
+The AMI connection state is polled from the bridge and broadcast to every page when it
+changes. Every frame carries ``sent_at`` (``time.time()`` when it was queued) for latency
+measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from crm_bridge.customer_card import PopLookup, lookup_caller
+from crm_bridge.phones import mask_phone
+from telephony.call_events import (
+    AgentRinging,
+    AgentRingStopped,
+    CallAnswered,
+    CallEnded,
+    CallRecord,
+    CallTransferred,
+    Direction,
+    DomainEvent,
+)
+
+log = logging.getLogger(__name__)
+
+OUTBOX_SIZE = 256
+"""Frames a page may have waiting; past this the page is dropped and reconnects."""
+STATE_POLL_SECONDS = 0.5
+
+Frame = dict[str, Any]
+
+
+def agent_key(extension: str) -> str:
+    """The agent an extension or interface names: ``PJSIP/1001`` and
+    ``Local/1001@agents/n`` are agent ``1001``, as the call tracker reports agents."""
+    return extension.split("/", 1)[1].split("@", 1)[0] if "/" in extension else extension
+
+
+def agents_of(extensions: Iterable[str]) -> frozenset[str]:
+    return frozenset(agent_key(ext) for ext in extensions)
+
+
+def number_to_look_up(call: CallRecord) -> str | None:
+    """The other party: the caller of an inbound call, the callee of an outbound one."""
+    return call.callee if call.direction is Direction.OUTBOUND else call.caller
+
+
+def call_summary(call: CallRecord) -> Frame:
+    return {
+        "caller": call.caller,
+        "caller_name": call.caller_name,
+        "callee": call.callee,
+        "direction": str(call.direction) if call.direction else None,
+        "queue": call.queue,
+    }
+
+
+@dataclass(eq=False)
+class PopConnection:
+    """One open agent page: whose it is, which calls it has cards for, what waits to be sent."""
+
+    username: str
+    extensions: tuple[str, ...]
+    agents: frozenset[str]
+    outbox: asyncio.Queue[Frame] = field(default_factory=lambda: asyncio.Queue(OUTBOX_SIZE))
+    linkedids: set[str] = field(default_factory=set)
+    dropped: bool = False
+
+    def push(self, frame: Frame) -> None:
+        if self.dropped:
+            return
+        try:
+            self.outbox.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.dropped = True
+            log.warning("agent page of %s fell behind and was dropped", self.username)
+
+
+@dataclass(eq=False)
+class ActiveCall:
+    """What the hub keeps of a call that rang an agent, until it ends."""
+
+    linkedid: str
+    call: CallRecord
+    events: asyncio.Queue[DomainEvent] = field(default_factory=asyncio.Queue)
+    lookup: PopLookup | None = None
+    rung: set[str] = field(default_factory=set)
+    state: str = "ringing"
+    by_agent: str | None = None
+    missed_by: set[str] = field(default_factory=set)
+    transferred_to: str | None = None
+    task: asyncio.Task[None] | None = None
+
+
+Lookup = Callable[[str | None], PopLookup]
+
+
+class PopHub:
+    """Routes call events to the agents' pages. Create and use it on the event loop."""
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        bridge_state: Callable[[], list[dict[str, object]]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._lookup = lookup
+        self._bridge_state = bridge_state
+        self._clock = clock
+        self._connections: set[PopConnection] = set()
+        self._calls: dict[str, ActiveCall] = {}
+        self._state: Frame | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        self._state = self._bridge_frame()
+        self._poller = asyncio.create_task(self._poll_bridge_state(), name="pop-bridge-state")
+
+    async def stop(self) -> None:
+        tasks = [c.task for c in self._calls.values() if c.task is not None]
+        if self._poller is not None:
+            tasks.append(self._poller)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._calls.clear()
+
+    # ------------------------------------------------------------------ pages
+
+    def connect(self, username: str, extensions: Iterable[str]) -> PopConnection:
+        """Register a page; it gets at once the cards of calls still ringing its agents."""
+        extensions = tuple(extensions)
+        connection = PopConnection(username, extensions, agents_of(extensions))
+        self._connections.add(connection)
+        for active in self._calls.values():
+            if active.lookup is not None and active.rung & connection.agents:
+                connection.linkedids.add(active.linkedid)
+                connection.push(self._pop_frame(active, connection))
+        return connection
+
+    def disconnect(self, connection: PopConnection) -> None:
+        self._connections.discard(connection)
+
+    def bridge_state(self) -> Frame:
+        """The AMI state now; pages hear of a change within ``STATE_POLL_SECONDS``."""
+        self._refresh_state()
+        assert self._state is not None
+        return self._state
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    # ------------------------------------------------------------------ events
+
+    def on_event(self, event: DomainEvent) -> None:
+        """The bridge's subscriber: never blocks, only queues the event on its call."""
+        linkedid = event.call.linkedid
+        active = self._calls.get(linkedid)
+        if active is None:
+            if not isinstance(event, AgentRinging):
+                return
+            active = ActiveCall(linkedid, event.call)
+            self._calls[linkedid] = active
+            active.task = asyncio.create_task(self._run_call(active), name=f"pop-{linkedid}")
+        active.events.put_nowait(event)
+
+    async def _run_call(self, active: ActiveCall) -> None:
+        """Handles one call's events in order until it ends."""
+        try:
+            while True:
+                event = await active.events.get()
+                active.call = event.call
+                if isinstance(event, AgentRinging):
+                    await self._ringing(active, event)
+                elif isinstance(event, AgentRingStopped):
+                    self._missed(active, event.agent)
+                elif isinstance(event, CallAnswered):
+                    self._answered(active, event.agent)
+                elif isinstance(event, CallTransferred):
+                    self._transferred(active, event)
+                elif isinstance(event, CallEnded):
+                    self._ended(active)
+                    return
+        except Exception:
+            log.exception("screen pop of call %s failed", active.linkedid)
+        finally:
+            self._calls.pop(active.linkedid, None)
+            for connection in self._connections:
+                connection.linkedids.discard(active.linkedid)
+
+    async def _ringing(self, active: ActiveCall, event: AgentRinging) -> None:
+        if active.lookup is None:
+            number = number_to_look_up(event.call)
+            try:
+                active.lookup = await asyncio.to_thread(self._lookup, number)
+            except Exception:
+                log.exception("caller lookup failed for %s", mask_phone(number))
+                active.lookup = PopLookup(kind="unknown")
+        agent = agent_key(event.agent)
+        active.rung.add(agent)
+        active.missed_by.discard(agent)
+        if active.state != "answered":
+            active.state = "ringing"
+        for connection in self._connections:
+            if agent in connection.agents:
+                connection.linkedids.add(active.linkedid)
+                connection.push(self._pop_frame(active, connection))
+
+    def _missed(self, active: ActiveCall, agent: str) -> None:
+        agent = agent_key(agent)
+        active.missed_by.add(agent)
+        for connection in self._with_card(active):
+            if agent in connection.agents:
+                connection.push(self._update(active, "missed"))
+
+    def _answered(self, active: ActiveCall, agent: str | None) -> None:
+        active.state = "answered"
+        active.by_agent = agent_key(agent) if agent else None
+        for connection in self._with_card(active):
+            connection.push(self._update(active, "answered", connection))
+
+    def _transferred(self, active: ActiveCall, event: CallTransferred) -> None:
+        active.state = "transferred"
+        active.transferred_to = event.to
+        for connection in self._with_card(active):
+            frame = self._update(active, "transferred", connection)
+            frame |= {"from_agent": event.from_agent, "to": event.to, "kind": event.kind}
+            connection.push(frame)
+
+    def _ended(self, active: ActiveCall) -> None:
+        active.state = "ended"
+        for connection in self._with_card(active):
+            connection.push(self._update(active, "ended", connection))
+
+    def _with_card(self, active: ActiveCall) -> list[PopConnection]:
+        return [c for c in self._connections if active.linkedid in c.linkedids]
+
+    # ------------------------------------------------------------------ frames
+
+    def _pop_frame(self, active: ActiveCall, connection: PopConnection) -> Frame:
+        assert active.lookup is not None
+        missed = bool(active.missed_by & connection.agents) and active.state == "ringing"
+        return {
+            "type": "pop",
+            "linkedid": active.linkedid,
+            "state": "missed" if missed else active.state,
+            "by_agent": active.by_agent,
+            "mine": self._mine(active, connection),
+            "call": call_summary(active.call),
+            "lookup": active.lookup.model_dump(mode="json"),
+            "sent_at": self._clock(),
+        }
+
+    def _update(
+        self, active: ActiveCall, state: str, connection: PopConnection | None = None
+    ) -> Frame:
+        frame: Frame = {
+            "type": "update",
+            "linkedid": active.linkedid,
+            "state": state,
+            "by_agent": active.by_agent,
+            "mine": connection is not None and self._mine(active, connection),
+            "sent_at": self._clock(),
+        }
+        if state == "ended":
+            disposition = active.call.disposition
+            frame["disposition"] = str(disposition) if disposition else None
+        return frame
+
+    @staticmethod
+    def _mine(active: ActiveCall, connection: PopConnection) -> bool:
+        return active.by_agent is not None and active.by_agent in connection.agents
+
+    # ------------------------------------------------------------------ bridge state
+
+    def _bridge_frame(self) -> Frame:
+        servers = [{"server": s["server"], "state": s["state"]} for s in self._bridge_state()]
+        states = {s["state"] for s in servers}
+        overall = "connected" if states == {"connected"} else "disconnected"
+        return {"type": "bridge", "state": overall, "servers": servers, "sent_at": self._clock()}
+
+    async def _poll_bridge_state(self) -> None:
+        while True:
+            await asyncio.sleep(STATE_POLL_SECONDS)
+            self._refresh_state()
+
+    def _refresh_state(self) -> None:
+        """Tell every page when the AMI state differs from what they were last told."""
+        frame = self._bridge_frame()
+        if self._state is not None and frame["servers"] == self._state["servers"]:
+            return
+        self._state = frame
+        for connection in self._connections:
+            connection.push(frame)
+
+
+def database_lookup(
+    sessions: sessionmaker[Session],
+    *,
+    zone: tzinfo,
+    region: str,
+    outside_line_prefix: str | None,
+) -> Lookup:
+    """The lookup a hub runs in its worker thread: a fresh session for each call."""
+
+    def lookup(number: str | None) -> PopLookup:
+        with sessions() as session:
+            return lookup_caller(
+                session,
+                number,
+                zone=zone,
+                region=region,
+                outside_line_prefix=outside_line_prefix,
+            )
+
+    return lookup

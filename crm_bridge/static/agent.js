@@ -1,0 +1,323 @@
+// The agent's page: listens on /ws/pops and keeps one card per call (data-linkedid).
+// Plain JS, no library (the center may be offline). Text goes in with textContent only.
+"use strict";
+
+(function () {
+  const app = document.getElementById("agent-app");
+  const cards = document.getElementById("cards");
+  const noCalls = document.getElementById("no-calls");
+  const socketBanner = document.getElementById("socket-banner");
+  const bridgeBanner = document.getElementById("bridge-banner");
+  const csrf = app.dataset.csrf;
+
+  const ENDED_VISIBLE_MS = 60000; // an ended card stays this long, then fades out
+  const FADE_MS = 1500;
+  const SILENCE_MS = 65000; // the server pings every 20 s; this much silence means a dead line
+  const MAX_BACKOFF_MS = 30000;
+
+  const GENDERS = { M: "男 Male", F: "女 Female" };
+  const DIRECTIONS = { inbound: "呼入 Inbound", outbound: "呼出 Outbound" };
+  const DISPOSITIONS = {
+    answered: "已接听 Answered",
+    abandoned: "放弃 Abandoned",
+    busy: "忙线 Busy",
+    no_answer: "未接 No answer",
+    failed: "失败 Failed",
+  };
+  const COMPLAINT_STATUSES = { open: "待处理 Open", in_progress: "处理中 In progress" };
+
+  // ------------------------------------------------------------------ small helpers
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key.startsWith("data-")) node.setAttribute(key, value);
+      else if (key in node) node[key] = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  // "来电 Incoming call": Chinese first, English after, quieter.
+  function bi(text) {
+    const cut = text.search(/ [A-Za-z]/);
+    if (cut < 0) return document.createTextNode(text);
+    const span = document.createElement("span");
+    span.append(text.slice(0, cut) + " ", el("span", { class: "en" }, text.slice(cut + 1)));
+    return span;
+  }
+
+  function money(value) {
+    const number = Number(value);
+    if (!Number.isFinite(number)) return String(value);
+    return "¥" + number.toLocaleString("zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+
+  function day(iso) {
+    return iso ? String(iso).slice(0, 10) : "—";
+  }
+
+  function minute(iso) {
+    return iso ? String(iso).slice(0, 16).replace("T", " ") : "—";
+  }
+
+  // ------------------------------------------------------------------ the customer card
+
+  function facts(pairs) {
+    const list = el("dl", { class: "facts" });
+    for (const [label, value] of pairs) {
+      if (value === null || value === undefined || value === "") continue;
+      list.append(el("dt", {}, bi(label)), el("dd", {}, value));
+    }
+    return list;
+  }
+
+  function birthday(card) {
+    if (!card.birthday_label && !card.birthday) return null;
+    const kind = card.birthday_kind === "lunar" ? "农历 Lunar" : "公历 Solar";
+    const parts = [card.birthday_label || day(card.birthday), " (", bi(kind), ")"];
+    if (card.age !== null && card.age !== undefined) parts.push(" · " + card.age + " 岁");
+    if (card.birthday_today) {
+      parts.push(" ", el("span", { class: "birthday-today" }, "🎂 今天生日 ", el("span", { class: "en" }, "Birthday today")));
+    }
+    return el("span", {}, parts);
+  }
+
+  function section(title, items, render) {
+    if (!items || items.length === 0) return null;
+    return [el("h3", {}, bi(title)), el("ul", {}, items.map((item) => el("li", {}, render(item))))];
+  }
+
+  function customerView(card) {
+    const vip = card.vip_level ? el("span", { class: "vip" }, "VIP " + card.vip_level) : null;
+    const complaints = card.open_complaints || [];
+    return el(
+      "div",
+      { class: "customer", "data-customer-id": card.id },
+      el("h2", { class: "customer-name" }, card.name, " ", vip),
+      facts([
+        ["会员卡号 Card no.", card.card_no],
+        ["性别 Gender", card.gender ? GENDERS[card.gender] || card.gender : null],
+        ["单位 Employer", [card.employer, card.department].filter(Boolean).join(" · ")],
+        ["生日 Birthday", birthday(card)],
+        ["累计消费 Lifetime spend", money(card.lifetime_spend)],
+        ["近12个月 Last 12 months", money(card.spend_last_12_months)],
+        ["标签 Tags", (card.tags || []).join("、")],
+      ]),
+      section("最近消费 Last purchases", card.last_purchases, (p) => [
+        day(p.purchased_on), " ", money(p.amount), p.department ? " · " + p.department : "",
+        p.items ? " · " + p.items : "",
+      ]),
+      section("最近回访 Last visits", card.last_visits, (v) => [
+        minute(v.visited_at), v.place ? " · " + v.place : "", " · ", v.opinions || "—",
+        v.suggestions ? "（建议：" + v.suggestions + "）" : "",
+      ]),
+      complaints.length
+        ? [
+            el("h3", { class: "complaint" }, bi("未结投诉 Open complaints"), " (" + card.open_complaint_count + ")"),
+            el("ul", {}, complaints.map((c) => el("li", { class: "complaint" },
+              minute(c.received_at), " · ", COMPLAINT_STATUSES[c.status] || c.status, " · ", c.content))),
+          ]
+        : null,
+      section("最近通话 Last calls", card.last_calls, (c) => [
+        minute(c.offered_at), " · ", DIRECTIONS[c.direction] || c.direction || "", " · ",
+        DISPOSITIONS[c.disposition] || c.disposition || "—", c.agent ? " · " + c.agent : "",
+      ]),
+    );
+  }
+
+  function severalView(lookup) {
+    const views = lookup.cards.map(customerView);
+    const choose = (index) => {
+      views.forEach((view, i) => view.classList.toggle("chosen", i === index));
+    };
+    const choices = lookup.cards.map((card, index) =>
+      el("li", {}, el("strong", {}, card.name), " · " + card.card_no,
+        el("button", { type: "button", class: "choose", onclick: () => choose(index) }, bi("选择 Choose"))));
+    return el("div", { class: "several" },
+      el("h2", {}, bi("多位客户使用此号码 Several customers share this number"),
+        " (" + lookup.customer_count + ")"),
+      el("ul", { class: "choices" }, choices),
+      views);
+  }
+
+  function newCustomerForm(number) {
+    const error = el("p", { class: "form-error", role: "alert", hidden: true });
+    const field = (id, label, input) => [el("label", { htmlFor: id }, bi(label)), input];
+    const stamp = Math.random().toString(36).slice(2, 8);
+    const form = el("form", { class: "new-customer" },
+      el("h2", {}, bi("新客户 New customer")),
+      field("phone-" + stamp, "电话 Phone", el("input", { type: "text", id: "phone-" + stamp, name: "phone", value: number || "", readOnly: true })),
+      field("name-" + stamp, "姓名 Name", el("input", { type: "text", id: "name-" + stamp, name: "name", required: true, maxLength: 64 })),
+      field("gender-" + stamp, "性别 Gender", el("select", { id: "gender-" + stamp, name: "gender" },
+        el("option", { value: "" }, "—"), el("option", { value: "M" }, GENDERS.M), el("option", { value: "F" }, GENDERS.F))),
+      field("card-" + stamp, "会员卡号 Card no.", el("input", { type: "text", id: "card-" + stamp, name: "card_no", required: true, maxLength: 32 })),
+      error,
+      el("p", {}, el("button", { type: "submit" }, bi("保存 Save"))));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      let response;
+      try {
+        response = await fetch("/agent/customers", {
+          method: "POST",
+          headers: { "X-CSRF-Token": csrf },
+          body: new URLSearchParams(new FormData(form)),
+          credentials: "same-origin",
+        });
+      } catch (e) {
+        response = null;
+      }
+      if (response && response.status === 201) {
+        form.replaceWith(customerView(await response.json()));
+        return;
+      }
+      let message = "保存失败，请重试 / Not saved: try again";
+      if (response) {
+        const body = await response.json().catch(() => ({}));
+        if (body.detail && typeof body.detail === "object") message = Object.values(body.detail).join("；");
+        else if (typeof body.detail === "string") message = body.detail;
+      }
+      error.textContent = message;
+      error.hidden = false;
+    });
+    return form;
+  }
+
+  function lookupView(lookup) {
+    switch (lookup.kind) {
+      case "known":
+        return customerView(lookup.cards[0]);
+      case "multiple":
+        return severalView(lookup);
+      case "withheld":
+        return el("h2", { class: "withheld" }, bi("号码未显示 Number withheld"));
+      case "internal":
+        return el("h2", {}, bi("内部来电 Internal call"));
+      default:
+        return newCustomerForm(lookup.number_e164);
+    }
+  }
+
+  // ------------------------------------------------------------------ call state
+
+  function stateText(card) {
+    const s = card.dataset.state;
+    if (s === "ringing") return "振铃中 Ringing";
+    if (s === "missed") return "未接 Missed";
+    if (s === "answered") {
+      if (card.dataset.mine === "true") return "通话中 On the call";
+      return "已由 " + (card.dataset.byAgent || "?") + " 接听 Answered by " + (card.dataset.byAgent || "?");
+    }
+    if (s === "transferred") return "已转接 " + (card.dataset.to || "") + " Transferred to " + (card.dataset.to || "");
+    if (s === "ended") {
+      const d = DISPOSITIONS[card.dataset.disposition];
+      if (!d) return "已结束 Ended";
+      const [zh, ...en] = d.split(" ");
+      return "已结束（" + zh + "） Ended (" + en.join(" ") + ")";
+    }
+    return s;
+  }
+
+  function applyState(card, frame) {
+    card.dataset.state = frame.state;
+    card.dataset.mine = frame.mine ? "true" : "false";
+    if (frame.by_agent) card.dataset.byAgent = frame.by_agent;
+    if (frame.to) card.dataset.to = frame.to;
+    if (frame.disposition) card.dataset.disposition = frame.disposition;
+    const someoneElse = frame.state === "answered" && !frame.mine;
+    card.classList.toggle("greyed", someoneElse);
+    const badge = card.querySelector(".state");
+    badge.replaceChildren(bi(stateText(card)));
+    if (frame.state === "ended") scheduleFade(card);
+  }
+
+  function scheduleFade(card) {
+    if (card.dataset.fadeScheduled) return;
+    card.dataset.fadeScheduled = "1";
+    setTimeout(() => {
+      card.classList.add("fading");
+      setTimeout(() => { card.remove(); refreshEmpty(); }, FADE_MS);
+    }, ENDED_VISIBLE_MS);
+  }
+
+  function refreshEmpty() {
+    noCalls.hidden = cards.children.length > 0;
+  }
+
+  function showPop(frame) {
+    const call = frame.call;
+    const direction = DIRECTIONS[call.direction] || "";
+    const number = call.direction === "outbound" ? call.callee : call.caller;
+    const card = el("article", { class: "card", "data-linkedid": frame.linkedid },
+      el("div", { class: "card-top" },
+        el("span", { class: "state" }),
+        el("span", { class: "meta" }, bi(direction), call.queue ? " · 队列 " + call.queue : "")),
+      el("p", { class: "caller" },
+        el("span", { class: "number" }, number || "—"),
+        call.caller_name && call.direction !== "outbound" ? " · " + call.caller_name : ""),
+      lookupView(frame.lookup));
+    const old = cards.querySelector(`[data-linkedid="${CSS.escape(frame.linkedid)}"]`);
+    if (old) old.replaceWith(card);
+    else cards.prepend(card);
+    applyState(card, frame);
+    refreshEmpty();
+  }
+
+  function update(frame) {
+    const card = cards.querySelector(`[data-linkedid="${CSS.escape(frame.linkedid)}"]`);
+    if (card) applyState(card, frame);
+  }
+
+  function bridgeState(frame) {
+    bridgeBanner.hidden = !frame || frame.state === "connected";
+  }
+
+  // ------------------------------------------------------------------ the socket
+
+  let backoff = 1000;
+  let silence = null;
+
+  function handle(frame) {
+    if (frame.type === "hello") bridgeState(frame.bridge_state);
+    else if (frame.type === "pop") showPop(frame);
+    else if (frame.type === "update") update(frame);
+    else if (frame.type === "bridge") bridgeState(frame);
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(scheme + "//" + location.host + "/ws/pops");
+    const watch = () => {
+      clearTimeout(silence);
+      silence = setTimeout(() => socket.close(), SILENCE_MS);
+    };
+    socket.onopen = () => {
+      backoff = 1000;
+      socketBanner.hidden = true;
+      app.dataset.socket = "open";
+      watch();
+    };
+    socket.onmessage = (message) => {
+      watch();
+      handle(JSON.parse(message.data));
+    };
+    socket.onclose = () => {
+      clearTimeout(silence);
+      socketBanner.hidden = false;
+      app.dataset.socket = "closed";
+      const wait = backoff * (0.75 + Math.random() / 2);
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+      setTimeout(connect, wait);
+    };
+  }
+
+  refreshEmpty();
+  connect();
+})();

@@ -1,0 +1,365 @@
+"""Screen pops over the whole spine, on real sockets: AMI simulator -> bridge -> PopHub ->
+uvicorn -> the ``websockets`` client, signed in through the real sign-in form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from crm_bridge import users
+from crm_bridge.app import create_app
+from crm_bridge.auth import SESSION_COOKIE
+from crm_bridge.db.engine import make_engine, make_session_factory
+from crm_bridge.db.migrate import upgrade
+from crm_bridge.db.models import Customer, CustomerPhone, User
+from crm_bridge.pops import agent_key
+from crm_bridge.settings import Settings
+from telephony.simulator import AmiSimulator
+from telephony.trace_files import RECORDED_TRACES, load_trace
+
+AMI_SECRET = "s3cret-for-tests"
+PASSWORD = "agent-password-1"
+ACCOUNTS = {
+    "wang": ("agent", ["1001"]),
+    "li": ("agent", ["PJSIP/1002"]),
+    "lin": ("supervisor", []),
+    "zhou": ("scheduler", []),
+}
+ZHANG_SAN = "+8613800138000"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+FRAME_WAIT = 10.0
+"""How long a frame that must come may take before the test fails (not a speed check)."""
+
+CHEAP_ARGON2 = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@cache
+def hashed(password: str) -> str:
+    return CHEAP_ARGON2.hash(password)
+
+
+def trace(name: str):
+    return load_trace(RECORDED_TRACES / "sip" / f"{name}.ami")
+
+
+def seed(database_url: str) -> None:
+    """The users of ``ACCOUNTS`` and one customer, 张三, on ``ZHANG_SAN``."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with make_session_factory(engine).begin() as session:
+        for name, (role, extensions) in ACCOUNTS.items():
+            session.add(
+                User(
+                    username=name,
+                    password_hash=hashed(PASSWORD),
+                    role=role,
+                    extensions=extensions,
+                )
+            )
+        session.add(
+            Customer(
+                card_no="C0001",
+                name="张三",
+                gender="M",
+                vip_level="金卡",
+                phones=[CustomerPhone(number_e164=ZHANG_SAN, kind="mobile")],
+            )
+        )
+    engine.dispose()
+
+
+@asynccontextmanager
+async def served(app) -> AsyncIterator[str]:
+    """``app`` served by uvicorn (lifespan included) on 127.0.0.1:0; yields ``host:port``."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "uvicorn did not start"
+        await asyncio.sleep(0.01)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def wait_for(predicate, timeout: float = FRAME_WAIT) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Site:
+    """The running app on a real socket, fed by a running AMI simulator."""
+
+    simulator: AmiSimulator
+    app: object
+    address: str
+    settings: Settings
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.address}"
+
+    @asynccontextmanager
+    async def signed_in(self, username: str) -> AsyncIterator[httpx.AsyncClient]:
+        """An HTTP client on the real socket, signed in through the sign-in form."""
+        async with httpx.AsyncClient(base_url=self.origin) as client:
+            page = await client.get("/login")
+            token = CSRF_RE.search(page.text).group(1)
+            form = {"username": username, "password": PASSWORD, "csrf_token": token, "next": ""}
+            assert (await client.post("/login", data=form)).status_code == 303
+            yield client
+
+    async def cookie(self, username: str) -> str:
+        async with self.signed_in(username) as client:
+            return f"{SESSION_COOKIE}={client.cookies[SESSION_COOKIE]}"
+
+    @asynccontextmanager
+    async def pops(self, username: str) -> AsyncIterator[ClientConnection]:
+        """The pop socket of ``username``, its hello frame already read and checked."""
+        headers = {"Cookie": await self.cookie(username)}
+        url = f"ws://{self.address}/ws/pops"
+        async with connect(url, additional_headers=headers, origin=self.origin) as ws:
+            hello = await next_frame(ws)
+            assert hello["type"] == "hello" and hello["user"] == username
+            yield ws
+
+    def sessions(self):
+        return self.app.state.runtime.sessions
+
+    async def play(self, name: str) -> None:
+        await self.simulator.play(trace(name), speed=0, renumber=True)
+
+
+@pytest.fixture
+async def site(tmp_path, monkeypatch) -> AsyncIterator[Site]:
+    monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
+    async with running_site(tmp_path) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_site(tmp_path: Path) -> AsyncIterator[Site]:
+    """The seeded app under uvicorn, connected to a simulator (sign-ins need cheap argon2)."""
+    async with AmiSimulator(username="bridge", secret=AMI_SECRET) as simulator:
+        settings = Settings(
+            data_dir=tmp_path,
+            ami_host="127.0.0.1",
+            ami_port=simulator.port,
+            ami_username="bridge",
+            ami_secret=AMI_SECRET,
+            api_token="test-token-0123456789",
+            secret_key="a-test-secret-key-of-some-length",
+        )
+        seed(settings.database_url)
+        app = create_app(settings)
+        async with served(app) as address:
+            bridge = app.state.runtime.bridge
+            assert await bridge.wait_connected(timeout=FRAME_WAIT)
+            yield Site(simulator, app, address, settings)
+
+
+async def next_frame(ws: ClientConnection, skip=("ping", "bridge")) -> dict:
+    """The next frame that is not a keep-alive ping or (unless asked for) an AMI state."""
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), FRAME_WAIT))
+        if frame["type"] not in skip:
+            return frame
+
+
+async def call_frames(ws: ClientConnection, until_state: str = "ended") -> list[dict]:
+    """The frames of the next call on ``ws``, from its pop up to ``until_state``."""
+    frames = [await next_frame(ws)]
+    assert frames[0]["type"] == "pop", frames[0]
+    while frames[-1]["state"] != until_state:
+        frame = await next_frame(ws)
+        assert frame["linkedid"] == frames[0]["linkedid"], frame
+        frames.append(frame)
+    return frames
+
+
+async def pops_of_calls(ws: ClientConnection, count: int) -> list[dict]:
+    """The pop frames of the next ``count`` calls on ``ws``, read until all of them ended."""
+    pops: list[dict] = []
+    ended = 0
+    while ended < count:
+        frame = await next_frame(ws)
+        pops += [frame] if frame["type"] == "pop" else []
+        ended += frame["state"] == "ended"
+    return pops
+
+
+# ------------------------------------------------------------------------------- tests
+
+
+async def test_the_rung_agent_gets_the_card_and_the_call_as_it_goes(site):
+    async with site.pops("wang") as wang, site.pops("li") as li:
+        await site.play("a_inbound_answered_1001")
+        pop, answered, ended = await call_frames(wang)
+        assert pop["state"] == "ringing"
+        assert pop["call"] == {
+            "caller": "13800138000",
+            "caller_name": "张三",
+            "callee": "4008001234",
+            "direction": "inbound",
+            "queue": "support",
+        }
+        assert pop["lookup"]["kind"] == "known"
+        (card,) = pop["lookup"]["cards"]
+        assert (card["name"], card["card_no"], card["vip_level"]) == ("张三", "C0001", "金卡")
+        assert answered == answered | {"state": "answered", "by_agent": "1001", "mine": True}
+        assert ended["state"] == "ended" and ended["disposition"] == "answered"
+        assert all(isinstance(f["sent_at"], float) for f in (pop, answered, ended))
+
+        # 1002 was not rung by call a: its first frame is the pop of call c, where it is
+        # rung second, after 1001 missed it.
+        await site.play("c_inbound_1001_noanswer_1002_answers")
+        li_frames = await call_frames(li)
+        assert li_frames[0]["linkedid"] != pop["linkedid"]
+        assert [(f["state"], f["mine"]) for f in li_frames] == [
+            ("ringing", False),
+            ("answered", True),
+            ("ended", True),
+        ]
+        wang_frames = await call_frames(wang)
+        assert wang_frames[0]["linkedid"] == li_frames[0]["linkedid"]
+        assert [f["state"] for f in wang_frames] == ["ringing", "missed", "answered", "ended"]
+        assert wang_frames[2]["by_agent"] == "1002" and wang_frames[2]["mine"] is False
+
+
+async def test_a_page_without_extensions_gets_nothing(site):
+    async with site.pops("lin") as supervisor, site.pops("wang") as wang:
+        await site.play("a_inbound_answered_1001")
+        await call_frames(wang)
+        await site.play("c_inbound_1001_noanswer_1002_answers")
+        await call_frames(wang)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(next_frame(supervisor), 0.5)
+
+
+async def test_the_socket_refuses_strangers_bad_origins_and_other_roles(site):
+    url = f"ws://{site.address}/ws/pops"
+    agent = {"Cookie": await site.cookie("wang")}
+    refusals = [
+        ({}, site.origin),
+        (agent, "http://evil.example"),
+        (agent, None),
+        ({"Cookie": await site.cookie("zhou")}, site.origin),
+    ]
+    for headers, origin in refusals:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, additional_headers=headers, origin=origin):
+                pass
+        assert refused.value.response.status_code == 403, (headers, origin)
+
+
+async def test_an_unknown_caller_pops_a_new_customer_who_can_then_be_saved(site):
+    async with site.pops("wang") as wang:
+        await site.play("f_inbound_5_concurrent")
+        pops = {p["call"]["caller"]: p for p in await pops_of_calls(wang, 3)}
+        assert sorted(pops) == ["13800138001", "13800138003", "13800138005"]
+        lookup = pops["13800138001"]["lookup"]
+        assert lookup == lookup | {"kind": "unknown", "number_e164": "+8613800138001"}
+        assert lookup["cards"] == []
+
+    async with site.signed_in("wang") as client:
+        page = await client.get("/agent", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and "来电" in page.text
+        token = CSRF_RE.search(page.text).group(1)
+        form = {"phone": "13800138001", "name": "客户一", "gender": "F", "card_no": "N0001"}
+        forged = await client.post("/agent/customers", data=form)
+        assert forged.status_code == 403
+        saved = await client.post("/agent/customers", data=form, headers={"X-CSRF-Token": token})
+        assert saved.status_code == 201, saved.text
+        assert saved.json()["name"] == "客户一" and saved.json()["card_no"] == "N0001"
+        again = await client.post("/agent/customers", data=form, headers={"X-CSRF-Token": token})
+        assert again.status_code == 422 and "card_no" in again.json()["detail"]
+
+    async with site.pops("wang") as wang:
+        await site.play("f_inbound_5_concurrent")
+        pops = {p["call"]["caller"]: p for p in await pops_of_calls(wang, 3)}
+        lookup = pops["13800138001"]["lookup"]
+        assert lookup["kind"] == "known" and lookup["cards"][0]["name"] == "客户一"
+        assert pops["13800138003"]["lookup"]["kind"] == "unknown"
+
+
+async def test_a_family_phone_pops_every_customer_on_it(site):
+    with site.sessions().begin() as session:
+        session.add(
+            Customer(
+                card_no="C0002",
+                name="李梅",
+                phones=[CustomerPhone(number_e164=ZHANG_SAN, kind="home")],
+            )
+        )
+    async with site.pops("wang") as wang:
+        await site.play("a_inbound_answered_1001")
+        lookup = (await call_frames(wang))[0]["lookup"]
+        assert lookup["kind"] == "multiple" and lookup["customer_count"] == 2
+        assert [c["name"] for c in lookup["cards"]] == ["张三", "李梅"]
+
+
+async def test_a_blind_transfer_reaches_both_agents(site):
+    async with site.pops("wang") as wang, site.pops("li") as li:
+        await site.play("h1_blind_transfer_1001_to_1002")
+        wang_frames = await call_frames(wang)
+        assert [f["state"] for f in wang_frames] == ["ringing", "answered", "transferred"] + [
+            "answered",
+            "ended",
+        ]
+        assert wang_frames[2]["to"] == "1002"
+        assert wang_frames[3] == wang_frames[3] | {"by_agent": "1002", "mine": False}
+        li_frames = await call_frames(li)
+        assert li_frames[0]["lookup"]["cards"][0]["name"] == "张三"
+        assert [(f["state"], f["mine"]) for f in li_frames] == [
+            ("ringing", False),
+            ("answered", True),
+            ("ended", True),
+        ]
+
+
+async def test_pages_hear_when_the_bridge_loses_asterisk(site):
+    async with site.pops("wang") as wang:
+        await site.simulator.restart(down_seconds=1.5)
+        states = [(await next_frame(wang, skip=("ping",)))["state"]]
+        while states[-1] != "connected" or "disconnected" not in states:
+            frame = await next_frame(wang, skip=("ping",))
+            assert frame["type"] == "bridge"
+            states.append(frame["state"])
+        assert "disconnected" in states
+
+
+async def test_the_agent_page_needs_a_page_role(site):
+    async with site.signed_in("zhou") as client:
+        assert (await client.get("/agent")).status_code == 403
+    async with httpx.AsyncClient(base_url=site.origin) as anonymous:
+        response = await anonymous.get("/agent", headers={"Accept": "text/html"})
+        assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+@pytest.mark.parametrize(
+    ("extension", "agent"),
+    [("1001", "1001"), ("PJSIP/1001", "1001"), ("Local/1001@agents/n", "1001")],
+)
+def test_an_extension_or_interface_names_its_agent(extension, agent):
+    assert agent_key(extension) == agent
