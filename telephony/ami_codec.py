@@ -204,7 +204,10 @@ def _encode_line(key: str, value: str | int) -> bytes:
     _check_text(f"header {key!r} value", text)
     if key.lower() in _REPEATABLE:
         _check_variable(key, text)
-    line = f"{key}: {text}".encode()
+    try:
+        line = f"{key}: {text}".encode()
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for it, so nothing sane to send
+        raise UnsafeAmiValue(f"header {key!r} value is not valid Unicode text") from None
     if len(line) > MAX_LINE_BYTES:
         raise UnsafeAmiValue(
             f"header {key!r} line is {len(line)} bytes; Asterisk drops lines over {MAX_LINE_BYTES}"
