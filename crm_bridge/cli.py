@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import secrets
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from crm_bridge.log_setup import configure_logging
 from crm_bridge.settings import ConfigurationError, Settings
 
 app = typer.Typer(help="callbridge: Asterisk ↔ customer archive bridge.", no_args_is_help=True)
@@ -34,9 +34,7 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
 
 
 def _run(settings: Settings, host: str, port: int) -> None:
