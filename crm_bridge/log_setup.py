@@ -20,5 +20,9 @@ def masked_handler(stream: TextIO) -> logging.Handler:
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Send every logger, uvicorn's access log included, through :func:`masked_handler`."""
-    logging.basicConfig(level=level, handlers=[masked_handler(sys.stderr)], force=True)
+    """Send every logger, uvicorn's access log included, through :func:`masked_handler`.
+
+    Like ``logging.basicConfig`` it does nothing when the root logger already has handlers (a
+    host program, or a test runner, configured logging first).
+    """
+    logging.basicConfig(level=level, handlers=[masked_handler(sys.stderr)])
