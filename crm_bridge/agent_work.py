@@ -44,6 +44,8 @@ from crm_bridge.users import UserInputError
 from telephony.ami_connection import AmiNotConnected
 from telephony.call_events import CallRecord
 from telephony.call_tracker import agent_from_interface
+from telephony.dialer import OriginateRefused as OriginateRefused  # raised by click-to-call
+from telephony.dialer import OriginateRequest, send_originate
 
 if TYPE_CHECKING:  # the bridge imports the call log, which imports this module
     from crm_bridge.bridge_service import BridgeService
@@ -73,10 +75,6 @@ ORIGINATE_TIMEOUT_MS = 30_000
 CLICK_TO_CALL_NAME = "Click-to-call"
 
 NO_SUCH_CUSTOMER = "客户不存在 / No such customer"
-
-
-class OriginateRefused(Exception):
-    """Asterisk answered the Originate with an error (its message, which holds no number)."""
 
 
 # ------------------------------------------------------------------------------- who may act
@@ -352,23 +350,18 @@ async def originate_click_to_call(
     link = bridge.links[0]
     channel_id = str(uuid.uuid4())
     agent = agent_from_interface(agent_interface)
-    headers = [
-        ("Channel", agent_interface),
-        ("Context", "internal"),
-        ("Exten", outside_line_exten(number_e164, settings)),
-        ("Priority", "1"),
-        ("CallerID", f'"{CLICK_TO_CALL_NAME}" <{agent}>'),
-        ("Timeout", str(ORIGINATE_TIMEOUT_MS)),
-        ("Async", "true"),
-        ("ChannelId", channel_id),
-        ("Variable", "CC_CLICK_TO_CALL=1"),
-    ]
+    request = OriginateRequest(
+        channel=agent_interface,
+        context="internal",
+        exten=outside_line_exten(number_e164, settings),
+        channel_id=channel_id,
+        action_id=f"c2c-{channel_id}",
+        caller_id=f'"{CLICK_TO_CALL_NAME}" <{agent}>',
+        timeout_ms=ORIGINATE_TIMEOUT_MS,
+        variables={"CC_CLICK_TO_CALL": "1"},
+    )
     if link.connection is None:
         raise AmiNotConnected(f"AMI {link.config.name} is not started")
-    response = await link.connection.send_action(
-        "Originate", headers, action_id=f"c2c-{channel_id}"
-    )
-    if str(response.get("Response", "")).lower() != "success":
-        raise OriginateRefused(str(response.get("Message", "")))
+    await send_originate(link.connection, request)
     log.info("click-to-call by %s to %s: channel %s", agent, mask_phone(number_e164), channel_id)
     return channel_id

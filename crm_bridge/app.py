@@ -21,19 +21,26 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.agent_work import notes_by_linkedid
+from crm_bridge.agent_work import agents_of_calls_in_progress, notes_by_linkedid
+from crm_bridge.audit import audit_router
 from crm_bridge.auth import SessionRefreshMiddleware, api_access
 from crm_bridge.bridge_service import BridgeService
 from crm_bridge.call_log import CallFilter, CallLog, NumberRules, list_calls
+from crm_bridge.campaign_runner import CampaignRunner, start_runner, stop_runner
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, find_customers_by_phone
 from crm_bridge.demo import DemoFeed
+from crm_bridge.periodic_jobs import supervision_jobs
 from crm_bridge.phones import PhoneKind, normalize_phone
 from crm_bridge.pops import PopHub, database_lookup
+from crm_bridge.recordings import RecordingsRoot
+from crm_bridge.security_headers import SecurityHeadersMiddleware
 from crm_bridge.settings import Settings
 from crm_bridge.web_agent import agent_router
 from crm_bridge.web_agent_api import agent_api_router
+from crm_bridge.web_campaigns import campaigns_router
+from crm_bridge.web_supervisor import supervisor_router
 from crm_bridge.web_users import users_router
 from telephony.ami_connection import AmiConfig
 from telephony.call_tracker import TrackerPolicy
@@ -53,6 +60,7 @@ class Runtime:
     bridge: BridgeService
     pops: PopHub
     demo: DemoFeed | None = None
+    campaigns: CampaignRunner | None = None
 
 
 def ami_configs(settings: Settings) -> list[AmiConfig]:
@@ -86,9 +94,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await _start(settings)
         app.state.runtime = runtime
+        periodic = supervision_jobs(runtime.sessions, settings.recordings_dir)
+        periodic.start()
         try:
             yield
         finally:
+            await periodic.stop()
             await _stop(runtime)
 
     app = FastAPI(
@@ -97,11 +108,15 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(SessionRefreshMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(_health_router())
     app.include_router(_api_router())
     app.include_router(users_router())
     app.include_router(agent_api_router())
     app.include_router(agent_router())
+    app.include_router(audit_router())
+    app.include_router(supervisor_router())
+    app.include_router(campaigns_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -120,26 +135,32 @@ async def _start(settings: Settings) -> Runtime:
         inbound_contexts=frozenset(settings.inbound_contexts),
         agent_contexts=frozenset(settings.agent_contexts),
     )
-    bridge = BridgeService(servers, CallLog(sessions, numbers), policy)
+    call_log = CallLog(sessions, numbers, RecordingsRoot(settings.recordings_dir))
+    bridge = BridgeService(servers, call_log, policy)
     lookup = database_lookup(
         sessions,
         zone=settings.zone,
         region=settings.number_region,
         outside_line_prefix=settings.outside_line_prefix,
     )
-    pops = PopHub(lookup, bridge.status)
+    pops = PopHub(lookup, bridge.status, received_at=lambda: bridge.event_rx)
     bridge.subscribe(pops.on_event)
     await pops.start()
     await bridge.start()
     if demo is not None:
         await bridge.wait_connected(timeout=10)
         demo.begin_replay()
-    return Runtime(settings, sessions, numbers, bridge, pops, demo)
+    campaigns = await start_runner(
+        sessions, settings, servers[0], lambda: agents_of_calls_in_progress(bridge)
+    )
+    return Runtime(settings, sessions, numbers, bridge, pops, demo, campaigns)
 
 
 async def _stop(runtime: Runtime) -> None:
     if runtime.demo is not None:
         await runtime.demo.stop_replay()
+    if runtime.campaigns is not None:
+        await stop_runner(runtime.campaigns)
     await runtime.bridge.stop()
     await runtime.pops.stop()
     if runtime.demo is not None:

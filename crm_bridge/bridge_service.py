@@ -2,8 +2,10 @@
 the subscribers of domain events (the call log now; screen pops and the dialer later).
 
 AMI events arrive on the event loop in wire order and go through the tracker at once; the
-tracker is cheap and never blocks. What blocks (database writes) runs on one worker thread in
-the order the calls ended, so a slow database never stalls the AMI socket.
+tracker is cheap and never blocks. While the subscribers of an AMI event's domain events run,
+:attr:`BridgeService.event_rx` says when that event's bytes arrived (for latency figures).
+What blocks (database writes) runs on one worker thread in the order the calls ended, so a slow
+database never stalls the AMI socket.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class BridgeService:
         self.links = [
             ServerLink(config=cfg, tracker=CallTracker(cfg.name, policy)) for cfg in servers
         ]
+        self.event_rx: float | None = None
+        """``time.monotonic()`` at which the read that completed the AMI event being handled
+        returned; set only while its domain events go to the subscribers (None during a
+        resync, which has no one event behind it)."""
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -102,7 +108,11 @@ class BridgeService:
 
     def _on_event(self, link: ServerLink, event: dict[str, str]) -> None:
         link.events_seen += 1
-        self._publish(link.tracker.feed(event))
+        self.event_rx = _monotonic_of(event.get("_rx"))
+        try:
+            self._publish(link.tracker.feed(event))
+        finally:
+            self.event_rx = None
 
     def _on_resync(
         self, link: ServerLink, channels: list[dict[str, str]], started_at: float
@@ -148,3 +158,11 @@ class BridgeService:
         self._pending.discard(future)
         if not future.cancelled() and future.exception() is not None:
             log.error("call log write failed: %s", future.exception())
+
+
+def _monotonic_of(wall_time: object) -> float | None:
+    """The connection stamps frames with ``time.time()`` (the tracker compares it with resync
+    times); latency figures want the monotonic clock, so the stamp is moved onto it."""
+    if not isinstance(wall_time, float):
+        return None
+    return time.monotonic() - (time.time() - wall_time)

@@ -16,8 +16,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge.agent_work import attach_complaints, confirmed_customer_id
+from crm_bridge.campaign_store import campaign_customer_id
+from crm_bridge.db.engine import write_first_sessions
 from crm_bridge.db.models import Call, find_customers_by_phone
 from crm_bridge.phones import PhoneKind, mask_phone, normalize_phone
+from crm_bridge.recordings import RecordingsRoot, link_recording
 from telephony.call_events import CallRecord, Direction
 
 log = logging.getLogger(__name__)
@@ -47,9 +50,17 @@ class NumberRules:
 class CallLog:
     """Writes ended calls and answers queries on them."""
 
-    def __init__(self, session_factory: sessionmaker[Session], numbers: NumberRules) -> None:
-        self._sessions = session_factory
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        numbers: NumberRules,
+        recordings: RecordingsRoot | None = None,
+    ) -> None:
+        """With ``recordings``, a call's recording is linked (and its transcription queued)
+        in the same transaction as the call."""
+        self._sessions = write_first_sessions(session_factory)
         self._numbers = numbers
+        self._recordings = recordings
 
     def record(self, call: CallRecord) -> int:
         """Store one ended call (once); return its row id."""
@@ -57,8 +68,10 @@ class CallLog:
         callee = self._numbers.to_e164(call.callee)
         customer_number = caller if call.direction is Direction.INBOUND else callee
         with self._sessions.begin() as session:
-            customer_id = confirmed_customer_id(session, call.linkedid) or find_customer_id(
-                session, customer_number
+            customer_id = (
+                confirmed_customer_id(session, call.linkedid)
+                or campaign_customer_id(session, call.linkedid)
+                or find_customer_id(session, customer_number)
             )
             values = {
                 "linkedid": call.linkedid,
@@ -88,6 +101,8 @@ class CallLog:
             session.execute(_insert_ignoring_duplicates(session, values))
             call_id = session.scalar(select(Call.id).where(Call.linkedid == call.linkedid))
             session.execute(attach_complaints(call.linkedid, call_id))
+            if self._recordings is not None and call.recording_path:
+                link_recording(session, call_id, call.recording_path, self._recordings)
         log.info(
             "call %s logged: %s %s -> %s, %s",
             call.linkedid,

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from crm_bridge import cli_speech
 from crm_bridge.log_setup import configure_logging
 from crm_bridge.settings import ConfigurationError, Settings
 
@@ -20,6 +21,11 @@ users_app = typer.Typer(help="People who sign in to the web pages.", no_args_is_
 app.add_typer(import_app, name="import")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+app.add_typer(cli_speech.models_app, name="models")
+app.command("transcribe")(cli_speech.transcribe)
+retention_app = typer.Typer(help="Delete recordings and transcripts past their keep time.",
+                            no_args_is_help=True)  # fmt: skip
+app.add_typer(retention_app, name="retention")
 
 HostOption = Annotated[str, typer.Option(help="address to listen on")]
 PortOption = Annotated[int, typer.Option(help="port to listen on")]
@@ -60,10 +66,19 @@ def demo(
     speed: Annotated[float, typer.Option(help="replay the recorded calls this much faster")] = 1.0,
 ) -> None:
     """Run the service with no Asterisk: a seeded archive and recorded calls replayed live."""
+    from crm_bridge.demo import ensure_demo_users, new_demo_password
+
     _logging()
     token = secrets.token_urlsafe(16)
     settings = _settings(demo=True, data_dir=data_dir, api_token=token, demo_speed=speed)
-    typer.echo(f"callbridge demo on http://{host}:{port}/docs")
+    password = new_demo_password()
+    demo_users = ensure_demo_users(settings.database_url, password)
+    typer.echo(f"callbridge demo on http://{host}:{port}/agent")
+    typer.echo(f"登录 Sign in (password for this run / 本次密码: {password}):")
+    for user in demo_users:
+        extensions = f" ({', '.join(user.extensions)})" if user.extensions else ""
+        typer.echo(f"  {user.username:<11} {user.role}{extensions}")
+    typer.echo(f"OpenAPI: http://{host}:{port}/docs")
     typer.echo(f"API token for this run: {token}")
     typer.echo(f'  curl -H "Authorization: Bearer {token}" http://{host}:{port}/api/calls')
     _run(settings, host, port)
@@ -169,3 +184,57 @@ def users_list() -> None:
     for user in users:
         state = "active" if user.active else "deactivated"
         typer.echo(f"{user.username:<32} {user.role:<10} {state:<11} {' '.join(user.extensions)}")
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="stop when no job is due")] = False,
+    language: Annotated[str, typer.Option(help="language of the model (zh, en, ko…)")] = "zh",
+    lease_seconds: Annotated[float, typer.Option(min=2, help="lease, renewed meanwhile")] = 60.0,
+    poll_seconds: Annotated[float, typer.Option(min=0.1, help="wait between empty polls")] = 2.0,
+    max_attempts: Annotated[int, typer.Option(min=1, help="tries before a job fails")] = 5,
+    retry_delay_seconds: Annotated[float, typer.Option(min=0, help="first back-off")] = 30.0,
+) -> None:
+    """Transcribe recordings from the job queue; run as many worker processes as you like."""
+    from crm_bridge.db.migrate import upgrade
+    from crm_bridge.transcription_jobs import RetryPolicy, run_worker
+    from transcription.errors import ModelError
+    from transcription.model_files import check_model
+
+    _logging()
+    settings = _settings(serving=False)
+    if settings.vosk_model is None:
+        typer.echo("CALLBRIDGE_VOSK_MODEL is not set: name the Vosk model folder", err=True)
+        raise typer.Exit(2)
+    try:
+        check_model(settings.vosk_model)
+    except ModelError as exc:
+        typer.echo(f"model: {exc}", err=True)
+        raise typer.Exit(2) from None
+    upgrade(settings.database_url)
+    retry = RetryPolicy(max_attempts=max_attempts, base_delay_seconds=retry_delay_seconds)
+    handled = run_worker(
+        settings.database_url,
+        settings.recordings_dir,
+        settings.vosk_model,
+        language=language,
+        once=once,
+        lease_seconds=lease_seconds,
+        poll_seconds=poll_seconds,
+        retry=retry,
+    )
+    typer.echo(f"worker stopped after {handled} job(s)", err=True)
+
+
+@retention_app.command("run")
+def retention_run() -> None:
+    """Delete the recordings (and transcripts) older than the retention settings, once."""
+    from crm_bridge.retention import run_retention
+
+    _logging()
+    settings = _settings(serving=False)
+    report = run_retention(_user_sessions(), settings.recordings_dir)
+    typer.echo(
+        f"{report.recordings_deleted} recording(s) deleted ({report.files_removed} file(s)), "
+        f"{report.segments_deleted} transcript segment(s) deleted"
+    )

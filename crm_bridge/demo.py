@@ -5,6 +5,10 @@ every round makes new calls), over a real TCP socket, through the same AMI conne
 and call log as production. The archive is seeded with generated customers that include the
 callers of the recordings, so a new user sees known callers, an unknown caller and a family
 phone shared by two customers.
+
+So that a new user can sign in at once, :func:`ensure_demo_users` gives the demo one user of each
+role (the agent holds the extensions the recorded calls ring) and one password made at random
+for this run, which ``callbridge demo`` prints once. ``callbridge serve`` never does this.
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from crm_bridge.db.engine import make_engine, make_session_factory
+from crm_bridge.db.migrate import upgrade
 from crm_bridge.demo_seed import seed_demo
+from crm_bridge.users import create_user, find_user, set_password
 from telephony.ami_connection import AmiConfig
 from telephony.simulator import AmiSimulator
 from telephony.trace_files import RECORDED_TRACES, load_trace
@@ -35,6 +43,46 @@ DEMO_ROUND = [
     "f_inbound_5_concurrent",
 ]
 PAUSE_BETWEEN_CALLS = 3.0
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    role: str
+    extensions: tuple[str, ...] = ()
+
+
+DEMO_USERS = (
+    DemoUser("agent", "agent", ("1001", "1002")),
+    DemoUser("supervisor", "supervisor"),
+    DemoUser("scheduler", "scheduler"),
+    DemoUser("admin", "admin"),
+)
+"""The demo's users; the agent answers on the extensions the calls of ``DEMO_ROUND`` ring."""
+
+
+def new_demo_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def ensure_demo_users(database_url: str, password: str) -> tuple[DemoUser, ...]:
+    """Create the demo users that are missing and give every one of them ``password`` (a user
+    left from an earlier demo run gets this run's password, so the printed one always works)."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            for demo_user in DEMO_USERS:
+                user = find_user(session, demo_user.username)
+                if user is None:
+                    create_user(
+                        session, demo_user.username, password, demo_user.role, demo_user.extensions
+                    )
+                else:
+                    set_password(session, user, password)
+    finally:
+        engine.dispose()
+    return DEMO_USERS
 
 
 class DemoFeed:

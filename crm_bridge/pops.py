@@ -1,11 +1,15 @@
 """Screen pops: the bridge's domain events turned into frames on the agents' WebSockets.
 
 :class:`PopHub` subscribes to :class:`~crm_bridge.bridge_service.BridgeService`. When an agent's
-phone rings it looks the caller up (in a worker thread, once per call however many agents are
-rung) and pushes a ``pop`` frame to every open page of the users who hold that agent's
+phone rings it looks the caller up (on its lookup threads, once per call however many agents
+are rung) and pushes a ``pop`` frame to every open page of the users who hold that agent's
 extension; what happens next to the call (answered, missed, transferred, ended) follows as
 ``update`` frames to the pages that have the call's card. A page only ever gets frames for calls
 that rang one of its user's own extensions.
+
+The lookup starts as soon as the call is offered (the caller is known then, while the call is
+still in the dialplan or the queue), so that the card is usually ready when an agent's phone
+starts ringing; a call that never rings an agent only costs that one read.
 
 Frames of one call are sent in the order the events happened: each call has its own queue and
 task, so the answer that arrives while the lookup is still running waits for the pop. Each page
@@ -13,8 +17,14 @@ has its own bounded outbox, so a slow browser delays nobody else; a page that fa
 behind is dropped (its browser reconnects and gets the calls still going).
 
 The AMI connection state is polled from the bridge and broadcast to every page when it
-changes. Every frame carries ``sent_at`` (``time.time()`` when it was queued) for latency
-measurements.
+changes.
+
+For latency measurements every frame carries ``sent_at`` (``time.time()`` when it was queued),
+and ``pop`` / ``update`` frames carry ``ami_rx``: the ``time.monotonic()`` at which the bytes
+of the AMI event that caused the frame arrived on the bridge's socket (``null`` for a card
+given to a page that connected while the call was ringing, or a call found by a resync). A
+client in the same process (``bench/pop_latency.py``) subtracts it from its own
+``time.monotonic()`` on receipt.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
@@ -37,6 +48,7 @@ from telephony.call_events import (
     AgentRingStopped,
     CallAnswered,
     CallEnded,
+    CallOffered,
     CallRecord,
     CallTransferred,
     Direction,
@@ -48,6 +60,10 @@ log = logging.getLogger(__name__)
 OUTBOX_SIZE = 256
 """Frames a page may have waiting; past this the page is dropped and reconnects."""
 STATE_POLL_SECONDS = 0.5
+LOOKUP_THREADS = 4
+"""Lookups run on a few threads of their own: a burst of calls then holds the GIL from at most
+this many threads, so the event loop (AMI socket, WebSockets) keeps its turn, while lookups
+waiting on the database (PostgreSQL round trips) still overlap."""
 
 Frame = dict[str, Any]
 
@@ -104,8 +120,9 @@ class ActiveCall:
 
     linkedid: str
     call: CallRecord
-    events: asyncio.Queue[DomainEvent] = field(default_factory=asyncio.Queue)
-    lookup: PopLookup | None = None
+    events: asyncio.Queue[Stamped] = field(default_factory=asyncio.Queue)
+    lookup: Frame | None = None
+    """The :class:`PopLookup` of the caller as JSON, made on the lookup thread."""
     rung: set[str] = field(default_factory=set)
     state: str = "ringing"
     by_agent: str | None = None
@@ -115,6 +132,21 @@ class ActiveCall:
 
 
 Lookup = Callable[[str | None], PopLookup]
+Stamped = tuple[DomainEvent, float | None]
+"""A domain event and the ``time.monotonic()`` at which its AMI event arrived."""
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """A lookup started when the call was offered, for this number."""
+
+    number: str
+    task: asyncio.Future[Frame]
+
+
+def _retrieve_exception(task: asyncio.Future[Frame]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class PopHub:
@@ -125,12 +157,18 @@ class PopHub:
         lookup: Lookup,
         bridge_state: Callable[[], list[dict[str, object]]],
         clock: Callable[[], float] = time.time,
+        received_at: Callable[[], float | None] = lambda: None,
     ) -> None:
+        """``received_at`` tells, while :meth:`on_event` runs, when the AMI event behind the
+        domain event arrived (``BridgeService.event_rx``)."""
         self._lookup = lookup
         self._bridge_state = bridge_state
         self._clock = clock
+        self._received_at = received_at
         self._connections: set[PopConnection] = set()
         self._calls: dict[str, ActiveCall] = {}
+        self._prefetched: dict[str, Prefetch] = {}
+        self._lookup_threads = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="pop-lookup")
         self._state: Frame | None = None
         self._poller: asyncio.Task[None] | None = None
 
@@ -142,6 +180,7 @@ class PopHub:
 
     async def stop(self) -> None:
         tasks = [c.task for c in self._calls.values() if c.task is not None]
+        tasks += [p.task for p in self._prefetched.values()]
         if self._poller is not None:
             tasks.append(self._poller)
         for task in tasks:
@@ -150,6 +189,8 @@ class PopHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._calls.clear()
+        self._prefetched.clear()
+        self._lookup_threads.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ pages
 
@@ -161,7 +202,7 @@ class PopHub:
         for active in self._calls.values():
             if active.lookup is not None and active.rung & connection.agents:
                 connection.linkedids.add(active.linkedid)
-                connection.push(self._pop_frame(active, connection))
+                connection.push(self._pop_frame(active, connection, None))
         return connection
 
     def disconnect(self, connection: PopConnection) -> None:
@@ -177,6 +218,12 @@ class PopHub:
     def connections(self) -> int:
         return len(self._connections)
 
+    @property
+    def calls_held(self) -> int:
+        """Calls the hub keeps anything of (a card, a lookup started at the offer); none once
+        every call has ended."""
+        return len(self._calls.keys() | self._prefetched.keys())
+
     # ------------------------------------------------------------------ events
 
     def on_event(self, event: DomainEvent) -> None:
@@ -184,45 +231,54 @@ class PopHub:
         linkedid = event.call.linkedid
         active = self._calls.get(linkedid)
         if active is None:
+            if isinstance(event, CallOffered):
+                self._prefetch(event.call)
+            elif isinstance(event, CallEnded):
+                self._prefetched.pop(linkedid, None)
             if not isinstance(event, AgentRinging):
                 return
             active = ActiveCall(linkedid, event.call)
             self._calls[linkedid] = active
             active.task = asyncio.create_task(self._run_call(active), name=f"pop-{linkedid}")
-        active.events.put_nowait(event)
+        active.events.put_nowait((event, self._received_at()))
 
     async def _run_call(self, active: ActiveCall) -> None:
         """Handles one call's events in order until it ends."""
         try:
             while True:
-                event = await active.events.get()
+                event, rx = await active.events.get()
                 active.call = event.call
                 if isinstance(event, AgentRinging):
-                    await self._ringing(active, event)
+                    await self._ringing(active, event, rx)
                 elif isinstance(event, AgentRingStopped):
-                    self._missed(active, event.agent)
+                    self._missed(active, event.agent, rx)
                 elif isinstance(event, CallAnswered):
-                    self._answered(active, event.agent)
+                    self._answered(active, event.agent, rx)
                 elif isinstance(event, CallTransferred):
-                    self._transferred(active, event)
+                    self._transferred(active, event, rx)
                 elif isinstance(event, CallEnded):
-                    self._ended(active)
+                    self._ended(active, rx)
                     return
         except Exception:
             log.exception("screen pop of call %s failed", active.linkedid)
         finally:
             self._calls.pop(active.linkedid, None)
+            self._prefetched.pop(active.linkedid, None)
             for connection in self._connections:
                 connection.linkedids.discard(active.linkedid)
 
-    async def _ringing(self, active: ActiveCall, event: AgentRinging) -> None:
+    async def _ringing(self, active: ActiveCall, event: AgentRinging, rx: float | None) -> None:
         if active.lookup is None:
             number = number_to_look_up(event.call)
+            prefetch = self._prefetched.pop(active.linkedid, None)
             try:
-                active.lookup = await asyncio.to_thread(self._lookup, number)
+                if prefetch is not None and prefetch.number == number:
+                    active.lookup = await prefetch.task
+                else:
+                    active.lookup = await self._look_up(number)
             except Exception:
                 log.exception("caller lookup failed for %s", mask_phone(number))
-                active.lookup = PopLookup(kind="unknown")
+                active.lookup = PopLookup(kind="unknown").model_dump(mode="json")
         agent = agent_key(event.agent)
         active.rung.add(agent)
         active.missed_by.discard(agent)
@@ -231,40 +287,58 @@ class PopHub:
         for connection in self._connections:
             if agent in connection.agents:
                 connection.linkedids.add(active.linkedid)
-                connection.push(self._pop_frame(active, connection))
+                connection.push(self._pop_frame(active, connection, rx))
 
-    def _missed(self, active: ActiveCall, agent: str) -> None:
+    def _prefetch(self, call: CallRecord) -> None:
+        """Start looking the caller up while the call has not reached an agent yet."""
+        number = number_to_look_up(call)
+        if number is None:
+            return
+        future = self._look_up(number)
+        future.add_done_callback(_retrieve_exception)  # a failure is logged when awaited
+        self._prefetched[call.linkedid] = Prefetch(number, future)
+
+    def _look_up(self, number: str | None) -> asyncio.Future[Frame]:
+        """The caller's lookup as JSON, handed to a lookup thread at once (no task, no turn of
+        the loop in between); both the reading and the dumping are done off the loop."""
+
+        def look_up() -> Frame:
+            return self._lookup(number).model_dump(mode="json")
+
+        return asyncio.get_running_loop().run_in_executor(self._lookup_threads, look_up)
+
+    def _missed(self, active: ActiveCall, agent: str, rx: float | None) -> None:
         agent = agent_key(agent)
         active.missed_by.add(agent)
         for connection in self._with_card(active):
             if agent in connection.agents:
-                connection.push(self._update(active, "missed"))
+                connection.push(self._update(active, "missed", rx))
 
-    def _answered(self, active: ActiveCall, agent: str | None) -> None:
+    def _answered(self, active: ActiveCall, agent: str | None, rx: float | None) -> None:
         active.state = "answered"
         active.by_agent = agent_key(agent) if agent else None
         for connection in self._with_card(active):
-            connection.push(self._update(active, "answered", connection))
+            connection.push(self._update(active, "answered", rx, connection))
 
-    def _transferred(self, active: ActiveCall, event: CallTransferred) -> None:
+    def _transferred(self, active: ActiveCall, event: CallTransferred, rx: float | None) -> None:
         active.state = "transferred"
         active.transferred_to = event.to
         for connection in self._with_card(active):
-            frame = self._update(active, "transferred", connection)
+            frame = self._update(active, "transferred", rx, connection)
             frame |= {"from_agent": event.from_agent, "to": event.to, "kind": event.kind}
             connection.push(frame)
 
-    def _ended(self, active: ActiveCall) -> None:
+    def _ended(self, active: ActiveCall, rx: float | None) -> None:
         active.state = "ended"
         for connection in self._with_card(active):
-            connection.push(self._update(active, "ended", connection))
+            connection.push(self._update(active, "ended", rx, connection))
 
     def _with_card(self, active: ActiveCall) -> list[PopConnection]:
         return [c for c in self._connections if active.linkedid in c.linkedids]
 
     # ------------------------------------------------------------------ frames
 
-    def _pop_frame(self, active: ActiveCall, connection: PopConnection) -> Frame:
+    def _pop_frame(self, active: ActiveCall, connection: PopConnection, rx: float | None) -> Frame:
         assert active.lookup is not None
         missed = bool(active.missed_by & connection.agents) and active.state == "ringing"
         return {
@@ -274,12 +348,17 @@ class PopHub:
             "by_agent": active.by_agent,
             "mine": self._mine(active, connection),
             "call": call_summary(active.call),
-            "lookup": active.lookup.model_dump(mode="json"),
+            "lookup": active.lookup,
             "sent_at": self._clock(),
+            "ami_rx": rx,
         }
 
     def _update(
-        self, active: ActiveCall, state: str, connection: PopConnection | None = None
+        self,
+        active: ActiveCall,
+        state: str,
+        rx: float | None,
+        connection: PopConnection | None = None,
     ) -> Frame:
         frame: Frame = {
             "type": "update",
@@ -288,6 +367,7 @@ class PopHub:
             "by_agent": active.by_agent,
             "mine": connection is not None and self._mine(active, connection),
             "sent_at": self._clock(),
+            "ami_rx": rx,
         }
         if state == "ended":
             disposition = active.call.disposition

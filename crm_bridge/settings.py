@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     demo_speed: float = Field(default=1.0, gt=0, le=1000)
     """How much faster than recorded the demo replays its calls."""
 
+    campaign_max_concurrent: int = Field(default=10, ge=1, le=500)
+    """How many campaign calls may be placed (ringing or talking) at once."""
+    campaign_calls_per_second: float = Field(default=2.0, gt=0, le=100)
+    """How many campaign Originates may be sent per second at most."""
+
     inbound_contexts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["from-customers", "from-trunk", "from-pstn", "from-external"]
     )
@@ -277,6 +282,11 @@ class Settings(BaseSettings):
         if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
             return None
         return Path(url.database)
+
+    @property
+    def greetings_dir(self) -> Path:
+        """Where the campaign greetings the schedulers upload are kept."""
+        return self.data_dir / "greetings"
 
     @property
     def zone(self) -> ZoneInfo:

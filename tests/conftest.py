@@ -6,16 +6,20 @@
 unreachable the test is skipped, or fails when ``CALLBRIDGE_REQUIRE_PG=1`` (CI).
 ``db_url``: both of the above, one test run each (ids ``sqlite`` and ``postgres``).
 ``db_sessions`` / ``sqlite_sessions``: a session factory on a migrated ``db_url`` / ``sqlite_url``.
+``browser``: Debian's Chromium driven by Playwright; skipped where ``/usr/bin/chromium`` is missing,
+or failed when ``CALLBRIDGE_REQUIRE_BROWSER=1`` (CI).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+from playwright.async_api import Browser, async_playwright
 from psycopg import sql
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +28,8 @@ from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def _admin_url() -> str:
@@ -94,3 +100,20 @@ def db_sessions(db_url) -> Iterator[sessionmaker[Session]]:
 @pytest.fixture
 def sqlite_sessions(sqlite_url) -> Iterator[sessionmaker[Session]]:
     yield from _migrated_sessions(sqlite_url)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is not installed"
+        if os.environ.get("CALLBRIDGE_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

@@ -2,33 +2,37 @@
 under uvicorn fed by the AMI simulator. Screenshots go to ``test-artifacts/`` at the repo root.
 
 Skipped only when ``/usr/bin/chromium`` is missing and ``CALLBRIDGE_REQUIRE_BROWSER`` is unset
+(the ``browser`` fixture of tests/conftest.py)
 (CI sets it, so a missing browser fails there).
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, Page, expect
 from test_pops import CHEAP_ARGON2, PASSWORD, ZHANG_SAN, Site, running_site
 
 from crm_bridge import users
-from crm_bridge.db.models import Complaint, Customer, CustomerPhone, Purchase, VisitRecord
+from crm_bridge.db.models import (
+    Call,
+    CallNote,
+    Complaint,
+    Customer,
+    CustomerPhone,
+    Purchase,
+    VisitRecord,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 FAMILY_PHONE = "+8613800138003"
 """The third caller of trace f; two customers share it."""
 WAIT_MS = 10_000
-
-if not CHROMIUM.exists() and not os.environ.get("CALLBRIDGE_REQUIRE_BROWSER"):
-    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
-
-from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
 
 
 def enrich_zhang_san(site: Site) -> None:
@@ -66,19 +70,6 @@ async def site(tmp_path, monkeypatch) -> AsyncIterator[Site]:
     async with running_site(tmp_path) as running:
         enrich_zhang_san(running)
         yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def signed_in_agent_page(site: Site, browser: Browser) -> Page:
@@ -128,13 +119,19 @@ async def test_the_agent_sees_known_unknown_and_shared_callers(site, browser):
     several = page.locator("article.card", has=page.locator(".number", has_text="13800138003"))
     await expect(several).to_contain_text("多位客户使用此号码")
     await expect(several.locator("button.choose")).to_have_count(2)
-    await several.locator("button.choose").nth(1).click()
-    await expect(several.locator(".customer.chosen .customer-name")).to_have_text("王小明")
+    await expect(several.locator(".choices")).to_contain_text("王芳")
     await several.scroll_into_view_if_needed()
     await page.screenshot(path=ARTIFACTS / "pop_multiple.png")
 
     await expect(page.locator("article.card")).to_have_count(4)
     assert await no_horizontal_scroll(page)
+
+    await site.app.state.runtime.bridge.drain()  # the ended calls are in the call log
+    await several.locator("button.choose").nth(1).click()
+    await expect(several.locator(".customer-name")).to_have_text("王小明")
+    await expect(several.locator(".choices")).to_have_count(0)
+    family_call = await several.get_attribute("data-linkedid")
+    assert linked_customer(site, family_call) == ("王小明", "C0004")
 
     await form.locator("input[name=name]").fill("客户一")
     await form.locator("input[name=card_no]").fill("N0001")
@@ -143,3 +140,60 @@ async def test_the_agent_sees_known_unknown_and_shared_callers(site, browser):
     with site.sessions()() as session:
         saved = session.query(Customer).filter_by(card_no="N0001").one()
         assert [p.number_e164 for p in saved.phones] == ["+8613800138001"]
+    new_call = await unknown.get_attribute("data-linkedid")
+    assert linked_customer(site, new_call) == ("客户一", "N0001")
+
+
+async def test_the_agent_wraps_up_complains_and_calls_back_from_the_card(site, browser):
+    page = await signed_in_agent_page(site, browser)
+    await site.play("a_inbound_answered_1001")
+    card = page.locator("article.card", has=page.locator(".customer-name", has_text="张三"))
+    await expect(card.locator(".state")).to_contain_text("已结束")
+    await site.app.state.runtime.bridge.drain()
+    linkedid = await card.get_attribute("data-linkedid")
+
+    wrapup = card.locator("form.wrapup")
+    await wrapup.locator("select[name=code]").select_option("after_sales")
+    await wrapup.locator("textarea[name=note]").fill("遥控器换新")
+    await wrapup.locator("button[type=submit]").click()
+    await expect(wrapup.locator(".saved")).to_be_visible()
+
+    await card.locator(".complaint-new summary").click()
+    await card.locator(".complaint-form textarea").fill("安装延误两天")
+    await card.locator(".complaint-form button[type=submit]").click()
+    await expect(card.locator(".complaint-new")).to_contain_text("投诉已提交")
+    await card.scroll_into_view_if_needed()
+    await page.screenshot(path=ARTIFACTS / "pop_wrapup.png")
+
+    with site.sessions()() as session:
+        note = session.query(CallNote).filter_by(linkedid=linkedid).one()
+        assert (note.wrapup_code, note.note) == ("after_sales", "遥控器换新")
+        assert note.agent_username == "wang"
+        complaint = session.query(Complaint).filter_by(content="安装延误两天").one()
+        assert complaint.linkedid == linkedid and complaint.status == "open"
+
+    await card.locator("button.click-to-call").first.click()
+    await expect(card.locator(".call-status")).to_contain_text("请接起话机")
+    assert [a["Channel"] for a in site.simulator.actions_named("Originate")] == ["PJSIP/1001"]
+
+
+def linked_customer(site: Site, linkedid: str | None) -> tuple[str, str]:
+    """The customer the agent linked to the call, as (name, card no.)."""
+    with site.sessions()() as session:
+        customer_id = session.query(Call.customer_id).filter_by(linkedid=linkedid).scalar()
+        customer = session.get(Customer, customer_id)
+        return customer.name, customer.card_no
+
+
+async def test_the_page_shows_when_the_bridge_loses_asterisk(site, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await signed_in_agent_page(site, browser)
+    banner = page.locator("#bridge-banner")
+    await expect(banner).to_be_hidden()
+    restart = asyncio.create_task(site.simulator.restart(down_seconds=3))
+    await expect(banner).to_be_visible()
+    await expect(banner).to_contain_text("与电话系统 (Asterisk) 的连接已断开")
+    await page.screenshot(path=ARTIFACTS / "pop_bridge_lost.png")
+    await restart
+    await expect(banner).to_be_hidden()
+    await expect(page.locator("#socket-banner")).to_be_hidden()

@@ -46,7 +46,19 @@ def test_the_filter_masks_numbers_and_keeps_ids():
     assert mask_numbers_in_text("extension 1001, queue 4008") == "extension 1001, queue 4008"
 
 
+def _uvicorn_loggers_to_root() -> None:
+    """As ``callbridge serve`` runs uvicorn (``log_config=None``): its loggers pass every line
+    to the root logger. A uvicorn started earlier in the same process with its own logging
+    configuration leaves them with handlers of their own and propagation off."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+
+
 async def test_no_caller_number_reaches_the_logs_in_full(tmp_path):
+    _uvicorn_loggers_to_root()
     stream = io.StringIO()
     handler = masked_handler(stream)
     root = logging.getLogger()

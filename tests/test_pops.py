@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from crm_bridge.app import create_app
 from crm_bridge.auth import SESSION_COOKIE
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
-from crm_bridge.db.models import Customer, CustomerPhone, User
+from crm_bridge.db.models import Call, Customer, CustomerPhone, User
 from crm_bridge.pops import agent_key
 from crm_bridge.settings import Settings
 from telephony.simulator import AmiSimulator
@@ -230,6 +231,9 @@ async def test_the_rung_agent_gets_the_card_and_the_call_as_it_goes(site):
         assert answered == answered | {"state": "answered", "by_agent": "1001", "mine": True}
         assert ended["state"] == "ended" and ended["disposition"] == "answered"
         assert all(isinstance(f["sent_at"], float) for f in (pop, answered, ended))
+        # ami_rx is on this process's monotonic clock (not the wall clock of sent_at)
+        now = time.monotonic()
+        assert all(now - FRAME_WAIT < f["ami_rx"] <= now for f in (pop, answered, ended))
 
         # 1002 was not rung by call a: its first frame is the pop of call c, where it is
         # rung second, after 1001 missed it.
@@ -245,6 +249,23 @@ async def test_the_rung_agent_gets_the_card_and_the_call_as_it_goes(site):
         assert wang_frames[0]["linkedid"] == li_frames[0]["linkedid"]
         assert [f["state"] for f in wang_frames] == ["ringing", "missed", "answered", "ended"]
         assert wang_frames[2]["by_agent"] == "1002" and wang_frames[2]["mine"] is False
+
+
+async def test_the_hub_lets_go_of_every_call_that_ended(site):
+    """Abandoned in the queue, missed, answered, transferred: the lookups started when the
+    calls were offered and the cards are all dropped when the calls end."""
+    hub = site.app.state.runtime.pops
+    async with site.pops("wang") as wang:
+        for name in ("b_inbound_abandoned", "c_inbound_1001_noanswer_1002_answers",
+                     "h1_blind_transfer_1001_to_1002", "e1_outbound_busy"):  # fmt: skip
+            await site.play(name)
+        await call_frames(wang)
+        await call_frames(wang)
+
+        async def let_go() -> bool:
+            return hub.calls_held == 0
+
+        await wait_for(let_go)
 
 
 async def test_a_page_without_extensions_gets_nothing(site):
@@ -282,18 +303,25 @@ async def test_an_unknown_caller_pops_a_new_customer_who_can_then_be_saved(site)
         assert lookup == lookup | {"kind": "unknown", "number_e164": "+8613800138001"}
         assert lookup["cards"] == []
 
+    linkedid = pops["13800138001"]["linkedid"]
+    await site.app.state.runtime.bridge.drain()  # the ended call is in the call log
     async with site.signed_in("wang") as client:
         page = await client.get("/agent", headers={"Accept": "text/html"})
         assert page.status_code == 200 and "来电" in page.text
-        token = CSRF_RE.search(page.text).group(1)
-        form = {"phone": "13800138001", "name": "客户一", "gender": "F", "card_no": "N0001"}
-        forged = await client.post("/agent/customers", data=form)
+        token = re.search(r'data-csrf="([^"]+)"', page.text).group(1)
+        url = f"/me/calls/{linkedid}/new-customer"
+        body = {"phone": "13800138001", "name": "客户一", "gender": "F", "card_no": "N0001"}
+        forged = await client.post(url, json=body)
         assert forged.status_code == 403
-        saved = await client.post("/agent/customers", data=form, headers={"X-CSRF-Token": token})
-        assert saved.status_code == 201, saved.text
-        assert saved.json()["name"] == "客户一" and saved.json()["card_no"] == "N0001"
-        again = await client.post("/agent/customers", data=form, headers={"X-CSRF-Token": token})
-        assert again.status_code == 422 and "card_no" in again.json()["detail"]
+        saved = await client.post(url, json=body, headers={"X-CSRF-Token": token})
+        assert saved.status_code == 200, saved.text
+        card = saved.json()["card"]
+        assert (card["name"], card["card_no"]) == ("客户一", "N0001")
+        again = await client.post(url, json=body, headers={"X-CSRF-Token": token})
+        assert again.status_code == 400 and "card_no" in again.json()["detail"]["errors"]
+    with site.sessions()() as session:
+        call = session.query(Call).filter_by(linkedid=linkedid).one()
+        assert call.customer_id == saved.json()["customer_id"]
 
     async with site.pops("wang") as wang:
         await site.play("f_inbound_5_concurrent")

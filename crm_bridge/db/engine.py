@@ -46,6 +46,20 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def write_first_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for transactions that read and then write, on SQLite begun ``IMMEDIATE``.
+
+    A SQLite transaction that begins by reading and then writes cannot wait for another
+    writer: when that writer commits first, the upgrade to a write lock fails at once with
+    'database is locked' (the busy timeout does not apply). Taking the write lock at BEGIN
+    makes such a transaction wait its turn instead. PostgreSQL ignores the option.
+    """
+    engine = sessions.kw["bind"]
+    return sessionmaker(
+        engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
+    )
+
+
 def _create_sqlite_folder(url: URL) -> None:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -73,4 +87,5 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        mode = connection.get_execution_options().get("sqlite_begin", "")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")

@@ -50,7 +50,7 @@ GENDERS = ("M", "F")
 PHONE_KINDS = ("mobile", "home", "work", "other")
 VISIT_CHANNELS = ("phone", "in_person", "wechat", "sms", "email", "other")
 COMPLAINT_STATUSES = ("open", "in_progress", "resolved", "closed")
-RECORDING_STATUSES = ("ok", "missing", "empty")
+RECORDING_STATUSES = ("ok", "missing", "empty", "unreadable")
 ROLES = ("agent", "supervisor", "scheduler", "admin")
 WRAPUP_CODES = (
     "inquiry",
@@ -341,10 +341,14 @@ class Recording(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(512))
-    status: Mapped[str | None] = mapped_column(String(8))
+    status: Mapped[str | None] = mapped_column(String(10))
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    agent_path: Mapped[str | None] = mapped_column(String(512))
+    """The agent's side alone (``<uniqueid>-out.wav``), relative to the root, when it exists."""
+    customer_path: Mapped[str | None] = mapped_column(String(512))
+    """The customer's side alone (``<uniqueid>-in.wav``), relative to the root, when it exists."""
 
     call: Mapped[Call] = relationship(back_populates="recordings")
 
@@ -374,3 +378,335 @@ def find_customers_by_phone(session: Session, e164: str) -> list[Customer]:
         .distinct()
     )
     return list(session.scalars(statement))
+
+
+# ------------------------------------------------------------------------------- supervision
+
+
+COMPLAINT_ACTIONS = ("assign", "escalate", "resolve")
+JsonObject = JSON().with_variant(JSONB(), "postgresql")
+
+
+class AuditEntry(Base):
+    """One playback, download, export or other access to personal data (append-only: the
+    database refuses UPDATE and DELETE on this table with a trigger)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index(None, "at"),
+        Index(None, "username", "at"),
+        Index(None, "action", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    username: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str | None] = mapped_column(String(64))
+    client: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JsonObject)
+
+
+class ComplaintEvent(Base):
+    """The history of a complaint: who assigned, escalated or resolved it, and when."""
+
+    __tablename__ = "complaint_events"
+    __table_args__ = (
+        CheckConstraint(_one_of("action", COMPLAINT_ACTIONS), name="action"),
+        Index(None, "complaint_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    complaint_id: Mapped[int] = mapped_column(ForeignKey("complaints.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str | None] = mapped_column(String(64))
+    """Who it was assigned or escalated to."""
+    comment: Mapped[str | None] = mapped_column(Text)
+    follow_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    """On a resolve: when the customer is to be called back."""
+
+
+class SupervisionSetting(Base):
+    """A setting supervisors and admins change at run time (service-level threshold, FCR
+    window, retention days), one JSON value per key."""
+
+    __tablename__ = "supervision_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class RecordingDeletion(Base):
+    """A recording whose file the retention job deleted: the call keeps that it existed."""
+
+    __tablename__ = "recording_deletions"
+
+    recording_id: Mapped[int] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True
+    )
+    deleted_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    reason: Mapped[str] = mapped_column(String(32))
+
+
+class WatchWord(Base):
+    """A word the supervisors watch for in transcripts (投诉, 退款, 律师, 12315 …)."""
+
+    __tablename__ = "watch_words"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    word: Mapped[str] = mapped_column(String(32), unique=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class CallFlag(Base):
+    """A watch word said in a call, at a moment (the start of the transcript segment)."""
+
+    __tablename__ = "call_flags"
+    __table_args__ = (
+        UniqueConstraint("segment_id", "word"),
+        Index(None, "call_id", "at_seconds"),
+        Index(None, "flagged_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    segment_id: Mapped[int] = mapped_column(
+        ForeignKey("transcript_segments.id", ondelete="CASCADE")
+    )
+    word: Mapped[str] = mapped_column(String(32))
+    at_seconds: Mapped[float] = mapped_column(Float)
+    flagged_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+# Indexes of the supervisors' calls page: a number is matched as caller or callee, and a
+# queue, an agent, an outcome or a direction is listed newest first without a sort.
+Index(None, Call.callee)
+Index(None, Call.queue, Call.offered_at)
+Index(None, Call.agent, Call.offered_at)
+Index(None, Call.disposition, Call.offered_at)
+Index(None, Call.direction, Call.offered_at)
+Index(None, Customer.name)
+
+
+# --- outbound campaigns (crm_bridge/campaign_rules.py, crm_bridge/campaign_store.py) ---------
+
+CAMPAIGN_KINDS = ("return_visit", "birthday", "festival", "complaint_followup", "promotion")
+CAMPAIGN_MODES = ("message", "agent", "preview")
+CAMPAIGN_STATUSES = ("draft", "running", "paused", "stopped", "done")
+TARGET_STATES = ("pending", "dialing", "done", "failed", "skipped")
+DIAL_OUTCOMES = ("answered", "busy", "no_answer", "congestion", "failed", "lost", "unknown")
+OPT_OUT_SOURCES = ("admin", "call")
+
+
+class Campaign(Base):
+    """An outbound campaign: who (``rules``), when (``policy``), how (``mode``, greeting)."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", CAMPAIGN_KINDS), name="kind"),
+        CheckConstraint(_one_of("mode", CAMPAIGN_MODES), name="mode"),
+        CheckConstraint(_one_of("status", CAMPAIGN_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(24))
+    mode: Mapped[str] = mapped_column(String(16))
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JsonList, default=list)
+    policy: Mapped[dict[str, Any]] = mapped_column(JsonList, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    greeting_file: Mapped[str | None] = mapped_column(String(128))
+    """A generated file name inside ``<data_dir>/greetings``."""
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class CampaignTarget(Base):
+    """One customer of a campaign, with where the campaign stands with them."""
+
+    __tablename__ = "campaign_targets"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "customer_id"),
+        CheckConstraint(_one_of("state", TARGET_STATES), name="state"),
+        CheckConstraint(_one_of("last_outcome", DIAL_OUTCOMES), name="last_outcome"),
+        Index(None, "campaign_id", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_outcome: Mapped[str | None] = mapped_column(String(16))
+    skip_reason: Mapped[str | None] = mapped_column(String(32))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class DialAttempt(Base):
+    """One Originate. Inserted and committed before the Originate is sent: the unique key
+    (campaign, customer, attempt no.) is what keeps two ticks or a restart from dialling twice."""
+
+    __tablename__ = "dial_attempts"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "customer_id", "attempt_no"),
+        CheckConstraint(_one_of("outcome", DIAL_OUTCOMES), name="outcome"),
+        Index(None, "campaign_id", "outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    number_e164: Mapped[str] = mapped_column(String(20))
+    action_id: Mapped[str] = mapped_column(String(64), unique=True)
+    channel_id: Mapped[str] = mapped_column(String(64), unique=True)
+    """The ChannelId given to the Originate: the Uniqueid and Linkedid of the call."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    reason_code: Mapped[str | None] = mapped_column(String(8))
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class CampaignDayClaim(Base):
+    """At most one campaign calls a customer on a day (the customer's local day)."""
+
+    __tablename__ = "campaign_day_claims"
+    __table_args__ = (UniqueConstraint("customer_id", "local_day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    local_day: Mapped[date] = mapped_column(Date)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class DoNotCall(Base):
+    """A number no campaign may call (E.164), kept by the admin."""
+
+    __tablename__ = "do_not_call"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number_e164: Mapped[str] = mapped_column(String(20), unique=True)
+    note: Mapped[str | None] = mapped_column(String(256))
+    added_by: Mapped[str | None] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class CustomerOptOut(Base):
+    """A customer who asked not to be called by campaigns (told the admin, or said so on a call)."""
+
+    __tablename__ = "customer_opt_outs"
+    __table_args__ = (CheckConstraint(_one_of("source", OPT_OUT_SOURCES), name="source"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), unique=True
+    )
+    source: Mapped[str] = mapped_column(String(8), default="admin")
+    note: Mapped[str | None] = mapped_column(String(256))
+    recorded_by: Mapped[str | None] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+# --- recordings' transcription (crm_bridge/transcription_jobs.py, crm_bridge/transcripts.py) --
+
+JOB_STATUSES = ("queued", "running", "done", "failed")
+SPEAKERS = ("agent", "customer", "mixed")
+SEARCH_INDEX_TABLES = frozenset(
+    {
+        "transcript_fts",
+        "transcript_fts_config",
+        "transcript_fts_data",
+        "transcript_fts_docsize",
+        "transcript_fts_idx",
+    }
+)
+"""SQLite's FTS5 table over ``transcript_segments.text`` and the shadow tables FTS5 keeps."""
+SEARCH_INDEXES = frozenset({"ix_transcript_segments_text_trgm"})
+"""PostgreSQL's pg_trgm GIN index over ``transcript_segments.text``."""
+
+
+def in_model_schema(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic ``include_name`` hook: False for the full-text search structures.
+
+    Migration 0003 builds them per backend with raw SQL (an FTS5 virtual table and its
+    triggers on SQLite, a trigram GIN index on PostgreSQL); no model can declare them, so
+    autogenerate and the model/schema comparison leave them out by name.
+    """
+    if type_ == "table":
+        return name not in SEARCH_INDEX_TABLES
+    if type_ == "index":
+        return name not in SEARCH_INDEXES
+    return True
+
+
+class TranscriptionJob(Base):
+    """One recording to transcribe; a worker holds it under a lease while it works.
+
+    ``attempts`` counts claims (a worker killed mid-job used one up too); a job that is due is
+    ``queued`` with ``not_before`` passed, or ``running`` with its lease expired.
+    """
+
+    __tablename__ = "transcription_jobs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),
+        Index(None, "status", "not_before"),
+        Index(None, "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(String(8), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    worker: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    recording: Mapped[Recording] = relationship()
+
+
+class TranscriptSegment(Base):
+    """One stretch of speech of one side of a recording; ``words`` is a JSON list of
+    ``{"text", "start", "end", "confidence"}``. ``call_id`` is repeated from the recording so
+    a search hit names its call without a join."""
+
+    __tablename__ = "transcript_segments"
+    __table_args__ = (
+        CheckConstraint(_one_of("speaker", SPEAKERS), name="speaker"),
+        Index(None, "recording_id", "start_seconds"),
+        Index(None, "call_id", "start_seconds"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    speaker: Mapped[str] = mapped_column(String(8))
+    start_seconds: Mapped[float] = mapped_column(Float)
+    end_seconds: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    words: Mapped[list[dict[str, Any]]] = mapped_column(JsonList, default=list)

@@ -15,7 +15,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from crm_bridge.db.engine import make_engine, normalize_url
-from crm_bridge.db.models import Base
+from crm_bridge.db.models import Base, in_model_schema
 
 MIGRATION_LOCK_KEY = 0x63616C6C
 """PostgreSQL advisory lock held while migrating, so instances starting together take turns."""
@@ -38,6 +38,7 @@ def _configure(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
+        include_name=in_model_schema,  # the full-text search structures are not in the models
         render_as_batch=connection.dialect.name == "sqlite",
     )
 

@@ -25,6 +25,16 @@
     failed: "失败 Failed",
   };
   const COMPLAINT_STATUSES = { open: "待处理 Open", in_progress: "处理中 In progress" };
+  const PHONE_KINDS = { mobile: "手机 Mobile", home: "家庭 Home", work: "单位 Work", other: "其他 Other" };
+  const WRAPUP_CODES = [
+    ["inquiry", "咨询 Inquiry"],
+    ["order", "下单 Order"],
+    ["after_sales", "售后 After-sales"],
+    ["complaint", "投诉 Complaint"],
+    ["appointment", "预约 Appointment"],
+    ["return_visit", "回访 Return visit"],
+    ["other", "其他 Other"],
+  ];
 
   // ------------------------------------------------------------------ small helpers
 
@@ -67,6 +77,38 @@
     return iso ? String(iso).slice(0, 16).replace("T", " ") : "—";
   }
 
+  // The /me API: JSON with the CSRF header. Resolves to { ok, data } or { ok: false, message }.
+  async function postJson(url, body) {
+    let response;
+    try {
+      response = await fetch(url, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify(body),
+        credentials: "same-origin",
+      });
+    } catch (e) {
+      return { ok: false, message: "网络错误，请重试 / Network error: try again" };
+    }
+    const data = await response.json().catch(() => ({}));
+    if (response.ok) return { ok: true, data };
+    const detail = data.detail;
+    let message = "保存失败，请重试 / Not saved: try again";
+    if (typeof detail === "string") message = detail;
+    else if (detail && detail.errors) message = Object.values(detail.errors).join("；");
+    else if (Array.isArray(detail)) message = "输入有误 / Invalid input";
+    return { ok: false, message };
+  }
+
+  function errorLine() {
+    return el("p", { class: "form-error", role: "alert", hidden: true });
+  }
+
+  function showError(line, message) {
+    line.textContent = message;
+    line.hidden = !message;
+  }
+
   // ------------------------------------------------------------------ the customer card
 
   function facts(pairs) {
@@ -94,7 +136,40 @@
     return [el("h3", {}, bi(title)), el("ul", {}, items.map((item) => el("li", {}, render(item))))];
   }
 
-  function customerView(card) {
+  function phoneList(card) {
+    const status = el("span", { class: "call-status", role: "status" });
+    const items = (card.phones || []).map((phone) => {
+      const button = el("button", { type: "button", class: "click-to-call" }, bi("拨打 Call"));
+      button.onclick = async () => {
+        button.disabled = true;
+        status.textContent = "正在呼叫您的话机… / Ringing your phone…";
+        const result = await postJson("/me/click-to-call", { customer_id: card.id, phone: phone.number_e164 });
+        status.textContent = result.ok ? "请接起话机 / Pick up your phone" : result.message;
+        button.disabled = false;
+      };
+      return el("li", {}, el("span", { class: "number" }, phone.number_e164), " ",
+        bi(PHONE_KINDS[phone.kind] || phone.kind), " ", button);
+    });
+    return items.length ? el("span", {}, el("ul", { class: "phones" }, items), status) : null;
+  }
+
+  function complaintForm(card, linkedid) {
+    const error = errorLine();
+    const text = el("textarea", { name: "content", rows: 2, maxLength: 2000, required: true });
+    const form = el("form", { class: "complaint-form" },
+      el("label", {}, bi("投诉内容 Complaint"), text), error,
+      el("button", { type: "submit" }, bi("提交投诉 Open complaint")));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      showError(error, "");
+      const result = await postJson("/me/complaints", { customer_id: card.id, content: text.value, linkedid });
+      if (!result.ok) return showError(error, result.message);
+      form.replaceWith(el("p", { class: "saved" }, bi("投诉已提交 Complaint opened"), " #" + result.data.complaint_id));
+    });
+    return el("details", { class: "complaint-new" }, el("summary", {}, bi("新投诉 New complaint")), form);
+  }
+
+  function customerView(card, linkedid) {
     const vip = card.vip_level ? el("span", { class: "vip" }, "VIP " + card.vip_level) : null;
     const complaints = card.open_complaints || [];
     return el(
@@ -109,6 +184,7 @@
         ["累计消费 Lifetime spend", money(card.lifetime_spend)],
         ["近12个月 Last 12 months", money(card.spend_last_12_months)],
         ["标签 Tags", (card.tags || []).join("、")],
+        ["电话 Phones", phoneList(card)],
       ]),
       section("最近消费 Last purchases", card.last_purchases, (p) => [
         day(p.purchased_on), " ", money(p.amount), p.department ? " · " + p.department : "",
@@ -129,26 +205,37 @@
         minute(c.offered_at), " · ", DIRECTIONS[c.direction] || c.direction || "", " · ",
         DISPOSITIONS[c.disposition] || c.disposition || "—", c.agent ? " · " + c.agent : "",
       ]),
+      complaintForm(card, linkedid),
     );
   }
 
-  function severalView(lookup) {
-    const views = lookup.cards.map(customerView);
-    const choose = (index) => {
-      views.forEach((view, i) => view.classList.toggle("chosen", i === index));
-    };
-    const choices = lookup.cards.map((card, index) =>
-      el("li", {}, el("strong", {}, card.name), " · " + card.card_no,
-        el("button", { type: "button", class: "choose", onclick: () => choose(index) }, bi("选择 Choose"))));
-    return el("div", { class: "several" },
+  // A family phone: the agent says which customer is calling; the choice is saved on the call
+  // and the list gives way to that customer's card.
+  function severalView(lookup, linkedid) {
+    const error = errorLine();
+    const choices = lookup.cards.map((card) => {
+      const button = el("button", { type: "button", class: "choose" }, bi("是此客户 This one"));
+      button.onclick = async () => {
+        showError(error, "");
+        const result = await postJson("/me/calls/" + encodeURIComponent(linkedid) + "/customer", { customer_id: card.id });
+        if (!result.ok) return showError(error, result.message);
+        view.replaceWith(el("div", { class: "chosen-customer" },
+          el("p", { class: "saved" }, bi("已确认来电客户 Caller confirmed")), customerView(card, linkedid)));
+      };
+      return el("li", {}, el("strong", {}, card.name), " · " + card.card_no,
+        card.vip_level ? " · VIP " + card.vip_level : "", button);
+    });
+    const view = el("div", { class: "several" },
       el("h2", {}, bi("多位客户使用此号码 Several customers share this number"),
         " (" + lookup.customer_count + ")"),
+      el("p", { class: "quiet" }, bi("请确认来电者 Choose who is calling")),
       el("ul", { class: "choices" }, choices),
-      views);
+      error);
+    return view;
   }
 
-  function newCustomerForm(number) {
-    const error = el("p", { class: "form-error", role: "alert", hidden: true });
+  function newCustomerForm(number, linkedid) {
+    const error = errorLine();
     const field = (id, label, input) => [el("label", { htmlFor: id }, bi(label)), input];
     const stamp = Math.random().toString(36).slice(2, 8);
     const form = el("form", { class: "new-customer" },
@@ -157,51 +244,59 @@
       field("name-" + stamp, "姓名 Name", el("input", { type: "text", id: "name-" + stamp, name: "name", required: true, maxLength: 64 })),
       field("gender-" + stamp, "性别 Gender", el("select", { id: "gender-" + stamp, name: "gender" },
         el("option", { value: "" }, "—"), el("option", { value: "M" }, GENDERS.M), el("option", { value: "F" }, GENDERS.F))),
-      field("card-" + stamp, "会员卡号 Card no.", el("input", { type: "text", id: "card-" + stamp, name: "card_no", required: true, maxLength: 32 })),
+      field("card-" + stamp, "会员卡号（留空自动生成） Card no. (empty: generated)",
+        el("input", { type: "text", id: "card-" + stamp, name: "card_no", maxLength: 32 })),
       error,
       el("p", {}, el("button", { type: "submit" }, bi("保存 Save"))));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      error.hidden = true;
-      let response;
-      try {
-        response = await fetch("/agent/customers", {
-          method: "POST",
-          headers: { "X-CSRF-Token": csrf },
-          body: new URLSearchParams(new FormData(form)),
-          credentials: "same-origin",
-        });
-      } catch (e) {
-        response = null;
-      }
-      if (response && response.status === 201) {
-        form.replaceWith(customerView(await response.json()));
-        return;
-      }
-      let message = "保存失败，请重试 / Not saved: try again";
-      if (response) {
-        const body = await response.json().catch(() => ({}));
-        if (body.detail && typeof body.detail === "object") message = Object.values(body.detail).join("；");
-        else if (typeof body.detail === "string") message = body.detail;
-      }
-      error.textContent = message;
-      error.hidden = false;
+      showError(error, "");
+      const values = Object.fromEntries(new FormData(form));
+      const body = { name: values.name, phone: values.phone, gender: values.gender || null, card_no: values.card_no || null };
+      const result = await postJson("/me/calls/" + encodeURIComponent(linkedid) + "/new-customer", body);
+      if (!result.ok) return showError(error, result.message);
+      form.replaceWith(customerView(result.data.card, linkedid));
     });
     return form;
   }
 
-  function lookupView(lookup) {
+  // The wrap-up of the call: code and note; saving again replaces both.
+  function wrapupForm(linkedid) {
+    const error = errorLine();
+    const saved = el("span", { class: "saved", hidden: true }, bi("已保存 Saved"));
+    const code = el("select", { name: "code", required: true },
+      el("option", { value: "" }, "— 请选择 Choose —"),
+      WRAPUP_CODES.map(([value, label]) => el("option", { value }, label)));
+    const note = el("textarea", { name: "note", rows: 2, maxLength: 2000 });
+    const form = el("form", { class: "wrapup" },
+      el("h3", {}, bi("通话小结 Wrap-up")),
+      el("label", {}, bi("类型 Disposition"), code),
+      el("label", {}, bi("备注 Note"), note),
+      error,
+      el("p", {}, el("button", { type: "submit" }, bi("保存小结 Save wrap-up")), " ", saved));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      showError(error, "");
+      saved.hidden = true;
+      const result = await postJson("/me/calls/" + encodeURIComponent(linkedid) + "/wrapup", { code: code.value, note: note.value });
+      if (!result.ok) return showError(error, result.message);
+      saved.hidden = false;
+    });
+    return form;
+  }
+
+  function lookupView(lookup, linkedid) {
     switch (lookup.kind) {
       case "known":
-        return customerView(lookup.cards[0]);
+        return customerView(lookup.cards[0], linkedid);
       case "multiple":
-        return severalView(lookup);
+        return severalView(lookup, linkedid);
       case "withheld":
         return el("h2", { class: "withheld" }, bi("号码未显示 Number withheld"));
       case "internal":
         return el("h2", {}, bi("内部来电 Internal call"));
       default:
-        return newCustomerForm(lookup.number_e164);
+        return newCustomerForm(lookup.number_e164, linkedid);
     }
   }
 
@@ -251,7 +346,14 @@
     noCalls.hidden = cards.children.length > 0;
   }
 
+  // A call rings an agent again (a queue's next round, a reconnect): the card stays as it is,
+  // with what the agent typed or chose, and only its state changes.
   function showPop(frame) {
+    const shown = cards.querySelector(`[data-linkedid="${CSS.escape(frame.linkedid)}"]`);
+    if (shown) {
+      applyState(shown, frame);
+      return;
+    }
     const call = frame.call;
     const direction = DIRECTIONS[call.direction] || "";
     const number = call.direction === "outbound" ? call.callee : call.caller;
@@ -262,10 +364,9 @@
       el("p", { class: "caller" },
         el("span", { class: "number" }, number || "—"),
         call.caller_name && call.direction !== "outbound" ? " · " + call.caller_name : ""),
-      lookupView(frame.lookup));
-    const old = cards.querySelector(`[data-linkedid="${CSS.escape(frame.linkedid)}"]`);
-    if (old) old.replaceWith(card);
-    else cards.prepend(card);
+      lookupView(frame.lookup, frame.linkedid),
+      wrapupForm(frame.linkedid));
+    cards.prepend(card);
     applyState(card, frame);
     refreshEmpty();
   }

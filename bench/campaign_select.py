@@ -1,0 +1,182 @@
+"""Campaign benchmark: choosing today's targets among 1,000,000 customers, and the dialer's pace.
+
+1. Fills a fresh database (SQLite in a temporary folder, or ``--database-url``) with
+   ``--customers`` customers (one in ten keeps a lunar birthday, one in a hundred is tagged
+   重要) and as many purchases over the last half month in 20 departments, then times
+   :func:`crm_bridge.campaign_rules.select_audience` for today's solar and lunar birthdays plus
+   the half month's top 10 spenders of each department and the important customers.
+2. Dials ``--calls`` Originates through the AMI simulator (a real socket) at ``--pace`` calls
+   per second, and compares the pace achieved (first to last Originate sent) with the set one.
+
+The last line printed is one JSON object with ``select_seconds`` and ``pace_ratio``.
+
+    .venv/bin/python bench/campaign_select.py [--customers 1000000] [--calls 50] [--pace 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert
+
+from crm_bridge.campaign_rules import (
+    BirthdayRule,
+    TopSpendersRule,
+    last_half_month,
+    select_audience,
+)
+from crm_bridge.db.engine import make_engine, make_session_factory
+from crm_bridge.db.migrate import upgrade
+from crm_bridge.db.models import Customer, Purchase
+from telephony.ami_connection import AmiConfig
+from telephony.dialer import Dialer, OriginateRequest
+from telephony.simulator import AmiSimulator
+
+ZONE = ZoneInfo("Asia/Shanghai")
+BATCH = 20_000
+DEPARTMENTS = [f"部门{i:02d}" for i in range(20)]
+
+
+def fill(url: str, customers: int, today: date) -> None:
+    upgrade(url)
+    engine = make_engine(url)
+    rng = random.Random(20261123)
+    first, last = last_half_month(today)
+    span = (last - first).days
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        for start in range(0, customers, BATCH):
+            rows, buys = [], []
+            for i in range(start, min(start + BATCH, customers)):
+                lunar = i % 10 == 0
+                rows.append(
+                    {
+                        "id": i + 1,
+                        "card_no": f"B{i:08d}",
+                        "name": f"客户{i}",
+                        "birthday": date(1950, 1, 1) + timedelta(days=rng.randrange(365 * 55)),
+                        "lunar_birthday": lunar,
+                        "lunar_birth_month": rng.randint(1, 12) if lunar else None,
+                        "lunar_birth_day": rng.randint(1, 30) if lunar else None,
+                        "tags": ["重要"] if i % 100 == 0 else [],
+                        "consent_to_calls": True,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                buys.append(
+                    {
+                        "customer_id": i + 1,
+                        "purchased_on": first + timedelta(days=rng.randint(0, span)),
+                        "department": rng.choice(DEPARTMENTS),
+                        "amount": rng.randint(1, 500_000) / 100,
+                    }
+                )
+            connection.execute(insert(Customer), rows)
+            connection.execute(insert(Purchase), buys)
+    engine.dispose()
+
+
+def time_selection(url: str, today: date) -> tuple[float, dict[str, int]]:
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    counts = {}
+    with sessions() as session:
+        started = time.perf_counter()
+        everyone = select_audience(
+            session,
+            [BirthdayRule(), TopSpendersRule(top_n=10, include_important=True)],
+            today,
+            ZONE,
+        )
+        seconds = time.perf_counter() - started
+        counts["birthday"] = len(select_audience(session, [BirthdayRule()], today, ZONE))
+        counts["top_spenders_and_important"] = len(
+            select_audience(session, [TopSpendersRule(top_n=10)], today, ZONE)
+        )
+        counts["union"] = len(everyone)
+    engine.dispose()
+    return seconds, counts
+
+
+async def measure_pace(calls: int, pace: float) -> tuple[float, float]:
+    async with AmiSimulator(
+        secret="bench-secret", originate_outcome=lambda _h: "congestion", originate_speed=0
+    ) as sim:
+        config = AmiConfig(
+            host="127.0.0.1", port=sim.port, username="bridge", secret="bench-secret", events="call"
+        )
+        dialer = Dialer(config, max_concurrent=calls, calls_per_second=pace)
+        await dialer.start()
+        await dialer.wait_connected(5)
+
+        def request() -> OriginateRequest:
+            channel_id = str(uuid.uuid4())
+            return OriginateRequest(
+                channel="PJSIP/13900000004@carrier",
+                context="outbound-campaign",
+                exten="return-visit",
+                channel_id=channel_id,
+                action_id=f"bench-{channel_id}",
+            )
+
+        try:
+            await asyncio.gather(*(dialer.dial(request()) for _ in range(calls)))
+        finally:
+            await dialer.stop()
+        sent = dialer.sent_at
+        achieved = (len(sent) - 1) / (sent[-1] - sent[0])
+    return achieved, achieved / pace
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--pace", type=float, default=5.0)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    today = datetime.now(ZONE).date()
+    with tempfile.TemporaryDirectory() as folder:
+        url = args.database_url or f"sqlite:///{folder}/bench.db"
+        started = time.perf_counter()
+        fill(url, args.customers, today)
+        print(
+            f"filled {args.customers:,} customers and purchases in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        seconds, counts = time_selection(url, today)
+    print(f"today's targets ({today}): {counts}")
+    print(
+        f"selection (birthdays solar+lunar, half-month top 10 per department + important): "
+        f"{seconds:.2f} s"
+    )
+    achieved, ratio = asyncio.run(measure_pace(args.calls, args.pace))
+    print(
+        f"dialer: {args.calls} Originates at a set {args.pace:g}/s: achieved "
+        f"{achieved:.3f}/s (ratio {ratio:.3f})"
+    )
+    print(
+        json.dumps(
+            {
+                "customers": args.customers,
+                "select_seconds": round(seconds, 3),
+                "targets": counts["union"],
+                "set_pace": args.pace,
+                "achieved_pace": round(achieved, 3),
+                "pace_ratio": round(ratio, 4),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

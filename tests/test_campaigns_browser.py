@@ -1,0 +1,302 @@
+"""The scheduler's and the admin's campaign pages in a real browser (Debian's Chromium through
+Playwright), against the app under uvicorn and the AMI simulator answering each Originate with
+an outcome of the recorded traces (answered, busy, no answer, congestion)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+import wave
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, expect
+from test_pops import AMI_SECRET, CHEAP_ARGON2, PASSWORD, Site, hashed, seed, served
+
+from crm_bridge import campaign_store as store
+from crm_bridge import users
+from crm_bridge.app import create_app
+from crm_bridge.db.models import (
+    AuditEntry,
+    Call,
+    Campaign,
+    Customer,
+    CustomerOptOut,
+    CustomerPhone,
+    DialAttempt,
+    User,
+    VisitRecord,
+)
+from crm_bridge.settings import Settings
+from telephony.simulator import AmiSimulator
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+WAIT_MS = 15_000
+CSRF_DATA_RE = re.compile(r'data-csrf="([^"]+)"')
+OUTCOMES = {
+    "13900000001": "answered",
+    "13900000002": "busy",
+    "13900000003": "no_answer",
+    "13900000004": "congestion",
+}
+
+
+def outcome_by_number(headers: Mapping[str, str]) -> str:
+    number = headers.get("Channel", "").removeprefix("PJSIP/").split("@")[0]
+    return OUTCOMES.get(number, "answered")
+
+
+def add_people(site: Site) -> None:
+    """Four customers answering with the four outcomes, one without consent, one whose number
+    the admin puts on the do-not-call list; and an admin."""
+    with site.sessions().begin() as session:
+        session.add(User(username="root", password_hash=hashed(PASSWORD), role="admin"))
+        for i, number in enumerate(OUTCOMES, start=1):
+            session.add(
+                Customer(
+                    card_no=f"K{i:03d}",
+                    name=f"客户{i}",
+                    phones=[CustomerPhone(number_e164=f"+86{number}")],
+                )
+            )
+        session.add(
+            Customer(
+                card_no="K005",
+                name="不同意",
+                consent_to_calls=False,
+                phones=[CustomerPhone(number_e164="+8613900000005")],
+            )
+        )
+        session.add(
+            Customer(
+                card_no="K006", name="免打扰", phones=[CustomerPhone(number_e164="+8613900000006")]
+            )
+        )
+
+
+@pytest.fixture
+async def site(tmp_path, monkeypatch) -> AsyncIterator[Site]:
+    monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
+    async with AmiSimulator(
+        username="bridge",
+        secret=AMI_SECRET,
+        originate_outcome=outcome_by_number,
+        originate_speed=20,
+    ) as sim:
+        settings = Settings(
+            data_dir=tmp_path,
+            ami_host="127.0.0.1",
+            ami_port=sim.port,
+            ami_username="bridge",
+            ami_secret=AMI_SECRET,
+            api_token="test-token-0123456789",
+            secret_key="a-test-secret-key-of-some-length",
+            campaign_calls_per_second=10,
+            campaign_max_concurrent=2,
+        )
+        seed(settings.database_url)
+        app = create_app(settings)
+        async with served(app) as address:
+            running = Site(sim, app, address, settings)
+            add_people(running)
+            yield running
+
+
+async def signed_in(site: Site, browser: Browser, username: str, path: str) -> Page:
+    page = await browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+    page.set_default_timeout(WAIT_MS)
+    await page.goto(f"{site.origin}{path}")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{site.origin}{path}")
+    return page
+
+
+def greeting_wav(path: Path) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * 8000)
+    return path
+
+
+async def no_horizontal_scroll(page: Page) -> bool:
+    return await page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+
+
+async def test_a_scheduler_previews_runs_and_exports_a_campaign(site, browser, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    admin = await signed_in(site, browser, "root", "/admin/do-not-call")
+    await admin.fill("#dnc-number", "139 0000 0006")
+    await admin.fill("#dnc-note", "客户要求")
+    await admin.click("#add-number")
+    await expect(admin.locator("#numbers")).to_contain_text("139****0006")
+    await admin.screenshot(path=ARTIFACTS / "campaign_do_not_call.png")
+
+    page = await signed_in(site, browser, "zhou", "/campaigns")
+    await page.fill("#c-name", "十一月回访")
+    await page.select_option("#c-kind", "return_visit")
+    await page.select_option("#c-mode", "message")
+    await page.check("input[name=rule_uploaded]")
+    await page.fill("textarea[name=uploaded]", "K001\nK002\nK003\nK004\nK005\n13900000006")
+    await page.fill("input[name=start]", "00:00")
+    await page.fill("input[name=end]", "00:00")
+    await page.fill("input[name=max_attempts]", "1")
+    await page.set_input_files("#c-greeting", greeting_wav(tmp_path / "hello.wav"))
+    await page.click("#create")
+    await page.wait_for_url(f"{site.origin}/campaigns/*")
+
+    await expect(page.locator("#preview-summary")).to_contain_text("6")
+    await expect(page.locator("#included")).to_have_text("4")
+    await expect(page.locator("#reasons [data-reason=no_consent]")).to_contain_text("1")
+    await expect(page.locator("#reasons [data-reason=do_not_call]")).to_contain_text("1")
+    await expect(page.locator("#left-out")).to_contain_text("不同意")
+    assert await no_horizontal_scroll(page)
+    await page.screenshot(path=ARTIFACTS / "campaign_preview.png", full_page=True)
+
+    await page.click("#action-start")
+    await expect(page.locator("#status")).to_contain_text("已完成", timeout=30_000)
+    await expect(page.locator("#finished")).to_have_text("6")
+    await expect(page.locator("#action-pause")).to_be_hidden()
+    for outcome in ("answered", "busy", "no_answer", "congestion"):
+        await expect(page.locator(f"#outcomes [data-outcome={outcome}]")).to_have_text("1")
+    await page.screenshot(path=ARTIFACTS / "campaign_done.png", full_page=True)
+
+    originates = site.simulator.actions_named("Originate")
+    assert sorted(a["Channel"] for a in originates) == [f"PJSIP/{n}@carrier" for n in OUTCOMES]
+    greetings = {a.get("Variable", "") for a in originates}
+    assert all(v.startswith("CAMPAIGN=") for v in greetings)  # first Variable header
+    raw = b"".join(site.simulator.received_raw)
+    assert b"Variable: CC_GREETING=callbridge/greetings/" in raw
+    stored = list((site.settings.data_dir / "greetings").iterdir())
+    assert len(stored) == 1 and stored[0].suffix == ".wav" and stored[0].name != "hello.wav"
+
+    async with page.expect_download() as download_info:
+        await page.click("text=导出 CSV")
+    download = await download_info.value
+    rows = list(csv.reader(io.StringIO((await download.path()).read_text("utf-8-sig"))))
+    by_card = {row[0]: row for row in rows[1:]}
+    assert by_card["K001"][2:5] == ["done", "1", "answered"]
+    assert by_card["K002"][4] == "busy" and by_card["K005"][2] == "skipped"
+    with site.sessions()() as session:
+        assert session.query(AuditEntry).filter_by(action="export", username="zhou").count() == 1
+
+
+async def test_campaign_pages_are_for_schedulers_and_admins(site):
+    async with site.signed_in("wang") as agent:
+        assert (await agent.get("/campaigns")).status_code == 403
+        assert (await agent.get("/admin/do-not-call")).status_code == 403
+    async with site.signed_in("zhou") as scheduler:
+        assert (await scheduler.get("/campaigns")).status_code == 200
+        assert (await scheduler.get("/admin/do-not-call")).status_code == 403
+        page = await scheduler.get("/campaigns")
+        assert "csrf_token" in page.text
+        forged = await scheduler.post("/campaigns", data={"name": "x"})
+        assert forged.status_code == 403  # no CSRF token
+    async with httpx.AsyncClient(base_url=site.origin) as anonymous:
+        for path in ("/campaigns", "/campaigns/1", "/campaigns/1/progress", "/admin/do-not-call"):
+            assert (await anonymous.get(path)).status_code == 401
+
+
+async def test_an_agent_saves_the_return_visit_form_and_an_opt_out(site):
+    with site.sessions().begin() as session:
+        customer = session.query(Customer).filter_by(card_no="K001").one()
+        campaign = Campaign(name="回访", kind="return_visit", mode="agent", status="running")
+        session.add(campaign)
+        session.flush()
+        session.add(
+            DialAttempt(
+                campaign_id=campaign.id,
+                customer_id=customer.id,
+                attempt_no=1,
+                number_e164="+8613900000001",
+                action_id="cmp-a",
+                channel_id="L-1",
+                outcome="answered",
+            )
+        )
+        session.add(
+            Call(
+                linkedid="L-1",
+                server="default",
+                direction="outbound",
+                agent="1001",
+                customer_id=customer.id,
+                campaign=str(campaign.id),
+            )
+        )
+        session.add(Call(linkedid="L-2", server="default", direction="outbound", agent="1002"))
+        customer_id, campaign_id = customer.id, campaign.id
+    async with site.signed_in("wang") as agent:
+        token = CSRF_DATA_RE.search((await agent.get("/agent")).text).group(1)
+        headers = {"X-CSRF-Token": token}
+        call = (await agent.get("/me/campaign-calls/L-1")).json()
+        assert call["campaign_id"] == campaign_id and call["customer_id"] == customer_id
+        assert (await agent.get("/me/campaign-calls/L-2")).status_code == 404  # not theirs
+        form = {"place": "家中", "opinions": "安装很快", "suggestions": "希望周末上门"}
+        assert (await agent.post("/me/campaign-calls/L-1/visit", json=form)).status_code == 403
+        saved = await agent.post("/me/campaign-calls/L-1/visit", json=form, headers=headers)
+        assert saved.status_code == 200
+        refused = await agent.post("/me/campaign-calls/L-2/visit", json=form, headers=headers)
+        assert refused.status_code == 404
+        opted = await agent.post(
+            "/me/opt-out", json={"customer_id": customer_id, "note": "通话中要求"}, headers=headers
+        )
+        assert opted.status_code == 200
+    with site.sessions()() as session:
+        visit = session.query(VisitRecord).one()
+        assert (visit.customer_id, visit.place, visit.visited_by) == (customer_id, "家中", "wang")
+        assert visit.call_id is not None and visit.suggestions == "希望周末上门"
+        assert (
+            session.query(CustomerOptOut).filter_by(customer_id=customer_id).one().source == "call"
+        )
+
+
+async def test_an_agent_previews_the_next_customer_and_clicks_to_dial(site, browser):
+    with site.sessions().begin() as session:
+        campaign = Campaign(
+            name="VIP 回访",
+            kind="return_visit",
+            mode="preview",
+            policy={"start": "00:00", "end": "00:00"},
+            rules=[{"kind": "uploaded", "entries": ["K001", "K005"]}],
+        )
+        session.add(campaign)
+        session.flush()
+        store.start_campaign(session, campaign.id, datetime.now(UTC), site.settings.zone, "CN")
+        campaign_id = campaign.id
+    page = await signed_in(site, browser, "wang", "/me/campaigns")
+    row = page.locator("#preview-calls tbody tr")
+    await expect(row).to_contain_text("客户1")  # K005 has no consent: never offered
+    await expect(row).to_contain_text("139****0001")
+    await page.screenshot(path=ARTIFACTS / "campaign_preview_agent.png")
+    await page.click("button.dial")
+    await expect(page.locator("p.done")).to_contain_text("正在呼叫")
+    (sent,) = site.simulator.actions_named("Originate")
+    assert sent["Channel"] == "PJSIP/1001" and sent["Exten"] == "913900000001"
+    assert sent["Context"] == "internal"
+    raw = b"".join(site.simulator.received_raw)
+    assert f"Variable: CAMPAIGN={campaign_id}\r\n".encode() in raw
+    # the call ends and reaches the call log; the runner settles the attempt from it
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    while datetime.now(UTC) < deadline:
+        with site.sessions()() as session:
+            done = store.progress(session, campaign_id)
+        if done.by_outcome["answered"]:
+            break
+        await asyncio.sleep(0.2)
+    assert done.by_outcome["answered"] == 1 and done.by_state["done"] == 1
+    with site.sessions()() as session:
+        call = session.query(Call).filter_by(campaign=str(campaign_id)).one()
+        assert call.customer_id is not None
+    await page.reload()
+    await expect(row).to_contain_text("现在没有可呼叫的客户")
