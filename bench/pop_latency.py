@@ -244,16 +244,19 @@ def measure_lookups(
 
 
 def simulator_process(pipe: Connection) -> None:
-    """The AMI simulator in a process of its own, as Asterisk is: it replays the trace at the
-    speed it is sent and answers ``done``; ``None`` stops it."""
+    """The AMI simulator in a process of its own, as Asterisk is: it replays ``copies`` copies
+    of the trace at once (each renumbered: new calls) at the ``speed`` it is sent and answers
+    ``done``; ``None`` stops it."""
 
     async def serve() -> None:
         trace = load_trace(TRACE)
         async with AmiSimulator(username="bench", secret=AMI_SECRET) as simulator:
             pipe.send(simulator.port)
             loop = asyncio.get_running_loop()
-            while (speed := await loop.run_in_executor(None, pipe.recv)) is not None:
-                await simulator.play(trace, speed=speed, renumber=True)
+            while (order := await loop.run_in_executor(None, pipe.recv)) is not None:
+                speed, copies = order
+                plays = (simulator.play(trace, speed=speed, renumber=True) for _ in range(copies))
+                await asyncio.gather(*plays)
                 pipe.send("done")
 
     asyncio.run(serve())
@@ -277,8 +280,8 @@ class RemoteSimulator:
         self._pipe.send(None)
         await asyncio.to_thread(self._process.join, 10)
 
-    async def play(self, speed: float) -> None:
-        self._pipe.send(speed)
+    async def play(self, speed: float, copies: int = 1) -> None:
+        self._pipe.send((speed, copies))
         assert await asyncio.to_thread(self._pipe.recv) == "done"
 
 

@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,9 +33,10 @@ from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, find_customers_by_phone
 from crm_bridge.demo import DemoFeed
+from crm_bridge.metrics import metrics_registry, metrics_router
 from crm_bridge.periodic_jobs import supervision_jobs
 from crm_bridge.phones import PhoneKind, normalize_phone
-from crm_bridge.pops import PopHub, database_lookup
+from crm_bridge.pops import PopHub, database_campaign_lookup, database_lookup
 from crm_bridge.recordings import RecordingsRoot
 from crm_bridge.security_headers import SecurityHeadersMiddleware
 from crm_bridge.settings import Settings
@@ -61,6 +64,11 @@ class Runtime:
     pops: PopHub
     demo: DemoFeed | None = None
     campaigns: CampaignRunner | None = None
+
+    @cached_property
+    def metrics(self) -> CollectorRegistry:
+        """This app's Prometheus metrics, read from the parts above at each scrape."""
+        return metrics_registry(self.bridge, self.pops, self.sessions)
 
 
 def ami_configs(settings: Settings) -> list[AmiConfig]:
@@ -117,6 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit_router())
     app.include_router(supervisor_router())
     app.include_router(campaigns_router())
+    app.include_router(metrics_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -143,7 +152,12 @@ async def _start(settings: Settings) -> Runtime:
         region=settings.number_region,
         outside_line_prefix=settings.outside_line_prefix,
     )
-    pops = PopHub(lookup, bridge.status, received_at=lambda: bridge.event_rx)
+    pops = PopHub(
+        lookup,
+        bridge.status,
+        received_at=lambda: bridge.event_rx,
+        campaign_lookup=database_campaign_lookup(sessions, zone=settings.zone),
+    )
     bridge.subscribe(pops.on_event)
     await pops.start()
     await bridge.start()

@@ -16,6 +16,11 @@ task, so the answer that arrives while the lookup is still running waits for the
 has its own bounded outbox, so a slow browser delays nobody else; a page that falls that far
 behind is dropped (its browser reconnects and gets the calls still going).
 
+A campaign call (the tracker saw the Originate's ``CAMPAIGN`` variable) is looked up by its
+Linkedid instead of its number: the dial attempt with that ChannelId names the campaign and the
+customer who was called (a family phone is no question then), and the pop carries both, so the
+agent's page can show the campaign and its return-visit form.
+
 The AMI connection state is polled from the bridge and broadcast to every page when it
 changes.
 
@@ -36,12 +41,15 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.customer_card import PopLookup, lookup_caller
+from crm_bridge.campaign_store import campaign_for_attempt
+from crm_bridge.customer_card import PopLookup, build_cards, lookup_caller
+from crm_bridge.db.models import Campaign
 from crm_bridge.phones import mask_phone
 from telephony.call_events import (
     AgentRinging,
@@ -123,6 +131,8 @@ class ActiveCall:
     events: asyncio.Queue[Stamped] = field(default_factory=asyncio.Queue)
     lookup: Frame | None = None
     """The :class:`PopLookup` of the caller as JSON, made on the lookup thread."""
+    campaign: Frame | None = None
+    """The :class:`CampaignOfCall` as JSON when this is a campaign's call."""
     rung: set[str] = field(default_factory=set)
     state: str = "ringing"
     by_agent: str | None = None
@@ -132,16 +142,44 @@ class ActiveCall:
 
 
 Lookup = Callable[[str | None], PopLookup]
+
+
+class CampaignOfCall(BaseModel):
+    """What a pop shows of the campaign that placed the call."""
+
+    campaign_id: int
+    name: str
+    kind: str
+    mode: str
+    customer_id: int
+
+
+class CampaignPop(BaseModel):
+    """A campaign call's lookup: its campaign and the card of the customer it called."""
+
+    campaign: CampaignOfCall
+    lookup: PopLookup
+
+
+CampaignLookup = Callable[[str], CampaignPop | None]
+"""Linkedid -> the campaign call with that Linkedid, or None when no attempt has it."""
 Stamped = tuple[DomainEvent, float | None]
 """A domain event and the ``time.monotonic()`` at which its AMI event arrived."""
 
 
 @dataclass(frozen=True)
 class Prefetch:
-    """A lookup started when the call was offered, for this number."""
+    """A lookup started when the call was offered, for this key (:func:`lookup_key`)."""
 
-    number: str
+    key: str
     task: asyncio.Future[Frame]
+
+
+def lookup_key(call: CallRecord) -> str | None:
+    """What a call's lookup depends on: its campaign, else the number of the other party."""
+    if call.campaign:
+        return f"campaign:{call.campaign}"
+    return number_to_look_up(call)
 
 
 def _retrieve_exception(task: asyncio.Future[Frame]) -> None:
@@ -158,10 +196,13 @@ class PopHub:
         bridge_state: Callable[[], list[dict[str, object]]],
         clock: Callable[[], float] = time.time,
         received_at: Callable[[], float | None] = lambda: None,
+        campaign_lookup: CampaignLookup | None = None,
     ) -> None:
         """``received_at`` tells, while :meth:`on_event` runs, when the AMI event behind the
-        domain event arrived (``BridgeService.event_rx``)."""
+        domain event arrived (``BridgeService.event_rx``); without ``campaign_lookup`` every
+        call is looked up by its number."""
         self._lookup = lookup
+        self._campaign_lookup = campaign_lookup
         self._bridge_state = bridge_state
         self._clock = clock
         self._received_at = received_at
@@ -269,16 +310,19 @@ class PopHub:
 
     async def _ringing(self, active: ActiveCall, event: AgentRinging, rx: float | None) -> None:
         if active.lookup is None:
-            number = number_to_look_up(event.call)
+            key = lookup_key(event.call)
             prefetch = self._prefetched.pop(active.linkedid, None)
             try:
-                if prefetch is not None and prefetch.number == number:
-                    active.lookup = await prefetch.task
+                if prefetch is not None and prefetch.key == key:
+                    found = await prefetch.task
                 else:
-                    active.lookup = await self._look_up(number)
+                    found = await self._look_up(event.call)
             except Exception:
+                number = number_to_look_up(event.call)
                 log.exception("caller lookup failed for %s", mask_phone(number))
-                active.lookup = PopLookup(kind="unknown").model_dump(mode="json")
+                found = {"lookup": PopLookup(kind="unknown").model_dump(mode="json")}
+            active.lookup = found["lookup"]
+            active.campaign = found.get("campaign")
         agent = agent_key(event.agent)
         active.rung.add(agent)
         active.missed_by.discard(agent)
@@ -291,19 +335,25 @@ class PopHub:
 
     def _prefetch(self, call: CallRecord) -> None:
         """Start looking the caller up while the call has not reached an agent yet."""
-        number = number_to_look_up(call)
-        if number is None:
+        key = lookup_key(call)
+        if key is None:
             return
-        future = self._look_up(number)
+        future = self._look_up(call)
         future.add_done_callback(_retrieve_exception)  # a failure is logged when awaited
-        self._prefetched[call.linkedid] = Prefetch(number, future)
+        self._prefetched[call.linkedid] = Prefetch(key, future)
 
-    def _look_up(self, number: str | None) -> asyncio.Future[Frame]:
-        """The caller's lookup as JSON, handed to a lookup thread at once (no task, no turn of
-        the loop in between); both the reading and the dumping are done off the loop."""
+    def _look_up(self, call: CallRecord) -> asyncio.Future[Frame]:
+        """``{"lookup": ..., "campaign": ...}`` as JSON, handed to a lookup thread at once (no
+        task, no turn of the loop in between); the reading and the dumping are done off the
+        loop. A campaign call whose attempt is not found is looked up by its number."""
+        number, linkedid = number_to_look_up(call), call.linkedid
+        campaign_lookup = self._campaign_lookup if call.campaign else None
 
         def look_up() -> Frame:
-            return self._lookup(number).model_dump(mode="json")
+            campaign_pop = campaign_lookup(linkedid) if campaign_lookup is not None else None
+            if campaign_pop is not None:
+                return campaign_pop.model_dump(mode="json")
+            return {"lookup": self._lookup(number).model_dump(mode="json"), "campaign": None}
 
         return asyncio.get_running_loop().run_in_executor(self._lookup_threads, look_up)
 
@@ -349,6 +399,7 @@ class PopHub:
             "mine": self._mine(active, connection),
             "call": call_summary(active.call),
             "lookup": active.lookup,
+            "campaign": active.campaign,
             "sent_at": self._clock(),
             "ami_rx": rx,
         }
@@ -421,3 +472,30 @@ def database_lookup(
             )
 
     return lookup
+
+
+def database_campaign_lookup(sessions: sessionmaker[Session], *, zone: tzinfo) -> CampaignLookup:
+    """The campaign lookup a hub runs in its worker thread: the attempt whose ChannelId is the
+    call's Linkedid, its campaign, and the card of the customer it called."""
+
+    def campaign_lookup(linkedid: str) -> CampaignPop | None:
+        with sessions() as session:
+            found = campaign_for_attempt(session, linkedid)
+            campaign = session.get(Campaign, found[0]) if found else None
+            if found is None or campaign is None:
+                return None
+            cards = build_cards(session, [found[1]], today=datetime.now(zone).date(), zone=zone)
+            if not cards:
+                return None  # the customer was deleted since: the number tells what is left
+            return CampaignPop(
+                campaign=CampaignOfCall(
+                    campaign_id=campaign.id,
+                    name=campaign.name,
+                    kind=campaign.kind,
+                    mode=campaign.mode,
+                    customer_id=found[1],
+                ),
+                lookup=PopLookup(kind="known", customer_count=1, cards=cards),
+            )
+
+    return campaign_lookup

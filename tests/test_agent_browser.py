@@ -16,9 +16,22 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect
-from test_pops import CHEAP_ARGON2, PASSWORD, ZHANG_SAN, Site, running_site
+from test_pops import (
+    AMI_SECRET,
+    CHEAP_ARGON2,
+    FRAME_WAIT,
+    PASSWORD,
+    ZHANG_SAN,
+    Site,
+    running_site,
+    seed,
+    served,
+    site_settings,
+    wait_for,
+)
 
 from crm_bridge import users
+from crm_bridge.app import create_app
 from crm_bridge.db.models import (
     Call,
     CallNote,
@@ -28,6 +41,7 @@ from crm_bridge.db.models import (
     Purchase,
     VisitRecord,
 )
+from telephony.simulator import AmiSimulator
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 FAMILY_PHONE = "+8613800138003"
@@ -197,3 +211,49 @@ async def test_the_page_shows_when_the_bridge_loses_asterisk(site, browser):
     await restart
     await expect(banner).to_be_hidden()
     await expect(page.locator("#socket-banner")).to_be_hidden()
+
+
+async def test_the_page_reconnects_by_itself_when_the_server_comes_back(
+    tmp_path, monkeypatch, browser
+):
+    """The service is stopped and another one started on the same port, database and secret
+    key (so the page's signed cookie still holds): the open page shows that it lost the server,
+    comes back by itself on one socket, and the next call pops on it without a reload."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
+    async with AmiSimulator(username="bridge", secret=AMI_SECRET) as simulator:
+        settings = site_settings(tmp_path, simulator.port)
+        seed(settings.database_url)
+        first = create_app(settings)
+        async with served(first) as address:
+            assert await first.state.runtime.bridge.wait_connected(timeout=FRAME_WAIT)
+            page = await signed_in_agent_page(Site(simulator, first, address, settings), browser)
+            await page.evaluate("window.signedInPage = true")
+        # uvicorn has stopped: the page says so and keeps trying
+        await expect(page.locator("#socket-banner")).to_be_visible()
+        await expect(page.locator("#agent-app")).to_have_attribute("data-socket", "closed")
+        await page.screenshot(path=ARTIFACTS / "pop_socket_lost.png")
+
+        second = create_app(settings)
+        port = int(address.rsplit(":", 1)[1])
+        async with served(second, port=port) as again:
+            assert again == address
+            runtime = second.state.runtime
+            assert await runtime.bridge.wait_connected(timeout=FRAME_WAIT)
+            site = Site(simulator, second, address, settings)
+            open_again = expect(page.locator("#agent-app"))
+            await open_again.to_have_attribute("data-socket", "open", timeout=4 * WAIT_MS)
+            await expect(page.locator("#socket-banner")).to_be_hidden()
+
+            async def one_socket() -> bool:
+                return runtime.pops.connections == 1
+
+            await wait_for(one_socket)
+            await site.play("a_inbound_answered_1001")
+            zhang = page.locator(".customer-name", has_text="张三")
+            known = page.locator("article.card", has=zhang)
+            await expect(known).to_have_count(1)
+            await expect(known.locator(".state")).to_contain_text("已结束")
+            assert await page.evaluate("window.signedInPage === true")  # the same page
+            assert runtime.pops.connections == 1
+            await page.screenshot(path=ARTIFACTS / "pop_after_reconnect.png")

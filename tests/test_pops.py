@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -26,8 +27,8 @@ from crm_bridge.app import create_app
 from crm_bridge.auth import SESSION_COOKIE
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
-from crm_bridge.db.models import Call, Customer, CustomerPhone, User
-from crm_bridge.pops import agent_key
+from crm_bridge.db.models import Call, Campaign, Customer, CustomerPhone, DialAttempt, User
+from crm_bridge.pops import agent_key, database_campaign_lookup
 from crm_bridge.settings import Settings
 from telephony.simulator import AmiSimulator
 from telephony.trace_files import RECORDED_TRACES, load_trace
@@ -84,9 +85,10 @@ def seed(database_url: str) -> None:
 
 
 @asynccontextmanager
-async def served(app) -> AsyncIterator[str]:
-    """``app`` served by uvicorn (lifespan included) on 127.0.0.1:0; yields ``host:port``."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+async def served(app, port: int = 0) -> AsyncIterator[str]:
+    """``app`` served by uvicorn (lifespan included) on 127.0.0.1:``port`` (0: any free one);
+    yields ``host:port``."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         assert not task.done(), "uvicorn did not start"
@@ -163,21 +165,25 @@ async def site(tmp_path, monkeypatch) -> AsyncIterator[Site]:
 async def running_site(tmp_path: Path) -> AsyncIterator[Site]:
     """The seeded app under uvicorn, connected to a simulator (sign-ins need cheap argon2)."""
     async with AmiSimulator(username="bridge", secret=AMI_SECRET) as simulator:
-        settings = Settings(
-            data_dir=tmp_path,
-            ami_host="127.0.0.1",
-            ami_port=simulator.port,
-            ami_username="bridge",
-            ami_secret=AMI_SECRET,
-            api_token="test-token-0123456789",
-            secret_key="a-test-secret-key-of-some-length",
-        )
+        settings = site_settings(tmp_path, simulator.port)
         seed(settings.database_url)
         app = create_app(settings)
         async with served(app) as address:
             bridge = app.state.runtime.bridge
             assert await bridge.wait_connected(timeout=FRAME_WAIT)
             yield Site(simulator, app, address, settings)
+
+
+def site_settings(data_dir: Path, ami_port: int) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        ami_host="127.0.0.1",
+        ami_port=ami_port,
+        ami_username="bridge",
+        ami_secret=AMI_SECRET,
+        api_token="test-token-0123456789",
+        secret_key="a-test-secret-key-of-some-length",
+    )
 
 
 async def next_frame(ws: ClientConnection, skip=("ping", "bridge")) -> dict:
@@ -225,7 +231,7 @@ async def test_the_rung_agent_gets_the_card_and_the_call_as_it_goes(site):
             "direction": "inbound",
             "queue": "support",
         }
-        assert pop["lookup"]["kind"] == "known"
+        assert pop["lookup"]["kind"] == "known" and pop["campaign"] is None
         (card,) = pop["lookup"]["cards"]
         assert (card["name"], card["card_no"], card["vip_level"]) == ("张三", "C0001", "金卡")
         assert answered == answered | {"state": "answered", "by_agent": "1001", "mine": True}
@@ -259,8 +265,11 @@ async def test_the_hub_lets_go_of_every_call_that_ended(site):
         for name in ("b_inbound_abandoned", "c_inbound_1001_noanswer_1002_answers",
                      "h1_blind_transfer_1001_to_1002", "e1_outbound_busy"):  # fmt: skip
             await site.play(name)
-        await call_frames(wang)
-        await call_frames(wang)
+        ended: set[str] = set()
+        while len(ended) < 2:  # the two calls that rang 1001; their frames may interleave
+            frame = await next_frame(wang)
+            if frame["type"] == "update" and frame["state"] == "ended":
+                ended.add(frame["linkedid"])
 
         async def let_go() -> bool:
             return hub.calls_held == 0
@@ -391,3 +400,42 @@ async def test_the_agent_page_needs_a_page_role(site):
 )
 def test_an_extension_or_interface_names_its_agent(extension, agent):
     assert agent_key(extension) == agent
+
+
+def test_a_campaign_call_is_looked_up_by_its_attempt(db_sessions):
+    """The attempt whose ChannelId is the Linkedid names the customer, even on a phone the
+    family shares; a Linkedid no attempt has is not a campaign call."""
+    family = "+8613900000009"
+    with db_sessions.begin() as session:
+        for card_no, name in (("F001", "王芳"), ("F002", "王小明")):
+            session.add(
+                Customer(card_no=card_no, name=name, phones=[CustomerPhone(number_e164=family)])
+            )
+        session.flush()
+        called = session.query(Customer).filter_by(card_no="F002").one()
+        campaign = Campaign(name="生日祝福", kind="birthday", mode="agent", status="running")
+        session.add(campaign)
+        session.flush()
+        session.add(
+            DialAttempt(
+                campaign_id=campaign.id,
+                customer_id=called.id,
+                attempt_no=1,
+                number_e164=family,
+                action_id="cmp-1",
+                channel_id="1795346759.977",
+            )
+        )
+        called_id, campaign_id = called.id, campaign.id
+    lookup = database_campaign_lookup(db_sessions, zone=ZoneInfo("Asia/Shanghai"))
+    found = lookup("1795346759.977")
+    assert found is not None
+    assert (found.campaign.campaign_id, found.campaign.name, found.campaign.kind) == (
+        campaign_id,
+        "生日祝福",
+        "birthday",
+    )
+    assert found.campaign.customer_id == called_id
+    assert found.lookup.kind == "known"
+    assert [card.name for card in found.lookup.cards] == ["王小明"]
+    assert lookup("1795346759.978") is None

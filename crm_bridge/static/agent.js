@@ -35,6 +35,13 @@
     ["return_visit", "回访 Return visit"],
     ["other", "其他 Other"],
   ];
+  const CAMPAIGN_KINDS = {
+    return_visit: "回访 Return visit",
+    birthday: "生日祝福 Birthday",
+    festival: "节日问候 Festival",
+    complaint_followup: "投诉回访 Complaint follow-up",
+    promotion: "促销通知 Promotion",
+  };
 
   // ------------------------------------------------------------------ small helpers
 
@@ -285,6 +292,89 @@
     return form;
   }
 
+  // ------------------------------------------------------------------ campaign calls
+
+  // "2026-11-23T14:05" in the browser's own time, as <input type=datetime-local> wants it.
+  function localMinuteNow() {
+    const now = new Date();
+    now.setMinutes(now.getMinutes() - now.getTimezoneOffset());
+    return now.toISOString().slice(0, 16);
+  }
+
+  function campaignBanner(campaign) {
+    return el("p", { class: "campaign" },
+      el("strong", {}, bi("活动 Campaign"), "："), el("span", { class: "campaign-name" }, campaign.name),
+      " · ", bi(CAMPAIGN_KINDS[campaign.kind] || campaign.kind));
+  }
+
+  // The return-visit form: place, time, opinions, suggestions; saved once as a visit record.
+  // A failed save keeps what was typed; a saved form stays on the card, read-only.
+  function visitForm(linkedid) {
+    const error = errorLine();
+    const saved = el("p", { class: "saved", role: "status", hidden: true });
+    const stamp = Math.random().toString(36).slice(2, 8);
+    const field = (name, label, input) => {
+      input.id = name + "-" + stamp;
+      input.name = name;
+      return [el("label", { htmlFor: input.id }, bi(label)), input];
+    };
+    const place = el("input", { type: "text", maxLength: 128 });
+    const when = el("input", { type: "datetime-local", value: localMinuteNow(), required: true });
+    const opinions = el("textarea", { rows: 2, maxLength: 2000 });
+    const suggestions = el("textarea", { rows: 2, maxLength: 2000 });
+    const button = el("button", { type: "submit" }, bi("保存回访 Save visit"));
+    const form = el("form", { class: "visit-form" },
+      el("h3", {}, bi("回访记录 Return visit")),
+      field("place", "地点 Place", place),
+      field("visited_at", "时间 Time", when),
+      field("opinions", "意见 Opinions", opinions),
+      field("suggestions", "建议 Suggestions", suggestions),
+      error, saved,
+      el("p", {}, button));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      showError(error, "");
+      const at = new Date(when.value);
+      if (Number.isNaN(at.getTime())) return showError(error, "请填写时间 / Fill in the time");
+      button.disabled = true;
+      const body = { place: place.value, visited_at: at.toISOString(), opinions: opinions.value, suggestions: suggestions.value };
+      const result = await postJson("/me/campaign-calls/" + encodeURIComponent(linkedid) + "/visit", body);
+      if (!result.ok) {
+        button.disabled = false;
+        return showError(error, result.message);
+      }
+      for (const input of [place, when, opinions, suggestions]) input.readOnly = true;
+      saved.replaceChildren(bi("回访记录已保存 Visit saved"), " #" + result.data.visit_id);
+      saved.hidden = false;
+      form.dataset.saved = "true";
+    });
+    return form;
+  }
+
+  // An opt-out the customer said on the call: asked for confirmation, then recorded.
+  function optOutButton(campaign) {
+    const error = errorLine();
+    const button = el("button", { type: "button", class: "opt-out" }, bi("客户要求不再接收活动电话 Customer opts out"));
+    const box = el("div", { class: "opt-out-box" }, button, error);
+    button.onclick = async () => {
+      if (!window.confirm("确认记录：此客户不再接收活动电话？\nRecord that this customer opts out of campaign calls?")) return;
+      showError(error, "");
+      button.disabled = true;
+      const note = "通话中要求（" + campaign.name + "） / Asked on the call";
+      const result = await postJson("/me/opt-out", { customer_id: campaign.customer_id, note });
+      if (!result.ok) {
+        button.disabled = false;
+        return showError(error, result.message);
+      }
+      box.replaceWith(el("p", { class: "saved opt-out-done", role: "status" }, bi("已记录退订 Opt-out recorded")));
+    };
+    return box;
+  }
+
+  function campaignView(campaign, linkedid) {
+    return el("div", { class: "campaign-call" }, visitForm(linkedid), optOutButton(campaign));
+  }
+
   function lookupView(lookup, linkedid) {
     switch (lookup.kind) {
       case "known":
@@ -364,8 +454,11 @@
       el("p", { class: "caller" },
         el("span", { class: "number" }, number || "—"),
         call.caller_name && call.direction !== "outbound" ? " · " + call.caller_name : ""),
+      frame.campaign ? campaignBanner(frame.campaign) : null,
       lookupView(frame.lookup, frame.linkedid),
+      frame.campaign ? campaignView(frame.campaign, frame.linkedid) : null,
       wrapupForm(frame.linkedid));
+    if (frame.campaign) card.dataset.campaignId = frame.campaign.campaign_id;
     cards.prepend(card);
     applyState(card, frame);
     refreshEmpty();
@@ -382,25 +475,47 @@
 
   // ------------------------------------------------------------------ the socket
 
+  // One socket at a time. A socket that closes (or stays silent too long) is replaced after a
+  // wait that doubles up to MAX_BACKOFF_MS, with jitter so that a whole room of pages does not
+  // come back in the same second; the wait starts again from 1 s only once a new socket has
+  // been greeted (a server that accepts and drops at once does not make the page hammer it).
   let backoff = 1000;
-  let silence = null;
 
   function handle(frame) {
-    if (frame.type === "hello") bridgeState(frame.bridge_state);
-    else if (frame.type === "pop") showPop(frame);
+    if (frame.type === "hello") {
+      backoff = 1000;
+      bridgeState(frame.bridge_state);
+    } else if (frame.type === "pop") showPop(frame);
     else if (frame.type === "update") update(frame);
     else if (frame.type === "bridge") bridgeState(frame);
+  }
+
+  function disconnected() {
+    socketBanner.hidden = false;
+    app.dataset.socket = "closed";
   }
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(scheme + "//" + location.host + "/ws/pops");
+    let silence = null;
+    let replaced = false;
+    // Give up on this socket and schedule the next one, once whatever ends it.
+    const replace = () => {
+      if (replaced) return;
+      replaced = true;
+      clearTimeout(silence);
+      socket.onmessage = null;
+      disconnected();
+      const wait = backoff * (0.75 + Math.random() / 2);
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+      setTimeout(connect, wait);
+    };
     const watch = () => {
       clearTimeout(silence);
-      silence = setTimeout(() => socket.close(), SILENCE_MS);
+      silence = setTimeout(() => { socket.close(); replace(); }, SILENCE_MS);
     };
     socket.onopen = () => {
-      backoff = 1000;
       socketBanner.hidden = true;
       app.dataset.socket = "open";
       watch();
@@ -409,14 +524,7 @@
       watch();
       handle(JSON.parse(message.data));
     };
-    socket.onclose = () => {
-      clearTimeout(silence);
-      socketBanner.hidden = false;
-      app.dataset.socket = "closed";
-      const wait = backoff * (0.75 + Math.random() / 2);
-      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
-      setTimeout(connect, wait);
-    };
+    socket.onclose = replace;
   }
 
   refreshEmpty();

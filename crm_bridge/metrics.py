@@ -1,0 +1,116 @@
+"""``GET /metrics``: the service's state in Prometheus' text format.
+
+Everything is read at scrape time from what already keeps it (the bridge's links, the pop hub,
+the transcription queue in the database), so there is no second bookkeeping to drift. Rates
+are Prometheus' job: events per second is ``rate(callbridge_ami_events_total[1m])``.
+
+The registry belongs to the app, not to the process: tests build several apps in one process.
+The route takes the API token (``Authorization: Bearer``) or a supervisor's session, as
+``/api/*`` does; Prometheus sends the token with its ``authorization`` scrape setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from crm_bridge.auth import api_access
+from crm_bridge.bridge_service import BridgeService
+from crm_bridge.db.models import JOB_STATUSES, TranscriptionJob
+from crm_bridge.pops import PopHub
+
+
+class RuntimeCollector(Collector):
+    """Reads the bridge, the hub and the job queue each time Prometheus scrapes."""
+
+    def __init__(
+        self,
+        bridge: BridgeService,
+        pops: PopHub,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._bridge = bridge
+        self._pops = pops
+        self._sessions = sessions
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._ami()
+        connections = GaugeMetricFamily(
+            "callbridge_pop_pages", "Agent pages connected for screen pops"
+        )
+        connections.add_metric([], self._pops.connections)
+        yield connections
+        yield from self._transcription()
+
+    def _ami(self) -> Iterator[Metric]:
+        connected = GaugeMetricFamily(
+            "callbridge_ami_connected", "1 while the AMI connection is up", labels=["server"]
+        )
+        in_flight = GaugeMetricFamily(
+            "callbridge_calls_in_flight", "Calls the tracker holds open", labels=["server"]
+        )
+        events = CounterMetricFamily(
+            "callbridge_ami_events", "AMI events received", labels=["server"]
+        )
+        for link in self._bridge.status():
+            server = [str(link["server"])]
+            connected.add_metric(server, 1.0 if link["state"] == "connected" else 0.0)
+            in_flight.add_metric(server, float(link["calls_in_flight"]))
+            events.add_metric(server, float(link["events_seen"]))
+        yield from (connected, in_flight, events)
+
+    def _transcription(self) -> Iterator[Metric]:
+        with self._sessions() as session:
+            counts = dict(
+                session.execute(
+                    select(TranscriptionJob.status, func.count()).group_by(TranscriptionJob.status)
+                ).all()
+            )
+            oldest = session.scalar(
+                select(func.min(TranscriptionJob.created_at)).where(
+                    TranscriptionJob.status.in_(("queued", "running"))
+                )
+            )
+        jobs = GaugeMetricFamily(
+            "callbridge_transcription_jobs", "Transcription jobs by status", labels=["status"]
+        )
+        for status in JOB_STATUSES:
+            jobs.add_metric([status], float(counts.get(status, 0)))
+        lag = GaugeMetricFamily(
+            "callbridge_transcription_lag_seconds",
+            "Age of the oldest job not yet done (0 when the queue is empty)",
+        )
+        lag.add_metric([], (self._clock() - oldest).total_seconds() if oldest else 0.0)
+        yield from (jobs, lag)
+
+
+def metrics_registry(bridge: BridgeService, pops: PopHub, sessions: sessionmaker[Session]):
+    """A registry of this app's own metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RuntimeCollector(bridge, pops, sessions))
+    return registry
+
+
+def metrics_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics (API token or supervisor session)",
+        dependencies=[Depends(api_access)],
+        response_class=Response,
+    )
+    def metrics(request: Request) -> Response:
+        registry = request.app.state.runtime.metrics
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
