@@ -6,8 +6,8 @@ What is measured, both ends in the bridge's process and on one clock (``time.mon
   returned on the bridge's AMI socket (the ``ami_rx`` of the frame, see crm_bridge/pops.py) to
   the moment the ``pop`` frame it caused arrived at a WebSocket client signed in as the agent.
   The path in between is the whole product: framing and parsing, the call tracker, the hub,
-  the caller lookup in the database (started when the call is offered, on the hub's lookup
-  threads), uvicorn and the WebSocket.
+  the caller lookup in the database (made when the call is offered), uvicorn and the
+  WebSocket.
 * ``lookup``: the lookup alone, number -> pop (crm_bridge/pops.py ``database_lookup``), for
   random numbers of the archive, one at a time, after a short warm-up.
 

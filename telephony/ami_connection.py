@@ -43,7 +43,13 @@ from typing import Any
 
 from panoramisk.message import Message
 
-from telephony.ami_codec import AmiFramer, AmiProtocolError, encode_action, parse_frame
+from telephony.ami_codec import (
+    AmiFramer,
+    AmiProtocolError,
+    encode_action,
+    parse_frame,
+    parse_frame_dict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,22 +255,23 @@ class _Session:
 
     def _handle(self, data: bytes, rx: float) -> None:
         for raw in self.framer.feed_raw(data):
-            pairs = parse_frame(raw)
-            if not pairs:
+            frame: AmiEvent = parse_frame_dict(raw)
+            if not frame:
                 continue
-            if self._dispatch(pairs, rx):
+            if self._dispatch(raw, frame, rx):
                 self._end("Asterisk is shutting down (Event: Shutdown)")
                 return
 
-    def _dispatch(self, pairs: list[tuple[str, str]], rx: float) -> bool:
+    def _dispatch(self, raw: bytes, frame: AmiEvent, rx: float) -> bool:
         """Route one frame; True when it announced Asterisk's shutdown.
 
+        Events, nearly every frame, are read as a dict in one pass (``parse_frame_dict``); an
+        action's response, whose headers may repeat, is read again keeping every one.
         ``Event`` is tested first: an OriginateResponse event also has a ``Response`` header.
         """
-        frame: AmiEvent = dict(pairs)
         if "Event" not in frame:
             if "Response" in frame:
-                self._on_response(pairs, frame.get("ActionID", ""))
+                self._on_response(parse_frame(raw), frame.get("ActionID", ""))
             else:
                 log.debug("AMI frame with neither Event nor Response ignored")
             return False
