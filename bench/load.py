@@ -38,10 +38,10 @@ from typing import Any
 
 from pop_latency import (
     AGENT,
-    AMI_SECRET,
     PopClock,
     RemoteSimulator,
     add_agent,
+    bench_settings,
     seed_archive,
     served,
     session_cookie,
@@ -153,16 +153,7 @@ async def run(customers: int, soak_calls: int, database_url: str | None) -> dict
     callers, interfaces = trace_callers_and_agents(trace)
     with tempfile.TemporaryDirectory(prefix="load-") as folder:
         async with RemoteSimulator() as simulator:
-            settings = Settings(
-                data_dir=Path(folder),
-                database_url=database_url or f"sqlite:///{folder}/callbridge.db",
-                ami_host="127.0.0.1",
-                ami_port=simulator.port,
-                ami_username="bench",
-                ami_secret=AMI_SECRET,
-                api_token="bench-api-token-0123456789",
-                secret_key="bench-secret-key-0123456789abcdef",
-            )
+            settings = bench_settings(Path(folder), simulator.port, database_url)
             upgrade(settings.database_url)
             engine = make_engine(settings.database_url)
             seed_archive(engine, customers, callers)

@@ -288,6 +288,21 @@ class RemoteSimulator:
 # ------------------------------------------------------------------------------- the site
 
 
+def bench_settings(folder: Path, ami_port: int, database_url: str | None = None) -> Settings:
+    """The service's settings for a bench run: data in ``folder`` (SQLite unless
+    ``database_url``), the simulator on ``ami_port`` as its Asterisk."""
+    return Settings(
+        data_dir=folder,
+        database_url=database_url or f"sqlite:///{folder / 'callbridge.db'}",
+        ami_host="127.0.0.1",
+        ami_port=ami_port,
+        ami_username="bench",
+        ami_secret=AMI_SECRET,
+        api_token="bench-api-token-0123456789",
+        secret_key="bench-secret-key-0123456789abcdef",
+    )
+
+
 @asynccontextmanager
 async def served(app: Any) -> AsyncIterator[str]:
     """``app`` under uvicorn (lifespan included) on a free loopback port; yields host:port."""
@@ -384,15 +399,7 @@ async def run(customers: int, lookups: int) -> dict[str, Any]:
     callers, interfaces = trace_callers_and_agents(trace)
     with tempfile.TemporaryDirectory(prefix="pop-latency-") as folder:
         async with RemoteSimulator() as simulator:
-            settings = Settings(
-                data_dir=Path(folder),
-                ami_host="127.0.0.1",
-                ami_port=simulator.port,
-                ami_username="bench",
-                ami_secret=AMI_SECRET,
-                api_token="bench-api-token-0123456789",
-                secret_key="bench-secret-key-0123456789abcdef",
-            )
+            settings = bench_settings(Path(folder), simulator.port)
             upgrade(settings.database_url)
             engine = make_engine(settings.database_url)
             started = time.perf_counter()

@@ -6,22 +6,20 @@ at a closed port on 127.0.0.1 (the app starts without Asterisk).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from argon2 import PasswordHasher, extract_parameters
 from sqlalchemy import func, select
 from starlette.websockets import WebSocket
+from test_pops import served
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -582,22 +580,6 @@ def test_an_outdated_hash_is_replaced_on_sign_in(sqlite_sessions):
 
 
 # ------------------------------------------------------------------------------- WebSocket
-
-
-@asynccontextmanager
-async def served(app) -> AsyncIterator[str]:
-    """``app`` served by uvicorn on a real socket on 127.0.0.1; yields ``host:port``."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    try:
-        yield f"{host}:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_the_websocket_needs_a_session_the_role_and_this_origin(tmp_path, cheap_argon2):
