@@ -14,10 +14,10 @@ from enum import StrEnum
 import phonenumbers
 from phonenumbers import shortnumberinfo
 
+from telephony.masking import mask_number
+
 MAX_EXTENSION_DIGITS = 6
 """Digit strings up to this length that are no public number are PBX extensions."""
-MIN_MASKED_DIGITS = 8
-"""Shorter digit strings are shown as they are: keeping 3 + 4 digits would hide nothing."""
 
 _WITHHELD = frozenset(
     {
@@ -33,7 +33,6 @@ _WITHHELD = frozenset(
 )
 _SEPARATORS = re.compile(r"[\s\-.()（）/]")
 _DIALABLE = re.compile(r"\+?\d+")
-_DIGIT_RUN = re.compile(rf"\d{{{MIN_MASKED_DIGITS},}}")
 
 
 class PhoneKind(StrEnum):
@@ -187,32 +186,7 @@ def _invalid(reason: InvalidReason) -> PhoneNumber:
 def mask_phone(value: str | None) -> str:
     """Hide the middle of a phone number for logs: ``13800138000`` -> ``138****8000``.
 
-    E.164 numbers keep their country code apart (``+86 138****8000``); 3 leading and 4 trailing
-    digits of the national number stay visible. Values shorter than 8 digits (extensions) are
-    returned unchanged; in other text every run of 8 or more digits is masked.
+    The rule is :func:`telephony.masking.mask_number`'s (one rule for both packages); only an
+    empty value differs: it gives ``""`` here.
     """
-    if not value:
-        return ""
-    compact = _SEPARATORS.sub("", value)
-    if not _DIALABLE.fullmatch(compact):
-        return _DIGIT_RUN.sub(lambda match: _mask_digits(match.group()), value)
-    if len(compact.lstrip("+")) < MIN_MASKED_DIGITS:
-        return value
-    if compact.startswith("+"):
-        return _mask_international(compact)
-    return _mask_digits(compact)
-
-
-def _mask_international(compact: str) -> str:
-    try:
-        parsed = phonenumbers.parse(compact, None)
-    except phonenumbers.NumberParseException:
-        return "+" + _mask_digits(compact[1:])
-    national = phonenumbers.national_significant_number(parsed)
-    return f"+{parsed.country_code} {_mask_digits(national)}"
-
-
-def _mask_digits(digits: str) -> str:
-    if len(digits) < MIN_MASKED_DIGITS:
-        return digits
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    return mask_number(value) if value else ""
