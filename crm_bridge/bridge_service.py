@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 
 Subscriber = Callable[[DomainEvent], None]
 
-WRITE_ATTEMPTS = 8
-"""A database that is away for up to about a minute loses no call (0.5 s doubling to 10 s)."""
+ATTEMPTS_WHILE_STOPPING = 3
+"""A call is retried (0.5 s doubling to 10 s) for as long as the database is away; only once
+the service is stopping does it give up, after this many more attempts, so stopping ends."""
 
 
 @dataclass
@@ -49,6 +51,7 @@ class BridgeService:
         self._call_log = call_log
         self._subscribers: list[Subscriber] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-log")
+        self._stopping = threading.Event()
         self._pending: set[asyncio.Future] = set()
         self.links = [
             ServerLink(config=cfg, tracker=CallTracker(cfg.name, policy)) for cfg in servers
@@ -72,6 +75,7 @@ class BridgeService:
             await link.connection.start()
 
     async def stop(self) -> None:
+        self._stopping.set()
         for link in self.links:
             if link.connection is not None:
                 await link.connection.stop()
@@ -143,16 +147,19 @@ class BridgeService:
         future.add_done_callback(self._written)
 
     def _record_with_retry(self, call: CallRecord) -> int:
-        delay = 0.5
-        for _ in range(WRITE_ATTEMPTS - 1):
+        delay, left_when_stopping = 0.5, ATTEMPTS_WHILE_STOPPING
+        while True:
             try:
                 return self._call_log.record(call)
             except OperationalError as exc:
+                if self._stopping.is_set():
+                    left_when_stopping -= 1
+                    if left_when_stopping <= 0:
+                        raise
                 log.warning("database unavailable (%s); call %s retried", type(exc).__name__,
                             call.linkedid)  # fmt: skip
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        return self._call_log.record(call)
 
     def _written(self, future: asyncio.Future) -> None:
         self._pending.discard(future)
