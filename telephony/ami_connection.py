@@ -46,6 +46,7 @@ from panoramisk.message import Message
 from telephony.ami_codec import (
     AmiFramer,
     AmiProtocolError,
+    EventSieve,
     encode_action,
     parse_frame,
     parse_frame_dict,
@@ -171,8 +172,10 @@ class _Session:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         deliver: Callable[[AmiEvent], None],
+        sieve: EventSieve | None = None,
     ) -> None:
         self.framer = AmiFramer()
+        self._keeps = sieve.keeps if sieve is not None else None
         self.pending: dict[str, _Pending] = {}
         self.end_reason: str | None = None
         self._reader = reader
@@ -254,7 +257,10 @@ class _Session:
             self._writer.close()
 
     def _handle(self, data: bytes, rx: float) -> None:
+        keeps = self._keeps
         for raw in self.framer.feed_raw(data):
+            if keeps is not None and not keeps(raw):
+                continue
             frame: AmiEvent = parse_frame_dict(raw)
             if not frame:
                 continue
@@ -342,8 +348,12 @@ class AmiConnection:
         on_event: Callable[[AmiEvent], None],
         on_state: Callable[[AmiState], None] | None = None,
         on_resync: Callable[[list[AmiEvent], float], None] | None = None,
+        sieve: EventSieve | None = None,
     ) -> None:
+        """With ``sieve``, events it does not keep are dropped unread (see
+        :class:`~telephony.ami_codec.EventSieve`); ``on_event`` gets every other one."""
         self.config = config
+        self._sieve = sieve
         self.last_error: str | None = None
         self.reconnect_delays: deque[float] = deque(maxlen=64)
         self._on_event = on_event
@@ -501,7 +511,7 @@ class AmiConnection:
 
         Raises when the session fails before it is connected."""
         reader, writer = await self._open()
-        session = _Session(reader, writer, self._deliver_event)
+        session = _Session(reader, writer, self._deliver_event, self._sieve)
         self._session = session
         session.start()
         try:

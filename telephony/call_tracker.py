@@ -33,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from telephony.ami_codec import EventSieve
 from telephony.call_events import (
     AgentRinging,
     AgentRingStopped,
@@ -201,6 +202,11 @@ class CallTracker:
 
     def active_calls(self) -> list[CallRecord]:
         return [c.record.snapshot() for c in self._calls.values()]
+
+    def sieve(self) -> EventSieve:
+        """What of an AMI stream this tracker reads: its events, and of VarSet the recording
+        and campaign variables; everything else can be dropped before it is parsed."""
+        return EventSieve(self._handlers, RECORDING_VARIABLES | CAMPAIGN_VARIABLES)
 
     def feed(self, event: Event) -> list[DomainEvent]:
         """Apply one AMI event; return the domain events it causes (often none)."""
