@@ -19,6 +19,7 @@ from crm_bridge.customer_card import (
     build_cards,
     is_birthday_today,
     lookup_caller,
+    lookup_callers,
     lunar_date,
     lunar_day_name,
 )
@@ -352,6 +353,50 @@ def test_lookup_uses_a_fixed_handful_of_indexed_queries(sqlite_sessions):
                 assert re.match(BY_CUSTOMER.format(table=match[2]), line), line
                 searched.add(match[2])
     assert searched == set(LIST_TABLES)
+
+
+def test_callers_looked_up_together_get_what_each_gets_alone(sqlite_sessions):
+    with sqlite_sessions.begin() as session:
+        add_zhang(session)
+        add_family(session)
+        session.add_all(
+            new_customer(f"S{index:03d}", f"员工{index}", ("0755-86001234", "work"))
+            for index in range(MAX_CARDS + 2)
+        )
+    numbers = [
+        FAMILY_PHONE,
+        ZHANG_MOBILE,
+        None,
+        "1001",
+        "075586001234",
+        "+8613900000000",
+        "not a number",
+        "008613800138000",
+    ]
+    with sqlite_sessions() as session:
+        together = lookup_callers(session, numbers, zone=ZONE, today=TODAY)
+        alone = [lookup(session, number) for number in numbers]
+    assert together == alone
+    assert [found.kind for found in together] == [
+        "multiple", "known", "withheld", "internal", "multiple", "unknown", "unknown", "known"
+    ]  # fmt: skip
+
+
+def test_a_batch_of_callers_costs_a_few_queries_not_a_few_per_caller(sqlite_sessions):
+    with sqlite_sessions.begin() as session:
+        session.add_all(
+            new_customer(f"B{index:03d}", f"客户{index}", (f"1390000{index:04d}", "mobile"))
+            for index in range(50)
+        )
+    numbers = [f"1390000{index:04d}" for index in range(50)]
+    with sqlite_sessions() as session:
+        statements = _statements(
+            session.get_bind(),
+            lambda: lookup_callers(session, numbers, zone=ZONE, today=TODAY),
+        )
+        found = lookup_callers(session, numbers, zone=ZONE, today=TODAY)
+    assert [f.cards[0].card_no for f in found] == [f"B{index:03d}" for index in range(50)]
+    assert len(statements) == 1 + 6 * 5  # the holders, then six per ten cards
 
 
 def _statements(engine, run) -> list[tuple[str, tuple]]:
