@@ -157,6 +157,14 @@ class SessionCodec:
             return None
         return data
 
+    def expires_at(self, data: SessionData) -> float:
+        """When ``data`` stops being accepted: idle since it was signed, or too old."""
+        idle = data.signed_at + IDLE_TIMEOUT_SECONDS
+        return idle if data.iat is None else min(idle, data.iat + ABSOLUTE_LIFETIME_SECONDS)
+
+    def seconds_left(self, data: SessionData) -> float:
+        return self.expires_at(data) - self._clock()
+
     def needs_refresh(self, data: SessionData) -> bool:
         return self._clock() - data.signed_at > REFRESH_AFTER_SECONDS
 

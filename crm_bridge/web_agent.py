@@ -4,9 +4,16 @@ Routes (a browser page and its socket, left out of the OpenAPI document):
 
 - ``GET /agent``: the page (agents; supervisors and admins may open it too).
 - ``WS /ws/pops``: the pop frames of :class:`~crm_bridge.pops.PopHub`; the first frame is
-  ``hello`` (who, which extensions, the AMI state), then ``pop`` / ``update`` / ``bridge``
-  frames, and a ``ping`` whenever nothing else was sent for a while, so that the page can tell
-  a quiet line from a dead one.
+  ``hello`` (who, which extensions, the AMI state, and ``live``: the calls of theirs still
+  going, so that a page back from a reconnect closes the cards of calls that ended while it
+  was away), then ``pop`` / ``update`` / ``bridge`` frames, and a ``ping`` whenever nothing
+  else was sent for a while, so that the page can tell a quiet line from a dead one.
+
+  The socket lives no longer than the session it was opened with: it is closed with code
+  :data:`SESSION_ENDED` when that session expires, or when the user is deactivated, changes
+  password, loses the role or has other extensions (checked every
+  :data:`SESSION_CHECK_SECONDS`). The page then asks whether its cookie (maybe refreshed
+  since) still signs it in, and reconnects or goes to the sign-in page.
 
 What the agent does on a call (link the caller, add a new customer, wrap up, complain,
 click-to-call) goes through the JSON routes of :mod:`crm_bridge.web_agent_api`.
@@ -16,21 +23,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket, status
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from crm_bridge import auth
-from crm_bridge.auth import SignedInUser
+from crm_bridge.auth import SessionData, SignedInUser
 from crm_bridge.pops import PopConnection
 from crm_bridge.web_users import PAGE_HEADERS, ROLE_LABELS, TEMPLATES_DIR
 
 PAGE_ROLES = ("agent", "supervisor", "admin")
 PING_SECONDS = 20.0
 """A page that hears nothing for three times this long reconnects."""
+SESSION_CHECK_SECONDS = 60.0
+"""How often an open socket checks that its user may still have it."""
+SESSION_ENDED = 4401
+"""The close code of a socket whose session ended (the page checks it and signs in again)."""
 AGENT_PAGE_HEADERS = PAGE_HEADERS | {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -61,35 +74,57 @@ def agent_router() -> APIRouter:
     @router.websocket("/ws/pops")
     async def pops_socket(websocket: WebSocket) -> None:
         user = await auth.user_from_websocket(websocket, *PAGE_ROLES)
+        session = auth.read_session(websocket)
+        assert session is not None  # user_from_websocket refused the socket otherwise
         hub = websocket.app.state.runtime.pops
         await websocket.accept()
-        hello = {
-            "type": "hello",
-            "user": user.username,
-            "extensions": list(user.extensions),
-            "bridge_state": hub.bridge_state(),
-        }
-        await websocket.send_json(hello)
         connection = hub.connect(user.username, user.extensions)
         try:
-            await _serve(websocket, connection)
+            hello = {
+                "type": "hello",
+                "user": user.username,
+                "extensions": list(user.extensions),
+                "bridge_state": hub.bridge_state(),
+                "live": sorted(connection.linkedids),
+            }
+            await websocket.send_json(hello)
+            await _serve(websocket, connection, _session_ends(websocket, session, user))
         finally:
             hub.disconnect(connection)
 
     return router
 
 
-async def _serve(websocket: WebSocket, connection: PopConnection) -> None:
-    """Send the page its frames until either side goes away."""
+async def _serve(
+    websocket: WebSocket, connection: PopConnection, session_ends: Coroutine[Any, Any, None]
+) -> None:
+    """Send the page its frames until either side goes away or the session ends."""
     sender = asyncio.create_task(_send_frames(websocket, connection))
     receiver = asyncio.create_task(_read_until_closed(websocket))
+    watcher = asyncio.create_task(session_ends)
     try:
-        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({sender, receiver, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await websocket.close(code=SESSION_ENDED, reason="session ended")
     finally:
-        for task in (sender, receiver):
+        for task in (sender, receiver, watcher):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
+
+
+async def _session_ends(websocket: WebSocket, session: SessionData, user: SignedInUser) -> None:
+    """Return once the socket's session has expired or no longer gives this user this page
+    with these extensions."""
+    codec = auth.codec_for(websocket)
+    while True:
+        await asyncio.sleep(max(0.0, min(codec.seconds_left(session), SESSION_CHECK_SECONDS)))
+        if codec.seconds_left(session) <= 0:
+            return
+        now = await run_in_threadpool(auth.load_user, websocket, session)
+        if now is None or now.role not in PAGE_ROLES or now.extensions != user.extensions:
+            return
 
 
 async def _send_frames(websocket: WebSocket, connection: PopConnection) -> None:

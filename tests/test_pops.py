@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,11 +20,11 @@ import pytest
 import uvicorn
 from argon2 import PasswordHasher
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from crm_bridge import users
+from crm_bridge import users, web_agent
 from crm_bridge.app import create_app
-from crm_bridge.auth import SESSION_COOKIE
+from crm_bridge.auth import ABSOLUTE_LIFETIME_SECONDS, SESSION_COOKIE, SessionCodec
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, Campaign, Customer, CustomerPhone, DialAttempt, User
@@ -439,3 +439,99 @@ def test_a_campaign_call_is_looked_up_by_its_attempt(db_sessions):
     assert found.lookup.kind == "known"
     assert [card.name for card in found.lookup.cards] == ["王小明"]
     assert lookup("1795346759.978") is None
+
+
+# ------------------------------------------------------------------------------- reconnects
+
+
+def first_events_through(name: str, event: str) -> tuple[list[dict], list[dict]]:
+    """The call events of trace ``name`` up to and including its first ``event``, and the
+    rest."""
+    events = trace(name).call_events
+    cut = next(i for i, e in enumerate(events) if e["Event"] == event) + 1
+    return events[:cut], events[cut:]
+
+
+async def test_hello_lists_the_calls_still_going_so_a_page_back_closes_the_others(site):
+    ringing, rest = first_events_through("a_inbound_answered_1001", "AgentCalled")
+    await site.simulator.play_events(ringing, speed=0, renumber=False)
+    async with site.pops("wang") as wang:
+        pop = await next_frame(wang)
+        assert pop["type"] == "pop" and pop["state"] == "ringing"
+    live = await hello_of(site, "wang")
+    assert live == [pop["linkedid"]]
+
+    await site.simulator.play_events(rest, speed=0, renumber=False)  # while no page is open
+    hub = site.app.state.runtime.pops
+
+    async def let_go() -> bool:
+        return hub.calls_held == 0
+
+    await wait_for(let_go)
+    assert await hello_of(site, "wang") == []
+
+
+async def hello_of(site: Site, username: str) -> list[str]:
+    """The ``live`` list of a new socket's hello for ``username``."""
+    headers = {"Cookie": await site.cookie(username)}
+    async with connect(f"ws://{site.address}/ws/pops", additional_headers=headers,
+                       origin=site.origin) as ws:  # fmt: skip
+        hello = await next_frame(ws)
+    assert hello["type"] == "hello"
+    return hello["live"]
+
+
+# ------------------------------------------------------------------------------- sessions
+
+
+async def closed_with(ws: ClientConnection) -> int:
+    """The close code the server ends ``ws`` with (frames before it are skipped)."""
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await asyncio.wait_for(ws.recv(), FRAME_WAIT)
+    assert ws.close_code is not None
+    return ws.close_code
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"active": False},
+        {"password_hash": hashed("a-new-password-2")},
+        {"role": "scheduler"},
+        {"extensions": ["1001", "1003"]},
+    ],
+    ids=["deactivated", "new-password", "other-role", "other-extensions"],
+)
+async def test_the_socket_closes_when_its_user_may_no_longer_have_it(site, monkeypatch, change):
+    monkeypatch.setattr(web_agent, "SESSION_CHECK_SECONDS", 0.2)
+    async with site.pops("wang") as wang:
+        with site.sessions().begin() as session:
+            user = session.query(User).filter_by(username="wang").one()
+            for column, value in change.items():
+                setattr(user, column, value)
+        assert await closed_with(wang) == web_agent.SESSION_ENDED
+
+
+async def test_the_socket_closes_when_its_session_expires(site):
+    """A session signed in almost ``ABSOLUTE_LIFETIME_SECONDS`` ago: the socket opens, and
+    is closed when the lifetime is over."""
+    with site.sessions()() as session:
+        user = session.query(User).filter_by(username="wang").one()
+        codec = SessionCodec(site.settings.secret_key.get_secret_value())
+        signed_in_at = int(time.time() - ABSOLUTE_LIFETIME_SECONDS + 2.5)
+        cookie = codec.encode(replace(codec.signed_in(user), iat=signed_in_at))
+    headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"}
+    async with connect(f"ws://{site.address}/ws/pops", additional_headers=headers,
+                       origin=site.origin) as ws:  # fmt: skip
+        assert (await next_frame(ws))["type"] == "hello"
+        assert await closed_with(ws) == web_agent.SESSION_ENDED
+
+
+async def test_a_socket_whose_session_is_valid_stays_open(site, monkeypatch):
+    monkeypatch.setattr(web_agent, "SESSION_CHECK_SECONDS", 0.2)
+    async with site.pops("wang") as wang:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(next_frame(wang), 1.0)
+        await site.play("a_inbound_answered_1001")
+        assert [f["state"] for f in await call_frames(wang)] == ["ringing", "answered", "ended"]

@@ -10,6 +10,7 @@
   const bridgeBanner = document.getElementById("bridge-banner");
   const csrf = app.dataset.csrf;
 
+  const SESSION_ENDED = 4401; // the server's close code for a socket whose session ended
   const ENDED_VISIBLE_MS = 60000; // an ended card stays this long, then fades out
   const FADE_MS = 1500;
   const SILENCE_MS = 65000; // the server pings every 20 s; this much silence means a dead line
@@ -481,10 +482,22 @@
   // been greeted (a server that accepts and drops at once does not make the page hammer it).
   let backoff = 1000;
 
+  // Cards of calls that ended while the page was away: the server's hello lists the calls
+  // still going, so any other card still shown as going is closed.
+  function closeCallsNotLive(live) {
+    const going = new Set(live || []);
+    for (const card of cards.querySelectorAll(".card")) {
+      if (card.dataset.state !== "ended" && !going.has(card.dataset.linkedid)) {
+        applyState(card, { state: "ended", mine: card.dataset.mine === "true" });
+      }
+    }
+  }
+
   function handle(frame) {
     if (frame.type === "hello") {
       backoff = 1000;
       bridgeState(frame.bridge_state);
+      closeCallsNotLive(frame.live);
     } else if (frame.type === "pop") showPop(frame);
     else if (frame.type === "update") update(frame);
     else if (frame.type === "bridge") bridgeState(frame);
@@ -495,11 +508,23 @@
     app.dataset.socket = "closed";
   }
 
+  // Whether the browser's cookie still signs this user in to this page (it may have been
+  // refreshed since the socket opened); a network error counts as yes: keep reconnecting.
+  async function stillSignedIn() {
+    try {
+      const response = await fetch("/agent", { cache: "no-store", credentials: "same-origin" });
+      return response.status !== 401 && response.status !== 403;
+    } catch (error) {
+      return true;
+    }
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(scheme + "//" + location.host + "/ws/pops");
     let silence = null;
     let replaced = false;
+    let opened = false;
     // Give up on this socket and schedule the next one, once whatever ends it.
     const replace = () => {
       if (replaced) return;
@@ -516,6 +541,7 @@
       silence = setTimeout(() => { socket.close(); replace(); }, SILENCE_MS);
     };
     socket.onopen = () => {
+      opened = true;
       socketBanner.hidden = true;
       app.dataset.socket = "open";
       watch();
@@ -524,7 +550,15 @@
       watch();
       handle(JSON.parse(message.data));
     };
-    socket.onclose = replace;
+    // A socket whose session ended, or that was refused at its handshake, may mean the user
+    // must sign in again.
+    socket.onclose = async (event) => {
+      if ((event.code === SESSION_ENDED || !opened) && !(await stillSignedIn())) {
+        location.assign("/login?next=" + encodeURIComponent("/agent"));
+        return;
+      }
+      replace();
+    };
   }
 
   refreshEmpty();
