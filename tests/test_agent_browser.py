@@ -23,6 +23,7 @@ from test_pops import (
     PASSWORD,
     ZHANG_SAN,
     Site,
+    first_events_through,
     running_site,
     seed,
     served,
@@ -30,7 +31,7 @@ from test_pops import (
     wait_for,
 )
 
-from crm_bridge import users
+from crm_bridge import users, web_agent
 from crm_bridge.app import create_app
 from crm_bridge.db.models import (
     Call,
@@ -39,6 +40,7 @@ from crm_bridge.db.models import (
     Customer,
     CustomerPhone,
     Purchase,
+    User,
     VisitRecord,
 )
 from telephony.simulator import AmiSimulator
@@ -257,3 +259,46 @@ async def test_the_page_reconnects_by_itself_when_the_server_comes_back(
             assert await page.evaluate("window.signedInPage === true")  # the same page
             assert runtime.pops.connections == 1
             await page.screenshot(path=ARTIFACTS / "pop_after_reconnect.png")
+
+
+async def test_a_page_back_closes_calls_that_ended_meanwhile_and_a_revoked_user_signs_in_again(
+    site, browser, monkeypatch
+):
+    """The socket is closed under the page twice: first because the agent's extensions
+    changed (the cookie still signs them in: the page comes back by itself, and the card of
+    the call that ended meanwhile shows it ended), then because the agent was deactivated
+    (the page goes to the sign-in page)."""
+    monkeypatch.setattr(web_agent, "SESSION_CHECK_SECONDS", 0.2)
+    hub = site.app.state.runtime.pops
+    page = await signed_in_agent_page(site, browser)
+    ringing, rest = first_events_through("a_inbound_answered_1001", "AgentCalled")
+    await site.simulator.play_events(ringing, speed=0, renumber=False)
+    card = page.locator("article.card", has=page.locator(".customer-name", has_text="张三"))
+    await expect(card.locator(".state")).to_contain_text("振铃中")
+
+    set_user(site, "wang", extensions=["1001", "1009"])
+
+    async def page_gone() -> bool:
+        return hub.connections == 0
+
+    await wait_for(page_gone)
+    await site.simulator.play_events(rest, speed=0, renumber=False)
+
+    async def call_let_go() -> bool:
+        return hub.calls_held == 0
+
+    await wait_for(call_let_go)
+    assert hub.connections == 0, "the page came back before the call ended: nothing tested"
+    await expect(page.locator("#agent-app")).to_have_attribute("data-socket", "open")
+    await expect(card.locator(".state")).to_contain_text("已结束")
+    await page.screenshot(path=ARTIFACTS / "pop_ended_while_away.png")
+
+    set_user(site, "wang", active=False)
+    await page.wait_for_url(f"{site.origin}/login?next=%2Fagent")
+
+
+def set_user(site: Site, username: str, **columns) -> None:
+    with site.sessions().begin() as session:
+        user = session.query(User).filter_by(username=username).one()
+        for column, value in columns.items():
+            setattr(user, column, value)
