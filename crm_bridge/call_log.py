@@ -98,8 +98,9 @@ class CallLog:
                 "end_reason": str(call.end_reason) if call.end_reason else None,
                 "created_at": datetime.now(UTC),
             }
-            session.execute(_insert_ignoring_duplicates(session, values))
-            call_id = session.scalar(select(Call.id).where(Call.linkedid == call.linkedid))
+            call_id = session.scalar(_insert_ignoring_duplicates(session, values))
+            if call_id is None:
+                call_id = _logged_before(session, call)
             session.execute(attach_complaints(call.linkedid, call_id))
             if self._recordings is not None and call.recording_path:
                 link_recording(session, call_id, call.recording_path, self._recordings)
@@ -115,9 +116,29 @@ class CallLog:
 
 
 def _insert_ignoring_duplicates(session: Session, values: dict):
+    """The insert of a call, returning its id, or nothing when its Linkedid is logged."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(Call).values(**values).on_conflict_do_nothing(index_elements=["linkedid"])
+    statement = insert(Call).values(**values).on_conflict_do_nothing(index_elements=["linkedid"])
+    return statement.returning(Call.id)
+
+
+def _logged_before(session: Session, call: CallRecord) -> int:
+    """The id of the call already logged with ``call``'s Linkedid. Logged by another server,
+    it is another call whose ids collide (two Asterisks without distinct ``systemname``):
+    said loudly, since this one is then missing from the call log."""
+    call_id, server = session.execute(
+        select(Call.id, Call.server).where(Call.linkedid == call.linkedid)
+    ).one()
+    if server != call.server:
+        log.error(
+            "call %s of server %s not logged: server %s logged a call with the same Linkedid; "
+            "give each Asterisk its own systemname (asterisk.conf) so their ids differ",
+            call.linkedid,
+            call.server,
+            server,
+        )
+    return call_id
 
 
 def find_customer_id(session: Session, e164: str | None) -> int | None:

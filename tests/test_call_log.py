@@ -104,3 +104,20 @@ def test_list_calls_filters_and_pages(sessions):
         assert [r.disposition for r in by_number] == ["busy"]
         outbound, _ = list_calls(session, CallFilter(direction="outbound"), 10, 0)
         assert {r.disposition for r in outbound} == {"busy", "no_answer"}
+
+
+def test_a_call_whose_linkedid_another_server_logged_is_reported(sessions, caplog):
+    """Two Asterisks without distinct ``systemname`` give their calls the same ids: the second
+    call cannot be logged, and the log says why."""
+    (first,) = tracked_calls("a_inbound_answered_1001")
+    log = CallLog(sessions, NumberRules("CN"))
+    first_id = log.record(first)
+    assert log.record(first) == first_id
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+    first.server = "pbx2"
+    assert log.record(first) == first_id
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "pbx2" in error.getMessage() and "systemname" in error.getMessage()
+    with sessions() as session:
+        assert session.query(Call).count() == 1
