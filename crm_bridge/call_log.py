@@ -161,7 +161,9 @@ class CallFilter:
     direction: str | None = None
 
 
-def _filtered(query: Select, flt: CallFilter) -> Select:
+def with_call_filter(query: Select, flt: CallFilter) -> Select:
+    """``query`` narrowed to the calls ``flt`` lets through (shared with the supervisors'
+    search, ``crm_bridge/call_search.py``)."""
     if flt.since is not None:
         query = query.where(Call.offered_at >= flt.since)
     if flt.until is not None:
@@ -181,7 +183,7 @@ def list_calls(
     session: Session, flt: CallFilter, limit: int, offset: int
 ) -> tuple[list[Call], int]:
     """A page of calls, newest first, and how many match in all."""
-    total = session.scalar(_filtered(select(func.count(Call.id)), flt)) or 0
-    query = _filtered(select(Call), flt).order_by(Call.offered_at.desc(), Call.id.desc())
+    total = session.scalar(with_call_filter(select(func.count(Call.id)), flt)) or 0
+    query = with_call_filter(select(Call), flt).order_by(Call.offered_at.desc(), Call.id.desc())
     rows = session.scalars(query.limit(limit).offset(offset)).all()
     return list(rows), int(total)

@@ -16,8 +16,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from crm_bridge.call_log import CallFilter
-from crm_bridge.call_log import _filtered as with_call_filter
+from crm_bridge.call_log import CallFilter, with_call_filter
 from crm_bridge.db.models import Call, CallFlag, Customer
 
 PAGE_SIZE = 50
