@@ -56,6 +56,9 @@ RECHECK_AFTER = timedelta(minutes=5)
 """When a target outside calling hours (or days) is looked at again."""
 UNRESOLVED_GRACE = timedelta(minutes=3)
 """How long an attempt without outcome waits for its call to reach the call log."""
+UNSAFE_REASON = "unsafe"
+"""The ``reason_code`` of an attempt whose Originate was not sent: a value of it (from the
+campaign) could be misread by Asterisk."""
 DISPOSITION_OUTCOME = {
     "answered": "answered",
     "busy": "busy",
@@ -348,7 +351,9 @@ def record_outcome(
 ) -> bool:
     """Settle an attempt (once: a second report changes nothing) and move its target on:
     answered -> done; else retried after the outcome's delay, or failed when the attempts are
-    used up. True when this call settled it."""
+    used up, or at once when trying again cannot help (an ``unknown`` outcome, or an Originate
+    refused as unsafe to send, which the same campaign would make again). True when this call
+    settled it."""
     with sessions.begin() as session:
         settled = session.execute(
             update(DialAttempt)
@@ -371,7 +376,11 @@ def record_outcome(
         target.last_outcome = outcome
         if outcome == "answered":
             target.state = "done"
-        elif outcome == "unknown" or _counted_attempts(session, attempt) >= policy.max_attempts:
+        elif (
+            outcome == "unknown"
+            or reason_code == UNSAFE_REASON
+            or _counted_attempts(session, attempt) >= policy.max_attempts
+        ):
             target.state = "failed"
         else:
             target.state = "pending"

@@ -89,14 +89,20 @@ def import_customers_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
 ) -> None:
     """Import customers from CSV or Excel (.xlsx); Chinese or English headers."""
-    from crm_bridge.customer_import import format_report, import_customers
+    from crm_bridge.customer_import import ImportFileError, format_report, import_customers
     from crm_bridge.db.engine import make_engine, make_session_factory
     from crm_bridge.db.migrate import upgrade
 
     settings = _settings(serving=False)
     upgrade(settings.database_url)
     sessions = make_session_factory(make_engine(settings.database_url))
-    report = import_customers(sessions, file, settings.number_region, settings.outside_line_prefix)
+    try:
+        report = import_customers(
+            sessions, file, settings.number_region, settings.outside_line_prefix
+        )
+    except ImportFileError as exc:
+        typer.echo(f"{file.name}: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(format_report(report))
     if report.rejected:
         raise typer.Exit(1)

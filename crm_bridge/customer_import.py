@@ -6,6 +6,10 @@ user sees it in the file (the header is row 1), the column and the reason; good 
 are upserted by card number, so importing the same file twice changes nothing. Files are read as
 a stream and written in chunks, so a file of 100,000 rows needs little memory.
 
+A cell holding a control character (a line break, NUL) rejects its row. A row the file itself
+cannot give (a CSV cell over the csv module's 128 kB, an .xlsx sheet that breaks off part-way)
+is reported as that row's error; the rows before it go in.
+
 Which columns the file has matters on update: a column that is absent leaves that field as it
 is; a present but empty cell clears it. Two exceptions: an empty consent cell keeps what the
 customer said before (new customers consent by default), and each phone column replaces only
@@ -18,6 +22,7 @@ import codecs
 import csv
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -38,6 +43,11 @@ CHUNK_ROWS = 500
 HEADER_SEARCH_ROWS = 10
 """The header may sit below a title row or two; it is looked for in this many first rows."""
 MAX_LISTED_ERRORS = 200
+MAX_XLSX_UNPACKED_BYTES = 256 * 1024 * 1024
+"""An .xlsx is a zip: what it unpacks to is capped, so a small file cannot make the import
+parse gigabytes (100,000 rows of every column take some 80 MB unpacked)."""
+WHOLE_ROW = "整行 (row)"
+"""The column named by an error about a row the file itself could not give (no cells)."""
 
 # field -> accepted headers (compared after _header_key)
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -89,6 +99,7 @@ _NO = {"否", "不", "无", "×", "✗", "不同意", "拒绝", "n", "no", "fals
 _LIST_SEPARATORS = re.compile(r"[,，;；、]")
 _PHONE_SEPARATORS = re.compile(r"[,，;；、/]")
 _EXCEL_TEXT = re.compile(r'^="(.*)"$')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TIME_SUFFIX = re.compile(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$")
 _FULL_DATES = (
     re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$"),
@@ -103,6 +114,23 @@ _MONTH_DAYS = (
 
 class ImportFileError(ValueError):
     """The file as a whole cannot be imported (nothing was written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _DamagedRow:
+    """In place of a row's cells: the reader could not read this row (a CSV cell over the
+    csv module's limit, an .xlsx whose sheet breaks off here). Reported as the row's error."""
+
+    reason_zh: str
+    reason_en: str
+
+
+_FileRow = tuple[int, tuple[Any, ...] | _DamagedRow]
+"""A row number as the user sees it in the file, and the row's cells."""
+_BROKEN_OFF = _DamagedRow(
+    "文件从此行起损坏，其后的行未读取",
+    "the file is damaged from this row on; the rows after it were not read",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +198,12 @@ def import_customers(
     first_seen: dict[str, int] = {}
     batch: list[_Row] = []
     for row_number, cells in rows:
+        if isinstance(cells, _DamagedRow):
+            report.rejected += 1
+            report.errors.append(
+                RowError(row_number, "row", WHOLE_ROW, cells.reason_zh, cells.reason_en)
+            )
+            continue
         values = [_text(cell) for cell in cells]
         if not any(values):
             continue
@@ -207,7 +241,7 @@ def format_report(report: ImportReport, max_errors: int = MAX_LISTED_ERRORS) -> 
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _read_rows(path: Path) -> Iterator[tuple[int, tuple[Any, ...]]]:
+def _read_rows(path: Path) -> Iterator[_FileRow]:
     """(row number as the user sees it, cell values) for every row of the file."""
     if not path.is_file():
         raise ImportFileError(f"找不到文件 (no such file): {path}")
@@ -241,24 +275,61 @@ def _detect_encoding(path: Path) -> str:
     raise ImportFileError("无法识别文件编码 (the file is neither UTF-8 nor GB18030 text)")
 
 
-def _csv_rows(path: Path, encoding: str) -> Iterator[tuple[int, tuple[Any, ...]]]:
+def _csv_rows(path: Path, encoding: str) -> Iterator[_FileRow]:
+    """The records of a CSV file; a record the csv module refuses (a cell over its 128 kB
+    limit) is reported as damaged and reading goes on with the next line."""
     with path.open(encoding=encoding, newline="") as stream:
         first_line = stream.readline()
         stream.seek(0)
         delimiter = max((",", "\t", ";"), key=first_line.count)
-        for number, record in enumerate(csv.reader(stream, delimiter=delimiter), start=1):
+        reader = csv.reader(stream, delimiter=delimiter)
+        number = 0
+        while True:
+            number += 1
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield number, _DamagedRow("无法读取该行（单元格过大？）", f"unreadable row: {exc}")
+                continue
             yield number, tuple(record)
 
 
-def _xlsx_rows(path: Path) -> Iterator[tuple[int, tuple[Any, ...]]]:
+def _check_unpacked_size(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError):
+        raise ImportFileError("不是有效的 Excel 文件 (not a valid .xlsx file)") from None
+    if unpacked > MAX_XLSX_UNPACKED_BYTES:
+        limit = MAX_XLSX_UNPACKED_BYTES // (1024 * 1024)
+        raise ImportFileError(
+            f"Excel 文件解压后超过 {limit} MB，已拒绝 "
+            f"(the .xlsx unpacks to over {limit} MB: refused)"
+        )
+
+
+def _xlsx_rows(path: Path) -> Iterator[_FileRow]:
+    """The rows of the active sheet. A sheet that breaks off part-way (bad XML, a member
+    that fails its checksum) ends with a damaged row: the rows before it are imported."""
+    _check_unpacked_size(path)
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError):
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, SyntaxError):
         raise ImportFileError("不是有效的 Excel 文件 (not a valid .xlsx file)") from None
+    sheet = workbook.active
+    if sheet is None:
+        workbook.close()
+        raise ImportFileError("Excel 文件里没有工作表 (the .xlsx has no worksheet)")
+    number = 0
     try:
-        sheet = workbook.active
         sheet.reset_dimensions()  # files from other programs may declare wrong dimensions
-        yield from enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1)
+        for number, cells in enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1):
+            yield number, cells
+    except (SyntaxError, zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError):
+        # SyntaxError: the XML parsers' ParseError (xml.etree and lxml alike)
+        yield number + 1, _BROKEN_OFF
     finally:
         workbook.close()
 
@@ -272,8 +343,10 @@ _FIELD_BY_HEADER = {
 }
 
 
-def _find_header(rows: Iterator[tuple[int, tuple[Any, ...]]], report: ImportReport) -> _Columns:
+def _find_header(rows: Iterator[_FileRow], report: ImportReport) -> _Columns:
     for number, cells in rows:
+        if isinstance(cells, _DamagedRow):
+            raise ImportFileError(f"第 {number} 行: {cells.reason_zh} ({cells.reason_en})")
         headers = [_text(cell) for cell in cells]
         fields = [_FIELD_BY_HEADER.get(_header_key(header)) for header in headers]
         if "card_no" in fields and "name" in fields:
@@ -346,6 +419,13 @@ def _parse_row(
         return values[position] if position is not None and position < len(values) else ""
 
     problems = _Problems(row, columns)
+    for name in columns.index:
+        if _CONTROL.search(cell(name)):
+            problems.add(
+                name,
+                "含有控制字符（换行、NUL 等）",
+                "contains a control character (line break, NUL...)",
+            )
     card_no = _check_card_no(cell("card_no"), row, first_seen, problems)
     record: dict[str, Any] = {"name": cell("name")}
     if not record["name"]:

@@ -3,8 +3,8 @@
 Asterisk names the mixed file of a call in the ``CC_RECFILE`` VarSet (and the Cdr header
 ``Recording``); the call tracker puts it on the call as ``recording_path``. That text comes
 from outside, so it is confined here before anything touches the disk: it must name a file
-inside the folder Asterisk records to (``PBX_RECORDINGS_DIR``, as the dialplan sets
-``CC_RECDIR``) or inside the bridge's own recordings root; it is then looked up under that root
+inside the folder Asterisk records to (the ``pbx_recordings_dir`` setting, as the dialplan
+sets ``CC_RECDIR``) or inside the bridge's own recordings root; it is then looked up under that root
 (``resolve()``, symlinks followed) and refused unless it is still inside. A refused path is
 logged with its digits masked and control characters escaped, and never opened.
 
@@ -26,19 +26,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crm_bridge.db.models import Recording
+from crm_bridge.settings import ASTERISK_MONITOR_DIR
 from crm_bridge.transcription_jobs import queue_job
 from telephony.masking import mask_number
 from transcription.recording_files import SIDE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-PBX_RECORDINGS_DIR = PurePosixPath("/var/spool/asterisk/monitor")
-"""Where the dialplan records (``CC_RECDIR``); mapped onto the bridge's recordings root, so
-the root may be that same folder or a share of it mounted elsewhere."""
 WAV_HEADER_BYTES = 44
 """A WAV file of this size or less holds no audio (MixMonitor leaves one for a call that was
 never bridged)."""
 MAX_PATH_CHARS = 512
+MAX_NAME_BYTES = 255
+"""The longest file or folder name Linux file systems take (``NAME_MAX``)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,9 @@ def for_log(text: str) -> str:
 class RecordingsRoot:
     """The recordings folder, and the one way in from a path Asterisk reported."""
 
-    def __init__(self, root: Path, pbx_dir: PurePosixPath = PBX_RECORDINGS_DIR) -> None:
+    def __init__(self, root: Path, pbx_dir: PurePosixPath = ASTERISK_MONITOR_DIR) -> None:
+        """``pbx_dir``: the folder Asterisk records to (the ``pbx_recordings_dir`` setting),
+        mapped onto ``root``."""
         self.root = Path(root).resolve()
         self._bases = (pbx_dir, PurePosixPath(Path(root).absolute()), PurePosixPath(self.root))
         """The folders a reported absolute path may start with: Asterisk's, and the root as
@@ -75,17 +77,26 @@ class RecordingsRoot:
         return relative
 
     def file(self, relative: str) -> Path | None:
-        """The file for a stored relative path, or None when it would lead outside the root."""
-        candidate = (self.root / relative).resolve()
+        """The file for a stored relative path, or None when it would lead outside the root
+        (or cannot be followed at all: a symbolic link loop, a name the system refuses)."""
+        try:
+            candidate = (self.root / relative).resolve()
+        except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop (3.11)
+            return None
         if candidate == self.root or not candidate.is_relative_to(self.root):
             return None
         return candidate
+
+    def existing_file(self, relative: str) -> Path | None:
+        """:meth:`file`, when a regular file is there."""
+        found = self.file(relative)
+        return found if found is not None and _is_file(found) else None
 
     def _relative_name(self, reported: str) -> str | None:
         if not reported or len(reported) > MAX_PATH_CHARS or not reported.isprintable():
             return None
         path = PurePosixPath(reported)
-        if ".." in path.parts:
+        if ".." in path.parts or any(len(part.encode()) > MAX_NAME_BYTES for part in path.parts):
             return None
         if not path.is_absolute():
             return path.as_posix()
@@ -98,22 +109,36 @@ class RecordingsRoot:
         """``<name><suffix>.wav`` beside the mixed file, when it exists inside the root."""
         mixed = PurePosixPath(relative)
         sibling = mixed.with_name(f"{mixed.stem}{suffix}{mixed.suffix}").as_posix()
-        found = self.file(sibling)
-        return sibling if found is not None and found.is_file() else None
+        return sibling if self.existing_file(sibling) is not None else None
+
+
+def _is_file(path: Path) -> bool:
+    """``Path.is_file`` without its exceptions (a name too long for the system raises)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def check_file(path: Path | None) -> FileCheck:
-    """Measure a WAV file: missing, empty (a header and no audio), unreadable, or ok."""
-    if path is None or not path.is_file():
+    """Measure a WAV file: missing, empty (a header and no audio), unreadable, or ok.
+
+    Never raises: whatever is wrong with the file (a header that lies, no permission to
+    read it) is a status, so the call it belongs to is still logged."""
+    if path is None or not _is_file(path):
         return FileCheck("missing")
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return FileCheck("missing")
     if size <= WAV_HEADER_BYTES:
         return FileCheck("empty", size_bytes=size, duration_seconds=0.0)
     try:
         with wave.open(str(path), "rb") as wav:
             frames, rate = wav.getnframes(), wav.getframerate()
-    except (wave.Error, EOFError) as exc:
-        log.warning("recording %s unreadable: %s", path.name, exc)
+    except (wave.Error, EOFError, OSError, RuntimeError) as exc:
+        # RuntimeError: the wave module's answer to a chunk size that points past the end
+        log.warning("recording %s unreadable: %s", path.name, exc or type(exc).__name__)
         return FileCheck("unreadable", size_bytes=size)
     if frames == 0 or rate <= 0:
         return FileCheck("empty", size_bytes=size, duration_seconds=0.0)

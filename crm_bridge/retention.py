@@ -15,7 +15,6 @@ its ``recording_deletions`` row (the primary key) before its files are removed.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge.db.models import Call, Recording, RecordingDeletion, TranscriptSegment
+from crm_bridge.recordings import RecordingsRoot
 from crm_bridge.supervision_settings import get_setting
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,15 @@ def remove_inside(root: Path, relative: str | None) -> bool:
     """Delete ``root/relative`` when it is a file inside ``root``; True when one was removed."""
     if not relative:
         return False
-    base = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(base, relative))
-    if os.path.commonpath([base, path]) != base:
+    recordings = RecordingsRoot(root)
+    if recordings.file(relative) is None:
         log.warning("retention: refused a recording path outside the recordings folder")
         return False
+    path = recordings.existing_file(relative)
+    if path is None:
+        return False
     try:
-        os.remove(path)
+        path.unlink()
     except FileNotFoundError:
         return False
     return True

@@ -43,6 +43,15 @@ def test_import_reports_bad_rows_keeps_good_ones_and_is_idempotent(tmp_path):
     assert second.output.count("第 ") == first.output.count("第 ")
 
 
+def test_a_file_that_cannot_be_read_is_one_clear_line_not_a_traceback(tmp_path):
+    path = tmp_path / "customers.xlsx"
+    path.write_bytes(b"this is not a zip file")
+    result = runner.invoke(app, ["import", "customers", str(path)], env=env_for(tmp_path))
+    assert result.exit_code == 2
+    assert "customers.xlsx" in result.output and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_import_needs_no_service_secrets_but_serve_does(tmp_path):
     path = tmp_path / "one.csv"
     path.write_text("卡号,姓名,手机\nC1,张三,13800138000\n", encoding="utf-8")

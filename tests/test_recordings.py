@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import replace
+from pathlib import PurePosixPath
 
 import pytest
 from sqlalchemy import select
@@ -74,6 +75,15 @@ def test_a_root_reached_through_a_symlink_takes_paths_in_either_form(root, tmp_p
     assert linked.relative(f"{tmp_path}/monitor/1795346712.954.wav") == "1795346712.954.wav"
     assert linked.relative(f"{root.root}/1795346712.954.wav") == "1795346712.954.wav"
     assert linked.relative(f"{tmp_path}/1795346712.954.wav") is None
+
+
+def test_asterisk_may_record_to_another_folder(root):
+    """The ``pbx_recordings_dir`` setting: Asterisk records to /srv/pbx/rec, mounted here as the
+    recordings root; its default folder is then no way in."""
+    moved = RecordingsRoot(root.root, PurePosixPath("/srv/pbx/rec"))
+    assert moved.relative("/srv/pbx/rec/1795346712.954.wav") == "1795346712.954.wav"
+    assert moved.relative(f"{PBX_DIR}/1795346712.954.wav") is None
+    assert moved.relative("/srv/pbx/rec/../../../etc/passwd") is None
 
 
 @pytest.mark.parametrize(

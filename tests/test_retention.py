@@ -18,7 +18,7 @@ from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, Recording, RecordingDeletion, TranscriptSegment
 from crm_bridge.periodic_jobs import PeriodicJobs
-from crm_bridge.retention import run_retention
+from crm_bridge.retention import remove_inside, run_retention
 from crm_bridge.supervision_settings import set_setting
 
 WAV = Path(__file__).resolve().parents[1] / "telephony/traces/recordings"
@@ -150,3 +150,25 @@ async def test_the_call_page_says_the_recording_was_deleted(site):
         page = (await lin.get(f"/supervisor/calls/{call_id}")).text
         assert "按保留期删除" in page and "<audio" not in page
         assert (await lin.get(f"/supervisor/recordings/{rec}/audio")).status_code == 404
+
+
+@pytest.mark.parametrize("stored", [".", "", "x\x00.wav", "loop.wav", "a" * 300 + ".wav"])
+def test_remove_inside_refuses_the_folder_itself_and_paths_no_system_takes(tmp_path, stored):
+    """Each of these once stopped the retention job (``os.remove`` of the folder, a NUL, a
+    symbolic link loop, a name too long): now the path is just not removed."""
+    root = tmp_path / "recordings"
+    root.mkdir()
+    (root / "loop.wav").symlink_to(root / "loop.wav")
+    kept = root / "kept.wav"
+    kept.write_bytes(b"RIFF")
+    assert remove_inside(root, stored) is False
+    assert root.is_dir() and kept.exists()
+
+
+def test_remove_inside_removes_a_file_inside(tmp_path):
+    root = tmp_path / "recordings"
+    (root / "2026").mkdir(parents=True)
+    (root / "2026" / "a.wav").write_bytes(b"RIFF")
+    assert remove_inside(root, "2026/a.wav") is True
+    assert not (root / "2026" / "a.wav").exists()
+    assert remove_inside(root, "2026/a.wav") is False

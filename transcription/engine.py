@@ -31,6 +31,9 @@ from transcription.transcript import Segment, Transcript, Word
 
 BLOCK_FRAMES = 4000
 """Frames fed to the recogniser at a time (half a second at 8 kHz)."""
+SAMPLE_RATES = range(4000, 192_001)
+"""Sample rates accepted, in Hz. Vosk resamples whatever it is fed to the model's rate, so a
+header claiming 1 Hz turns a 16 kB file into hours of audio to decode: refused as corrupt."""
 UNSPACED_LANGUAGES = frozenset({"zh", "ja"})
 """Languages written without spaces between words: their words are joined without one."""
 
@@ -70,9 +73,15 @@ def _open(path: Path, stack: ExitStack) -> soundfile.SoundFile:
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:
-        return stack.enter_context(soundfile.SoundFile(path))
+        audio = stack.enter_context(soundfile.SoundFile(path))
     except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioError(f"{path}: not readable audio ({exc})") from exc
+    if audio.samplerate not in SAMPLE_RATES:
+        raise AudioError(
+            f"{path}: sample rate {audio.samplerate} Hz; expected "
+            f"{SAMPLE_RATES.start}-{SAMPLE_RATES.stop - 1} Hz"
+        )
+    return audio
 
 
 def _tracks(sides: Mapping[str, Path] | Path, stack: ExitStack) -> list[_Track]:
