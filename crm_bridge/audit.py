@@ -23,7 +23,7 @@ from crm_bridge import auth
 from crm_bridge.auth import SignedInUser
 from crm_bridge.db.models import AuditEntry
 from crm_bridge.local_days import form_days, utc_range
-from crm_bridge.web_users import PAGE_HEADERS, ROLE_LABELS, TEMPLATES_DIR
+from crm_bridge.web_users import MAX_ROW_ID, PAGE_HEADERS, ROLE_LABELS, TEMPLATES_DIR
 
 PAGE_SIZE = 100
 ACTION_LABELS = {
@@ -119,7 +119,7 @@ def audit_router() -> APIRouter:
         action: Annotated[str, Query(max_length=32)] = "",
         since: Annotated[str, Query(max_length=10)] = "",
         until: Annotated[str, Query(max_length=10)] = "",
-        before: Annotated[int | None, Query(ge=1)] = None,
+        before: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
     ) -> Response:
         runtime = request.app.state.runtime
         zone = runtime.settings.zone

@@ -50,6 +50,7 @@ from crm_bridge.customer_card import CustomerCard, build_cards
 from crm_bridge.db.models import MAX_NOTE_CHARS, Customer, CustomerPhone
 from crm_bridge.phones import normalize_phone
 from crm_bridge.users import UserInputError
+from crm_bridge.web_users import MAX_ROW_ID
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiActionLost, AmiActionTimeout, AmiNotConnected
 
@@ -95,8 +96,11 @@ Rang = Annotated[dict[str, set[str]], Depends(_rung_now)]
 # ------------------------------------------------------------------------------- bodies
 
 
+CustomerId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+
+
 class LinkIn(BaseModel):
-    customer_id: int
+    customer_id: CustomerId
 
 
 class LinkOut(BaseModel):
@@ -133,7 +137,7 @@ class WrapupOut(BaseModel):
 
 
 class ComplaintIn(BaseModel):
-    customer_id: int
+    customer_id: CustomerId
     content: str = Field(max_length=MAX_TEXT_FIELD)
     linkedid: str | None = Field(default=None, pattern=LINKEDID_PATTERN)
 
@@ -143,7 +147,7 @@ class ComplaintOut(BaseModel):
 
 
 class ClickToCallIn(BaseModel):
-    customer_id: int
+    customer_id: CustomerId
     phone: str = Field(max_length=64, description="one of the customer's numbers, any form")
 
 

@@ -71,8 +71,8 @@ from crm_bridge.db.models import (
 )
 from crm_bridge.exports import to_csv, to_xlsx
 from crm_bridge.phones import mask_phone, normalize_phone
-from crm_bridge.web_agent_api import AMI_DOWN, AMI_NO_ANSWER, ORIGINATE_REFUSED
-from crm_bridge.web_users import PAGE_HEADERS, ROLE_LABELS, TEMPLATES_DIR
+from crm_bridge.web_agent_api import AMI_DOWN, AMI_NO_ANSWER, ORIGINATE_REFUSED, CustomerId
+from crm_bridge.web_users import PAGE_HEADERS, ROLE_LABELS, TEMPLATES_DIR, RowId
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiActionLost, AmiActionTimeout, AmiNotConnected
 from telephony.call_tracker import agent_from_interface
@@ -385,12 +385,12 @@ def campaigns_router() -> APIRouter:
 
     @router.get("/campaigns/{campaign_id}")
     def campaign_page(
-        request: Request, user: Scheduler, campaign_id: int, done: str = ""
+        request: Request, user: Scheduler, campaign_id: RowId, done: str = ""
     ) -> Response:
         return detail(request, user, campaign_id, done="已保存 / Saved" if done == "saved" else "")
 
     @router.post("/campaigns/{campaign_id}")
-    async def edit_campaign(request: Request, user: Scheduler, campaign_id: int) -> Response:
+    async def edit_campaign(request: Request, user: Scheduler, campaign_id: RowId) -> Response:
         campaign = load(request, campaign_id)
         if campaign.status not in ("draft", "paused"):
             return detail(
@@ -421,7 +421,7 @@ def campaigns_router() -> APIRouter:
     def campaign_action(
         request: Request,
         user: Scheduler,
-        campaign_id: int,
+        campaign_id: RowId,
         action: Annotated[Literal["start", "pause", "resume", "stop"], Form()],
     ) -> Response:
         settings = runtime(request).settings
@@ -440,7 +440,7 @@ def campaigns_router() -> APIRouter:
         return RedirectResponse(f"/campaigns/{campaign_id}", status.HTTP_303_SEE_OTHER)
 
     @router.get("/campaigns/{campaign_id}/progress")
-    def campaign_progress(request: Request, user: Scheduler, campaign_id: int) -> JSONResponse:
+    def campaign_progress(request: Request, user: Scheduler, campaign_id: RowId) -> JSONResponse:
         load(request, campaign_id)
         with runtime(request).sessions() as session:
             progress = store.progress(session, campaign_id)
@@ -460,12 +460,12 @@ def campaigns_router() -> APIRouter:
     def campaign_export(
         request: Request,
         user: Scheduler,
-        campaign_id: int,
+        campaign_id: RowId,
         fmt: Annotated[Literal["xlsx", "csv"], Query(alias="format")],
     ) -> Response:
         load(request, campaign_id)
         with runtime(request).sessions.begin() as session:
-            rows = store.result_rows(session, campaign_id)
+            rows = store.result_rows(session, campaign_id)  # read, then audited
             audit.record(
                 session,
                 user=user,
@@ -525,7 +525,7 @@ def campaigns_router() -> APIRouter:
         return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
 
     @router.post("/admin/do-not-call/{entry_id}/delete")
-    def remove_number(request: Request, user: AdminUser, entry_id: int) -> Response:
+    def remove_number(request: Request, user: AdminUser, entry_id: RowId) -> Response:
         with runtime(request).sessions.begin() as session:
             session.execute(delete(DoNotCall).where(DoNotCall.id == entry_id))
         return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
@@ -553,7 +553,7 @@ def campaigns_router() -> APIRouter:
         return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
 
     @router.post("/admin/opt-outs/{entry_id}/delete")
-    def remove_opt_out(request: Request, user: AdminUser, entry_id: int) -> Response:
+    def remove_opt_out(request: Request, user: AdminUser, entry_id: RowId) -> Response:
         with runtime(request).sessions.begin() as session:
             session.execute(delete(CustomerOptOut).where(CustomerOptOut.id == entry_id))
         return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
@@ -663,7 +663,7 @@ def campaigns_router() -> APIRouter:
 
     @router.post("/me/campaigns/{campaign_id}/targets/{target_id}/dial")
     async def preview_dial(
-        request: Request, user: AgentUser, campaign_id: int, target_id: int
+        request: Request, user: AgentUser, campaign_id: RowId, target_id: RowId
     ) -> Response:
         if not user.extensions:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=NO_EXTENSION)
@@ -762,7 +762,7 @@ class CampaignCallOut(BaseModel):
 
 
 class OptOutIn(BaseModel):
-    customer_id: int
+    customer_id: CustomerId
     note: str | None = Field(default=None, max_length=256)
 
 

@@ -21,7 +21,7 @@ Routes (browser pages, left out of the OpenAPI document):
 from __future__ import annotations
 
 import dataclasses
-import os
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -53,6 +53,7 @@ from crm_bridge.db.models import (
 from crm_bridge.exports import to_csv, to_xlsx
 from crm_bridge.flags import flags_of_call
 from crm_bridge.local_days import form_days, utc_range
+from crm_bridge.recordings import RecordingsRoot, for_log
 from crm_bridge.supervision_settings import (
     SPECS,
     all_settings,
@@ -62,7 +63,7 @@ from crm_bridge.supervision_settings import (
 )
 from crm_bridge.transcripts import SegmentHit, search_segments, segments_of_call
 from crm_bridge.users import UserInputError
-from crm_bridge.web_users import PAGE_HEADERS, ROLE_LABELS, TEMPLATES_DIR
+from crm_bridge.web_users import MAX_ROW_ID, PAGE_HEADERS, ROLE_LABELS, TEMPLATES_DIR, RowId
 
 SUPERVISOR_ROLES = ("supervisor", "admin")
 NO_RECORDING = "录音不存在 / No such recording"
@@ -110,15 +111,18 @@ NAV = (
 
 Supervisor = Annotated[SignedInUser, Depends(auth.require_role(*SUPERVISOR_ROLES))]
 
+log = logging.getLogger(__name__)
+
 
 def recording_file(recordings_dir: Path, relative: str) -> Path:
     """The file of a recording, refusing any path that leaves the recordings folder (``..``,
-    an absolute path, a symbolic link pointing out): 404, as for a file that is not there."""
-    root = os.path.realpath(recordings_dir)
-    path = os.path.realpath(os.path.join(root, relative))
-    if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
+    an absolute path, a symbolic link pointing out, a NUL): 404, as for a file that is not
+    there (see :meth:`~crm_bridge.recordings.RecordingsRoot.file`)."""
+    found = RecordingsRoot(recordings_dir).existing_file(relative)
+    if found is None:
+        log.warning("recording not served (missing or outside the folder): %s", for_log(relative))
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_RECORDING)
-    return Path(path)
+    return found
 
 
 def supervisor_router() -> APIRouter:
@@ -195,7 +199,7 @@ def supervisor_router() -> APIRouter:
     @router.get("/supervisor/calls/{call_id}")
     def call_page(
         request: Request,
-        call_id: int,
+        call_id: RowId,
         user: Supervisor,
         t: Annotated[float | None, Query(ge=0, le=86_400)] = None,
         q: Annotated[str, Query(max_length=100)] = "",
@@ -217,10 +221,10 @@ def supervisor_router() -> APIRouter:
 
     @router.get("/supervisor/recordings/{recording_id}/audio")
     def recording_audio(
-        request: Request, recording_id: int, user: Supervisor, download: bool = False
+        request: Request, recording_id: RowId, user: Supervisor, download: bool = False
     ) -> Response:
         runtime = request.app.state.runtime
-        with runtime.sessions.begin() as session:
+        with runtime.sessions.begin() as session:  # reads, then audits
             recording = session.get(Recording, recording_id)
             if recording is None or _deleted(session, recording_id):
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_RECORDING)
@@ -288,13 +292,13 @@ def supervisor_router() -> APIRouter:
         return response
 
     @router.get("/supervisor/complaints/{complaint_id}")
-    def complaint_detail(request: Request, complaint_id: int, user: Supervisor) -> Response:
+    def complaint_detail(request: Request, complaint_id: RowId, user: Supervisor) -> Response:
         return complaint_page(request, user, complaint_id, {})
 
     @router.post("/supervisor/complaints/{complaint_id}/{action}")
     def complaint_action(
         request: Request,
-        complaint_id: int,
+        complaint_id: RowId,
         action: Literal["assign", "escalate", "resolve"],
         user: Supervisor,
         who: Annotated[str, Form(max_length=256)] = "",
@@ -318,7 +322,7 @@ def supervisor_router() -> APIRouter:
                         actor=user.username,
                         resolution=text,
                         follow_up_at=_local_moment(follow_up_at, zone),
-                        follow_up_campaign_id=int(campaign) if campaign.isdigit() else None,
+                        follow_up_campaign_id=_row_id(campaign),
                     )
         except UserInputError as exc:
             return complaint_page(request, user, complaint_id, exc.errors)
@@ -516,6 +520,14 @@ def supervisor_router() -> APIRouter:
         return page(request, user, "supervisor_flags.html", context)
 
     return router
+
+
+def _row_id(text: str) -> int | None:
+    """The id a form field holds, or None for anything else: ``str.isdigit`` alone lets
+    through "²", which ``int`` refuses, and numbers past the database's integers."""
+    if text.isascii() and text.isdigit() and int(text) <= MAX_ROW_ID:
+        return int(text)
+    return None
 
 
 def _local_moment(text: str, zone: tzinfo) -> datetime | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import IntegrityError
@@ -47,6 +48,11 @@ ROLE_LABELS = {
     "admin": "管理员 Administrator",
 }
 WRONG_CREDENTIALS = "用户名或密码错误 / Wrong user name or password"
+MAX_ROW_ID = 2**31 - 1
+"""The largest id a row can have (PostgreSQL's ``integer``): a bigger id in a request is
+refused with 422 before it reaches the database, where it would overflow (a 500)."""
+RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
+"""A path parameter that names a database row."""
 DONE_MESSAGES = {"created": "用户已创建 / User created", "updated": "已保存 / Saved"}
 DEFAULT_LANDING = {"admin": "/admin/users"}
 """Where a user lands after signing in when no page was asked for; ``/`` otherwise."""
@@ -223,7 +229,7 @@ def users_router() -> APIRouter:
     @router.post("/admin/users/{user_id}")
     def change_user(
         request: Request,
-        user_id: int,
+        user_id: RowId,
         admin: AdminUser,
         role: Annotated[str, Form(max_length=32)] = "",
         extensions: Annotated[str, Form(max_length=2048)] = "",

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +24,6 @@ from crm_bridge.db.engine import (
     make_engine,
     make_session_factory,
     normalize_url,
-    write_first_sessions,
 )
 from crm_bridge.db.migrate import MIGRATIONS_DIR, alembic_config, downgrade, upgrade
 from crm_bridge.db.models import (
@@ -346,12 +346,19 @@ def test_sqlite_savepoints_roll_back_only_their_part(sqlite_sessions):
         assert session.scalars(sa.select(Customer.card_no)).all() == ["C1"]
 
 
-def _read_then_write(sessions, card_no: str, other_writer: threading.Thread) -> None:
-    with sessions.begin() as session:
+def _read_then_write(begin, card_no: str, other_writer: threading.Thread) -> None:
+    with begin() as session:
         session.scalar(select(func.count()).select_from(Customer))
         other_writer.start()
         time.sleep(0.3)  # the other writer commits (or waits) now
         session.add(Customer(card_no=card_no, name="读后写"))
+
+
+@contextmanager
+def _deferred(sessions):
+    """A transaction begun as plain BEGIN: a session that reads, then begins explicitly."""
+    with sessions() as session, session.begin():
+        yield session
 
 
 def _writer(sessions, card_no: str, done: list[str]) -> threading.Thread:
@@ -363,18 +370,19 @@ def _writer(sessions, card_no: str, done: list[str]) -> threading.Thread:
     return threading.Thread(target=write)
 
 
-def test_sqlite_read_then_write_waits_its_turn_when_begun_write_first(sqlite_sessions):
+def test_sqlite_read_then_write_waits_its_turn_in_a_writing_transaction(sqlite_sessions):
+    """``sessions.begin()`` (crm_bridge/db/engine.py ``SessionFactory``) takes the write lock
+    at BEGIN on SQLite."""
     done: list[str] = []
     # Begun as plain BEGIN, the reader's upgrade to a writer fails once the other writer
     # has committed: SQLite cannot wait there.
     other = _writer(sqlite_sessions, "W1", done)
     with pytest.raises(OperationalError, match="locked"):
-        _read_then_write(sqlite_sessions, "R1", other)
+        _read_then_write(lambda: _deferred(sqlite_sessions), "R1", other)
     other.join()
     # Begun IMMEDIATE, the other writer waits for the reader-writer instead; both land.
-    write_first = write_first_sessions(sqlite_sessions)
-    other = _writer(write_first, "W2", done)
-    _read_then_write(write_first, "R2", other)
+    other = _writer(sqlite_sessions, "W2", done)
+    _read_then_write(sqlite_sessions.begin, "R2", other)
     other.join()
     with sqlite_sessions() as session:
         cards = set(session.scalars(select(Customer.card_no)))

@@ -6,6 +6,7 @@ configured URL.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -41,23 +42,32 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     return create_engine(parsed, **kwargs)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions whose objects stay readable after commit (they are handed to templates)."""
-    return sessionmaker(engine, expire_on_commit=False)
-
-
-def write_first_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
-    """Sessions for transactions that read and then write, on SQLite begun ``IMMEDIATE``.
+class SessionFactory(sessionmaker[Session]):
+    """``sessions()`` for a session that reads; ``sessions.begin()`` for a transaction that
+    writes, which on SQLite begins ``IMMEDIATE``.
 
     A SQLite transaction that begins by reading and then writes cannot wait for another
     writer: when that writer commits first, the upgrade to a write lock fails at once with
-    'database is locked' (the busy timeout does not apply). Taking the write lock at BEGIN
-    makes such a transaction wait its turn instead. PostgreSQL ignores the option.
+    'database is locked' (the busy timeout does not apply; seen under the route sweep of
+    ``tests/test_openapi_fuzz.py`` and with the call log writing beside a handler). Taking
+    the write lock at BEGIN makes such a transaction wait its turn instead. Reads, the screen
+    pops' lookups among them, stay deferred and never wait for a writer (WAL). PostgreSQL
+    ignores the option.
     """
-    engine = sessions.kw["bind"]
-    return sessionmaker(
-        engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
-    )
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine, expire_on_commit=False)
+        self._writes = sessionmaker(
+            engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
+        )
+
+    def begin(self) -> AbstractContextManager[Session]:
+        return self._writes.begin()
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
+    """Sessions whose objects stay readable after commit (they are handed to templates)."""
+    return SessionFactory(engine)
 
 
 def _create_sqlite_folder(url: URL) -> None:
