@@ -122,6 +122,12 @@ def agents_of_calls_in_progress(bridge: BridgeService) -> dict[str, set[str]]:
     }
 
 
+def calls_in_progress_when_known(bridge: BridgeService) -> dict[str, set[str]] | None:
+    """:func:`agents_of_calls_in_progress`, or None while the bridge is not in step with every
+    server (a call in progress then looks like one that never happened)."""
+    return agents_of_calls_in_progress(bridge) if bridge.in_step else None
+
+
 def _agents_of(call: CallRecord) -> set[str]:
     return {*call.agents_rung, *([call.agent] if call.agent else [])}
 

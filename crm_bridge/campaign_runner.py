@@ -10,6 +10,9 @@ stopped at any moment and another started on the same database:
   attempt is withdrawn: a pause or stop takes effect within a tick (:data:`TICK_SECONDS`);
 - attempts a previous run left without outcome are settled from the call log, or as ``lost``
   after the grace period (:func:`reconcile_unresolved`); they are never simply dialled again.
+  Nothing is settled as lost while the bridge is not in step with Asterisk (just started, or
+  reconnecting): a call still in progress would then look like one that never happened, and
+  its customer would be dialled again while still on the line.
 
 Message campaigns play the scheduler's greeting, agent campaigns put the customer through to
 the agents' queue (``CC_MODE`` in ``dialplans/extensions_callbridge.conf``); preview
@@ -45,6 +48,7 @@ from telephony.dialer import Dialer, DialWithdrawn, OriginateRefused, OriginateR
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.25
+FAILURE_REPORT_SECONDS = 60.0
 CAMPAIGN_CONTEXT = "outbound-campaign"
 TRUNK = "carrier"
 CALLER_ID = "4008001234"
@@ -97,7 +101,7 @@ class CampaignRunner:
         region: str,
         grace: timedelta = store.UNRESOLVED_GRACE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        calls_in_progress: Callable[[], Iterable[str]] = frozenset,
+        calls_in_progress: Callable[[], Iterable[str] | None] = frozenset,
     ) -> None:
         self.sessions = sessions
         self.dialer = dialer
@@ -106,7 +110,8 @@ class CampaignRunner:
         self.grace = grace
         self.clock = clock
         self.calls_in_progress = calls_in_progress
-        """The Linkedids of the calls in progress (the bridge's trackers): their attempts wait."""
+        """The Linkedids of the calls in progress (the bridge's trackers): their attempts wait;
+        None while they are not known (then no attempt is settled as lost)."""
         self._in_flight: set[int] = set()
         self._calls: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -125,13 +130,30 @@ class CampaignRunner:
         self._task = None
 
     async def run(self) -> None:
+        """Tick until cancelled. A failing tick (the database away) is logged in full once,
+        then once a minute while it keeps failing, not four times a second."""
+        failing_since: float | None = None
+        last_report = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 await self.tick()
+                if failing_since is not None:
+                    log.info("campaign ticks work again")
+                    failing_since = None
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("campaign tick failed; next tick in %.2f s", TICK_SECONDS)
+            except Exception as exc:
+                if failing_since is None:
+                    failing_since = last_report = loop.time()
+                    log.exception("campaign tick failed; retrying every %.2f s", TICK_SECONDS)
+                elif loop.time() - last_report >= FAILURE_REPORT_SECONDS:
+                    last_report = loop.time()
+                    log.error(
+                        "campaign ticks failing for %.0f s: %s",
+                        last_report - failing_since,
+                        type(exc).__name__,
+                    )
             await asyncio.sleep(TICK_SECONDS)
 
     async def tick(self) -> None:
@@ -139,15 +161,17 @@ class CampaignRunner:
         if not self.dialer.connected:
             return
         now = self.clock()
-        await asyncio.to_thread(
-            store.reconcile_unresolved,
-            self.sessions,
-            now,
-            self.center_timezone,
-            set(self._in_flight),
-            self.grace,
-            frozenset(self.calls_in_progress()),
-        )
+        in_progress = self.calls_in_progress()
+        if in_progress is not None:
+            await asyncio.to_thread(
+                store.reconcile_unresolved,
+                self.sessions,
+                now,
+                self.center_timezone,
+                set(self._in_flight),
+                self.grace,
+                frozenset(in_progress),
+            )
         for campaign_id in await asyncio.to_thread(self._running_ids):
             room = self.dialer.max_concurrent - len(self._in_flight)
             if room <= 0:
@@ -195,9 +219,12 @@ class CampaignRunner:
             await asyncio.to_thread(store.withdraw_attempt, self.sessions, ticket.attempt_id)
             self._in_flight.discard(ticket.attempt_id)
             return
-        except (OriginateRefused, UnsafeAmiValue) as exc:
+        except OriginateRefused as exc:
             log.warning("campaign call %s refused: %s", ticket.action_id, exc)
-            outcome, reason = "failed", None
+            outcome, reason = "failed", "refused"
+        except UnsafeAmiValue as exc:  # nothing sent: a value Asterisk would misread
+            log.warning("campaign call %s not sent: %s", ticket.action_id, exc)
+            outcome, reason = "failed", store.UNSAFE_REASON
         except AmiNotConnected:
             outcome, reason = "lost", None  # nothing was sent
         except (AmiActionTimeout, AmiActionLost):
@@ -237,7 +264,7 @@ async def start_runner(
     sessions: sessionmaker[Session],
     settings: Settings,
     server: AmiConfig,
-    calls_in_progress: Callable[[], Iterable[str]] = frozenset,
+    calls_in_progress: Callable[[], Iterable[str] | None] = frozenset,
 ) -> CampaignRunner:
     """The runner of the app: its dialer on its own AMI session to ``server`` (call events
     only), capped and paced by the settings."""
@@ -252,6 +279,7 @@ async def start_runner(
         dialer,
         center_timezone=settings.timezone,
         region=settings.number_region,
+        grace=timedelta(seconds=settings.campaign_unresolved_grace_seconds),
         calls_in_progress=calls_in_progress,
     )
     await runner.start()

@@ -110,10 +110,13 @@ class EventSieve:
         ``variables`` named."""
         self._events = frozenset(name.encode() for name in events) | self._ALWAYS
         self._variables = frozenset(name.encode() for name in variables)
+        self.events_judged = 0
+        """Event frames put to :meth:`keeps`, kept or not."""
 
     def keeps(self, raw: bytes) -> bool:
         if not raw.startswith(b"Event: "):
             return True
+        self.events_judged += 1
         name = _first_value(raw, 7)
         if name in self._events and (name != b"VarSet" or self._watched_variable(raw)):
             return True

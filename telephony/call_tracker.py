@@ -52,6 +52,7 @@ from telephony.call_events import (
 Event = Mapping[str, str]
 
 STATE_RING = "4"
+OUTGOING_APPS = ("", "AppDial", "AppDial2")
 STATE_UP = "6"
 UNKNOWN_IDS = {"", "<unknown>", "<none>", "unknown", "anonymous"}
 RECORDING_VARIABLES = {"CC_RECFILE", "MIXMONITOR_FILENAME"}
@@ -234,6 +235,10 @@ class CallTracker:
         that saw an event after ``started_at`` are alive by that evidence and left alone.
         """
         snapshot = {ch["Uniqueid"]: ch for ch in channels if ch.get("Uniqueid")}
+        # a call's first channel (its Uniqueid is the Linkedid) first: it tells the direction
+        snapshot = dict(
+            sorted(snapshot.items(), key=lambda item: item[1].get("Linkedid") != item[0])
+        )
         out: list[DomainEvent] = []
         for linkedid, call in list(self._calls.items()):
             if call.last_rx >= started_at:
@@ -299,6 +304,8 @@ class CallTracker:
         context = ch.get("Context", "")
         if context in self.policy.agent_contexts:
             out += self._decide(call, Direction.OUTBOUND, started, customer_is_origin=False)
+        elif _outgoing_line(ch):
+            out += self._decide(call, Direction.OUTBOUND, started)
         elif context in self.policy.inbound_contexts or ch.get("Application") == "Queue":
             call.record.callee = _known(ch.get("Exten")) or call.record.callee
             out += self._decide(call, Direction.INBOUND, started)
@@ -706,6 +713,17 @@ class CallTracker:
 def _device_of(channel: str) -> str:
     """``PJSIP/1001-0000004b`` -> ``PJSIP/1001``: the device a channel was placed on."""
     return _CHANNEL_SUFFIX.sub("", channel)
+
+
+def _outgoing_line(channel: Event) -> bool:
+    """A channel Asterisk placed (an Originate's) that runs no dialplan yet: no application, or
+    Asterisk's ``AppDial`` of an outgoing line, and not in state Ring, which is an incoming
+    line's before its dialplan starts. Its Context is only its endpoint's, which may be the one
+    customers call in on (``telephony/traces/*/d_outbound_*``), so it says nothing of the
+    direction."""
+    return channel.get("ChannelState") != STATE_RING and channel.get("Application", "") in (
+        OUTGOING_APPS
+    )
 
 
 def _hms_seconds(duration: str) -> float:

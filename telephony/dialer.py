@@ -133,7 +133,7 @@ class _Call:
     refine: asyncio.TimerHandle | None = None
 
 
-DIALER_SIEVE = EventSieve(
+DIALER_EVENTS = frozenset(
     {"OriginateResponse", "DialEnd", "HangupRequest", "SoftHangupRequest", "Hangup"}
 )
 """The events :meth:`Dialer._on_event` reads; its session drops every other one unparsed (the
@@ -148,7 +148,9 @@ class Dialer:
             raise ValueError("max_concurrent >= 1 and calls_per_second > 0")
         self.max_concurrent = max_concurrent
         self.interval = 1.0 / calls_per_second
-        self.connection = AmiConnection(config, on_event=self._on_event, sieve=DIALER_SIEVE)
+        self.connection = AmiConnection(
+            config, on_event=self._on_event, sieve=EventSieve(DIALER_EVENTS)
+        )
         self.sent_at: list[float] = []
         """``time.monotonic()`` of every Originate sent (the benchmark reads the pace here)."""
         self._slots = asyncio.Semaphore(max_concurrent)

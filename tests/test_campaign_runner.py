@@ -16,10 +16,17 @@ from sqlalchemy import select
 from crm_bridge import campaign_store as store
 from crm_bridge.bridge_service import BridgeService
 from crm_bridge.call_log import CallLog, NumberRules
-from crm_bridge.campaign_runner import CampaignRunner, dial_string
+from crm_bridge.campaign_runner import TICK_SECONDS, CampaignRunner, dial_string
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
-from crm_bridge.db.models import Call, Campaign, CampaignTarget, Customer, CustomerPhone
+from crm_bridge.db.models import (
+    Call,
+    Campaign,
+    CampaignTarget,
+    Customer,
+    CustomerPhone,
+    DialAttempt,
+)
 from telephony.ami_connection import AmiConfig
 from telephony.call_tracker import TrackerPolicy
 from telephony.dialer import Dialer
@@ -202,3 +209,55 @@ async def test_preview_campaigns_are_not_dialled_by_the_runner(rig: Rig):
         await runner.dialer.stop()
     assert dialled(rig.sim) == []
     assert rig.status(campaign_id) == "running"
+
+
+async def test_no_attempt_is_settled_lost_while_the_calls_in_progress_are_unknown(rig: Rig):
+    """A previous run's attempt, past the grace period and not in the call log: while the
+    bridge is not in step with Asterisk (``calls_in_progress`` gives None) its call may still
+    be going, so it waits; once the calls in progress are known and it is not among them, it
+    is settled as lost."""
+    campaign_id = rig.campaign(1)
+    with rig.sessions() as session:
+        (target_id,) = session.scalars(select(CampaignTarget.id))
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    assert store.claim_attempt(rig.sessions, target_id, long_ago, TZ) is not None
+    rig.set_status(campaign_id, "pause")  # nothing new is dialled meanwhile
+
+    known: list[frozenset[str] | None] = [None]
+    dialer = Dialer(rig.config, max_concurrent=1, calls_per_second=20)
+    await dialer.start()
+    assert await dialer.wait_connected(5)
+    runner = CampaignRunner(
+        rig.sessions, dialer, center_timezone=TZ, region="CN",
+        grace=timedelta(seconds=2), calls_in_progress=lambda: known[0],
+    )  # fmt: skip
+    try:
+        for _ in range(4):
+            await runner.tick()
+        assert outcomes(rig) == [None]
+        known[0] = frozenset()
+        await runner.tick()
+        assert outcomes(rig) == ["lost"]
+    finally:
+        await dialer.stop()
+
+
+def outcomes(rig: Rig) -> list[str | None]:
+    with rig.sessions() as session:
+        return list(session.scalars(select(DialAttempt.outcome).order_by(DialAttempt.id)))
+
+
+async def test_a_failing_tick_is_logged_once_not_four_times_a_second(rig: Rig, caplog, tmp_path):
+    broken = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}"))
+    dialer = Dialer(rig.config, max_concurrent=1, calls_per_second=20)
+    await dialer.start()
+    assert await dialer.wait_connected(5)
+    runner = CampaignRunner(broken, dialer, center_timezone=TZ, region="CN")
+    await runner.start()
+    try:
+        await asyncio.sleep(8 * TICK_SECONDS)
+    finally:
+        await runner.stop()
+        await dialer.stop()
+    failures = [r for r in caplog.records if r.name == "crm_bridge.campaign_runner"]
+    assert len(failures) == 1 and failures[0].exc_info is not None
