@@ -10,32 +10,35 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ConfigDict
+from prometheus_client import CollectorRegistry, Histogram
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.agent_work import agents_of_calls_in_progress, notes_by_linkedid
+from crm_bridge.agent_work import calls_in_progress_when_known, notes_by_linkedid
 from crm_bridge.audit import audit_router
 from crm_bridge.auth import SessionRefreshMiddleware, api_access
 from crm_bridge.bridge_service import BridgeService
+from crm_bridge.call_journal import CallJournal
 from crm_bridge.call_log import CallFilter, CallLog, NumberRules, list_calls
 from crm_bridge.campaign_runner import CampaignRunner, start_runner, stop_runner
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, find_customers_by_phone
 from crm_bridge.demo import DemoFeed
-from crm_bridge.metrics import metrics_registry, metrics_router
+from crm_bridge.metrics import metrics_registry, metrics_router, pop_latency_histogram
 from crm_bridge.periodic_jobs import supervision_jobs
 from crm_bridge.phones import PhoneKind, normalize_phone
+from crm_bridge.pop_relay import PopRelay, start_pop_relay
 from crm_bridge.pops import PopHub, database_campaign_lookup, database_lookup
 from crm_bridge.recordings import RecordingsRoot
 from crm_bridge.security_headers import SecurityHeadersMiddleware
@@ -44,7 +47,7 @@ from crm_bridge.web_agent import agent_router
 from crm_bridge.web_agent_api import agent_api_router
 from crm_bridge.web_campaigns import campaigns_router
 from crm_bridge.web_supervisor import supervisor_router
-from crm_bridge.web_users import users_router
+from crm_bridge.web_users import MAX_ROW_ID, RowId, users_router
 from telephony.ami_connection import AmiConfig
 from telephony.call_tracker import TrackerPolicy
 
@@ -64,11 +67,16 @@ class Runtime:
     pops: PopHub
     demo: DemoFeed | None = None
     campaigns: CampaignRunner | None = None
+    pop_relay: PopRelay | None = None
+    pop_latency: Histogram = field(default_factory=pop_latency_histogram)
+    """Fed by ``pops`` (``on_pop_latency``)."""
 
     @cached_property
     def metrics(self) -> CollectorRegistry:
         """This app's Prometheus metrics, read from the parts above at each scrape."""
-        return metrics_registry(self.bridge, self.pops, self.sessions)
+        return metrics_registry(
+            self.bridge, self.pops, self.sessions, self.pop_latency, self.pop_relay
+        )
 
 
 def ami_configs(settings: Settings) -> list[AmiConfig]:
@@ -144,20 +152,24 @@ async def _start(settings: Settings) -> Runtime:
         inbound_contexts=frozenset(settings.inbound_contexts),
         agent_contexts=frozenset(settings.agent_contexts),
     )
-    call_log = CallLog(sessions, numbers, RecordingsRoot(settings.recordings_dir))
-    bridge = BridgeService(servers, call_log, policy)
+    recordings = RecordingsRoot(settings.recordings_dir, settings.pbx_recordings_dir)
+    call_log = CallLog(sessions, numbers, recordings)
+    bridge = BridgeService(servers, call_log, policy, CallJournal.load(settings.journal_dir))
     lookup = database_lookup(
         sessions,
         zone=settings.zone,
         region=settings.number_region,
         outside_line_prefix=settings.outside_line_prefix,
     )
+    pop_latency = pop_latency_histogram()
     pops = PopHub(
         lookup,
         bridge.status,
         received_at=lambda: bridge.event_rx,
         campaign_lookup=database_campaign_lookup(sessions, zone=settings.zone),
+        on_pop_latency=pop_latency.observe,
     )
+    pop_relay = start_pop_relay(settings, bridge, pops)  # first: relayed before any lookup
     bridge.subscribe(pops.on_event)
     await pops.start()
     await bridge.start()
@@ -165,9 +177,19 @@ async def _start(settings: Settings) -> Runtime:
         await bridge.wait_connected(timeout=10)
         demo.begin_replay()
     campaigns = await start_runner(
-        sessions, settings, servers[0], lambda: agents_of_calls_in_progress(bridge)
+        sessions, settings, servers[0], lambda: calls_in_progress_when_known(bridge)
     )
-    return Runtime(settings, sessions, numbers, bridge, pops, demo, campaigns)
+    return Runtime(
+        settings,
+        sessions,
+        numbers,
+        bridge,
+        pops,
+        demo,
+        campaigns,
+        pop_relay=pop_relay,
+        pop_latency=pop_latency,
+    )
 
 
 async def _stop(runtime: Runtime) -> None:
@@ -176,6 +198,8 @@ async def _stop(runtime: Runtime) -> None:
     if runtime.campaigns is not None:
         await stop_runner(runtime.campaigns)
     await runtime.bridge.stop()
+    if runtime.pop_relay is not None:
+        await runtime.pop_relay.stop()
     await runtime.pops.stop()
     if runtime.demo is not None:
         await runtime.demo.stop()
@@ -218,6 +242,21 @@ def _health_router() -> APIRouter:
 # ------------------------------------------------------------------------------- API
 
 
+def _not_a_number(value: object) -> object:
+    """Refuses a number, which pydantic would read as seconds since 1970: the API documents
+    ISO 8601 dates and times only."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("expected an ISO 8601 date and time, not a number")
+    return value
+
+
+IsoMoment = Annotated[datetime, BeforeValidator(_not_a_number)]
+
+
 class CallOut(BaseModel):
     """One call of the call log (the documented, stable shape)."""
 
@@ -247,6 +286,18 @@ class CallOut(BaseModel):
     wrapup_code: str | None = None
     """The agent's wrap-up code (see ``POST /me/calls/{linkedid}/wrapup``)."""
     note: str | None = None
+
+
+def _utc(moment: datetime | None, name: str, zone: tzinfo) -> datetime | None:
+    """A query's moment in UTC, one without an offset read in the center's zone; 422 for one
+    that has no UTC form (past the year 9999 or before the year 1 once converted)."""
+    if moment is None:
+        return None
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
+    except OverflowError:
+        error = {"type": "value_error", "loc": ("query", name), "msg": "Date out of range"}
+        raise RequestValidationError([error]) from None
 
 
 def _calls_out(session: Session, rows: list[Call]) -> list[CallOut]:
@@ -302,19 +353,23 @@ def _api_router() -> APIRouter:
     def get_calls(
         runtime: RuntimeDep,
         since: Annotated[
-            datetime | None, Query(description="offered at or after (ISO 8601)")
+            IsoMoment | None,
+            Query(description="offered at or after (ISO 8601; no offset: the center's zone)"),
         ] = None,
-        until: Annotated[datetime | None, Query(description="offered before (ISO 8601)")] = None,
+        until: Annotated[
+            IsoMoment | None,
+            Query(description="offered before (ISO 8601; no offset: the center's zone)"),
+        ] = None,
         number: Annotated[str | None, Query(description="caller or callee, any form")] = None,
         agent: Annotated[str | None, Query(max_length=64)] = None,
         disposition: Literal["answered", "abandoned", "busy", "no_answer", "failed"] | None = None,
         direction: Literal["inbound", "outbound"] | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
     ) -> CallPage:
         flt = CallFilter(
-            since=since,
-            until=until,
+            since=_utc(since, "since", runtime.settings.zone),
+            until=_utc(until, "until", runtime.settings.zone),
             number=runtime.numbers.to_e164(number) if number else None,
             agent=agent,
             disposition=disposition,
@@ -326,7 +381,7 @@ def _api_router() -> APIRouter:
         return CallPage(total=total, limit=limit, offset=offset, calls=calls)
 
     @router.get("/calls/{call_id}", summary="One call")
-    def get_call(call_id: int, runtime: RuntimeDep) -> CallOut:
+    def get_call(call_id: RowId, runtime: RuntimeDep) -> CallOut:
         with runtime.sessions() as session:
             row = session.get(Call, call_id)
             if row is None:

@@ -5,7 +5,10 @@ AMI events arrive on the event loop in wire order and go through the tracker at 
 tracker is cheap and never blocks. While the subscribers of an AMI event's domain events run,
 :attr:`BridgeService.event_rx` says when that event's bytes arrived (for latency figures).
 What blocks (database writes) runs on one worker thread in the order the calls ended, so a slow
-database never stalls the AMI socket.
+database never stalls the AMI socket. With a :class:`~crm_bridge.call_journal.CallJournal`, the
+calls that end in one turn of the loop are first appended to it and fsync'd together on a thread
+of its own, then written to the database and marked done; :meth:`BridgeService.start` first
+writes what a previous run left in the journal.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import OperationalError
 
+from crm_bridge.call_journal import CallJournal
 from crm_bridge.call_log import CallLog
+from telephony.ami_codec import EventSieve
 from telephony.ami_connection import AmiConfig, AmiConnection, AmiState
 from telephony.call_events import CallEnded, CallRecord, DomainEvent
 from telephony.call_tracker import CallTracker, TrackerPolicy
@@ -31,7 +36,8 @@ Subscriber = Callable[[DomainEvent], None]
 
 ATTEMPTS_WHILE_STOPPING = 3
 """A call is retried (0.5 s doubling to 10 s) for as long as the database is away; only once
-the service is stopping does it give up, after this many more attempts, so stopping ends."""
+the service is stopping does it give up, after this many more attempts, so stopping ends (a
+journaled call is written at the next start)."""
 
 
 @dataclass
@@ -42,13 +48,31 @@ class ServerLink:
     tracker: CallTracker
     connection: AmiConnection | None = None
     state: AmiState = AmiState.DISCONNECTED
-    events_seen: int = 0
     calls_lost_while_disconnected: int = field(default=0)
+    sieve: EventSieve = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sieve = self.tracker.sieve()
+
+    @property
+    def events_seen(self) -> int:
+        """Event frames that arrived from this server, read or dropped by the sieve: the AMI
+        load on the bridge is every event Asterisk sends."""
+        return self.sieve.events_judged
 
 
 class BridgeService:
-    def __init__(self, servers: list[AmiConfig], call_log: CallLog, policy: TrackerPolicy) -> None:
+    def __init__(
+        self,
+        servers: list[AmiConfig],
+        call_log: CallLog,
+        policy: TrackerPolicy,
+        journal: CallJournal | None = None,
+    ) -> None:
         self._call_log = call_log
+        self._journal = journal
+        self._journal_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-journal")
+        self._unjournaled: list[CallRecord] = []
         self._subscribers: list[Subscriber] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-log")
         self._stopping = threading.Event()
@@ -65,12 +89,14 @@ class BridgeService:
         self._subscribers.append(subscriber)
 
     async def start(self) -> None:
+        await self._replay_journal()
         for link in self.links:
             link.connection = AmiConnection(
                 link.config,
                 on_event=lambda ev, link=link: self._on_event(link, ev),
                 on_state=lambda st, link=link: self._on_state(link, st),
                 on_resync=lambda chans, at, link=link: self._on_resync(link, chans, at),
+                sieve=link.sieve,
             )
             await link.connection.start()
 
@@ -81,12 +107,21 @@ class BridgeService:
                 await link.connection.stop()
         await self.drain()
         self._writer.shutdown(wait=True)
+        self._journal_thread.shutdown(wait=True)
+        if self._journal is not None:
+            self._journal.close()
+
+    @property
+    def in_step(self) -> bool:
+        """Every server connected and resynced since: the trackers know every call in
+        progress."""
+        return all(link.state is AmiState.CONNECTED for link in self.links)
 
     async def wait_connected(self, timeout: float) -> bool:
         """Wait until every server is connected and resynced; False if the time ran out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while any(link.state is not AmiState.CONNECTED for link in self.links):
+        while not self.in_step:
             if loop.time() > deadline:
                 return False
             await asyncio.sleep(0.02)
@@ -111,8 +146,7 @@ class BridgeService:
     # --------------------------------------------------------------- callbacks from AMI
 
     def _on_event(self, link: ServerLink, event: dict[str, str]) -> None:
-        link.events_seen += 1
-        self.event_rx = _monotonic_of(event.get("_rx"))
+        self.event_rx = monotonic_of(event.get("_rx"))
         try:
             self._publish(link.tracker.feed(event))
         finally:
@@ -141,8 +175,40 @@ class BridgeService:
                     log.exception("subscriber failed on %s", type(event).__name__)
 
     def _write(self, event: CallEnded) -> None:
+        if self._journal is None:
+            self._submit(event.call)
+            return
+        self._unjournaled.append(event.call)
+        if len(self._unjournaled) == 1:
+            self._track(asyncio.ensure_future(self._journal_then_submit()))
+
+    async def _journal_then_submit(self) -> None:
+        """Journal the calls that ended in this turn of the loop (one fsync), then write each.
+        A journal that cannot be written costs the protection, never the call."""
+        assert self._journal is not None
+        calls, self._unjournaled = self._unjournaled, []
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._writer, self._record_with_retry, event.call)
+        try:
+            await loop.run_in_executor(self._journal_thread, self._journal.append, calls)
+        except OSError as exc:
+            log.error("call journal not written (%s): %d call(s) unprotected", exc, len(calls))
+        for call in calls:
+            self._submit(call)
+
+    async def _replay_journal(self) -> None:
+        """Write the calls a previous run journaled and never saw in the call log."""
+        calls = self._journal.unconfirmed() if self._journal is not None else []
+        if calls:
+            log.warning("%d ended call(s) from the journal written to the call log", len(calls))
+        for call in calls:
+            self._submit(call)
+        await self.drain()
+
+    def _submit(self, call: CallRecord) -> None:
+        loop = asyncio.get_running_loop()
+        self._track(loop.run_in_executor(self._writer, self._record_with_retry, call))
+
+    def _track(self, future: asyncio.Future) -> None:
         self._pending.add(future)
         future.add_done_callback(self._written)
 
@@ -150,7 +216,7 @@ class BridgeService:
         delay, left_when_stopping = 0.5, ATTEMPTS_WHILE_STOPPING
         while True:
             try:
-                return self._call_log.record(call)
+                call_id = self._call_log.record(call)
             except OperationalError as exc:
                 if self._stopping.is_set():
                     left_when_stopping -= 1
@@ -160,6 +226,10 @@ class BridgeService:
                             call.linkedid)  # fmt: skip
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+            else:
+                if self._journal is not None:
+                    self._journal.done([call.linkedid])
+                return call_id
 
     def _written(self, future: asyncio.Future) -> None:
         self._pending.discard(future)
@@ -167,7 +237,7 @@ class BridgeService:
             log.error("call log write failed: %s", future.exception())
 
 
-def _monotonic_of(wall_time: object) -> float | None:
+def monotonic_of(wall_time: object) -> float | None:
     """The connection stamps frames with ``time.time()`` (the tracker compares it with resync
     times); latency figures want the monotonic clock, so the stamp is moved onto it."""
     if not isinstance(wall_time, float):

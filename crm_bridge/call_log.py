@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge.agent_work import attach_complaints, confirmed_customer_id
 from crm_bridge.campaign_store import campaign_customer_id
-from crm_bridge.db.engine import write_first_sessions
 from crm_bridge.db.models import Call, find_customers_by_phone
 from crm_bridge.phones import PhoneKind, mask_phone, normalize_phone
 from crm_bridge.recordings import RecordingsRoot, link_recording
@@ -58,7 +57,7 @@ class CallLog:
     ) -> None:
         """With ``recordings``, a call's recording is linked (and its transcription queued)
         in the same transaction as the call."""
-        self._sessions = write_first_sessions(session_factory)
+        self._sessions = session_factory
         self._numbers = numbers
         self._recordings = recordings
 

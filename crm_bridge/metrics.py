@@ -2,7 +2,9 @@
 
 Everything is read at scrape time from what already keeps it (the bridge's links, the pop hub,
 the transcription queue in the database), so there is no second bookkeeping to drift. Rates
-are Prometheus' job: events per second is ``rate(callbridge_ami_events_total[1m])``.
+are Prometheus' job: events per second is ``rate(callbridge_ami_events_total[1m])``. The one
+thing kept here is the pop latency histogram, since a latency is gone once the frame is sent:
+the hub reports each pop it queues for a page (``PopHub(on_pop_latency=...)``).
 
 The registry belongs to the app, not to the process: tests build several apps in one process.
 The route takes the API token (``Authorization: Bearer``) or a supervisor's session, as
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -24,7 +26,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from crm_bridge.auth import api_access
 from crm_bridge.bridge_service import BridgeService
 from crm_bridge.db.models import JOB_STATUSES, TranscriptionJob
+from crm_bridge.pop_relay import PopRelay
 from crm_bridge.pops import PopHub
+
+POP_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""Seconds; a pop takes a few milliseconds at the recorded pace and some 150 ms at 100 times
+it (``bench/pop_latency.py``), so the buckets are fine below 0.1 s and coarse past it."""
+
+
+def pop_latency_histogram() -> Histogram:
+    """The histogram the hub feeds: seconds from the AMI event's bytes arriving on the bridge's
+    socket to its pop frame being queued for an agent's page (one observation per page)."""
+    return Histogram(
+        "callbridge_pop_latency_seconds",
+        "Seconds from the AMI event arriving to its pop frame being queued for an agent page",
+        buckets=POP_LATENCY_BUCKETS,
+        registry=None,
+    )
 
 
 class RuntimeCollector(Collector):
@@ -35,11 +53,13 @@ class RuntimeCollector(Collector):
         bridge: BridgeService,
         pops: PopHub,
         sessions: sessionmaker[Session],
+        relay: PopRelay | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._bridge = bridge
         self._pops = pops
         self._sessions = sessions
+        self._relay = relay
         self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
@@ -49,6 +69,8 @@ class RuntimeCollector(Collector):
         )
         connections.add_metric([], self._pops.connections)
         yield connections
+        if self._relay is not None:
+            yield from self._pop_relay(self._relay)
         yield from self._transcription()
 
     def _ami(self) -> Iterator[Metric]:
@@ -59,7 +81,9 @@ class RuntimeCollector(Collector):
             "callbridge_calls_in_flight", "Calls the tracker holds open", labels=["server"]
         )
         events = CounterMetricFamily(
-            "callbridge_ami_events", "AMI events received", labels=["server"]
+            "callbridge_ami_events",
+            "AMI events received from the server, read by the tracker or not",
+            labels=["server"],
         )
         for link in self._bridge.status():
             server = [str(link["server"])]
@@ -67,6 +91,33 @@ class RuntimeCollector(Collector):
             in_flight.add_metric(server, float(link["calls_in_flight"]))
             events.add_metric(server, float(link["events_seen"]))
         yield from (connected, in_flight, events)
+
+    @staticmethod
+    def _pop_relay(relay: PopRelay) -> Iterator[Metric]:
+        """The relay between instances (``crm_bridge/pop_relay.py``): its two connections and
+        what became of the events it sent and heard."""
+        connected = GaugeMetricFamily(
+            "callbridge_pop_relay_connected",
+            "1 while the relay's PostgreSQL connection is up",
+            labels=["direction"],
+        )
+        connected.add_metric(["out"], 1.0 if relay.publisher.connected.is_set() else 0.0)
+        connected.add_metric(["in"], 1.0 if relay.listener.connected.is_set() else 0.0)
+        sent = CounterMetricFamily(
+            "callbridge_pop_relay_sent_events",
+            "Domain events this instance relayed to the others, by what became of them",
+            labels=["result"],
+        )
+        for result in ("published", "dropped", "refused"):
+            sent.add_metric([result], float(getattr(relay.publisher, result)))
+        heard = CounterMetricFamily(
+            "callbridge_pop_relay_heard_events",
+            "Payloads heard from the other instances, by what became of them",
+            labels=["result"],
+        )
+        for result in ("received", "malformed", "ended_unheard"):
+            heard.add_metric([result], float(getattr(relay.listener, result)))
+        yield from (connected, sent, heard)
 
     def _transcription(self) -> Iterator[Metric]:
         with self._sessions() as session:
@@ -93,10 +144,17 @@ class RuntimeCollector(Collector):
         yield from (jobs, lag)
 
 
-def metrics_registry(bridge: BridgeService, pops: PopHub, sessions: sessionmaker[Session]):
+def metrics_registry(
+    bridge: BridgeService,
+    pops: PopHub,
+    sessions: sessionmaker[Session],
+    pop_latency: Histogram,
+    relay: PopRelay | None = None,
+) -> CollectorRegistry:
     """A registry of this app's own metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RuntimeCollector(bridge, pops, sessions))
+    registry.register(RuntimeCollector(bridge, pops, sessions, relay))
+    registry.register(pop_latency)
     return registry
 
 

@@ -18,7 +18,7 @@ import json
 import os
 import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -47,6 +47,8 @@ CONFIG_FILE_ENV = "CALLBRIDGE_CONFIG"
 DEMO_SECRET_KEY = "callbridge-demo-secret-key-do-not-use-in-production"  # noqa: S105
 """The session key the demo runs with; refused outside the demo."""
 MIN_SECRET_KEY_LENGTH = 16
+ASTERISK_MONITOR_DIR = PurePosixPath("/var/spool/asterisk/monitor")
+"""Asterisk's own recordings folder (``astspooldir``/monitor), where the dialplan records."""
 DEFAULT_DATA_DIR = Path("./data")
 
 _DIGITS = re.compile(r"\d+")
@@ -120,7 +122,17 @@ class Settings(BaseSettings):
     """Default ``sqlite:///<data_dir>/callbridge.db``."""
     recordings_dir: Path = DEFAULT_DATA_DIR / "recordings"
     """Default ``<data_dir>/recordings``."""
+    pbx_recordings_dir: PurePosixPath = ASTERISK_MONITOR_DIR
+    """The folder Asterisk records to, as Asterisk names it (``CC_RECDIR`` in
+    ``dialplans/extensions_callbridge.conf``): a recording path reported under it is read under
+    ``recordings_dir`` (the same folder, or a share of it mounted here)."""
+    journal_dir: Path = DEFAULT_DATA_DIR / "journal"
+    """Where ended calls wait on disk until the call log has them (``crm_bridge/call_journal.py``);
+    one folder per running instance. Default ``<data_dir>/journal``."""
     vosk_model: Path | None = None
+    pop_relay: bool | None = None
+    """Share screen pops with the other instances on the same PostgreSQL database
+    (``crm_bridge/pop_relay.py``); None: on exactly when the database is PostgreSQL."""
 
     ami_host: str = "127.0.0.1"
     ami_port: int = Field(default=5038, ge=1, le=65535)
@@ -143,6 +155,9 @@ class Settings(BaseSettings):
     """How many campaign calls may be placed (ringing or talking) at once."""
     campaign_calls_per_second: float = Field(default=2.0, gt=0, le=100)
     """How many campaign Originates may be sent per second at most."""
+    campaign_unresolved_grace_seconds: float = Field(default=180.0, ge=1, le=86400)
+    """How long an attempt left without outcome (by a restart) waits for its call to reach the
+    call log before it is counted ``lost`` and tried again."""
 
     inbound_contexts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["from-customers", "from-trunk", "from-pstn", "from-external"]
@@ -213,7 +228,8 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _derive_from_data_dir(cls, data: Any) -> Any:
-        """Place the SQLite file and the recordings under ``data_dir`` unless given."""
+        """Place the SQLite file, the recordings and the call journal under ``data_dir`` unless
+        given."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -224,7 +240,16 @@ class Settings(BaseSettings):
             data["database_url"] = f"sqlite:///{(Path(data_dir) / 'callbridge.db').as_posix()}"
         if not data.get("recordings_dir"):
             data["recordings_dir"] = Path(data_dir) / "recordings"
+        if not data.get("journal_dir"):
+            data["journal_dir"] = Path(data_dir) / "journal"
         return data
+
+    @field_validator("pbx_recordings_dir")
+    @classmethod
+    def _absolute_pbx_dir(cls, value: PurePosixPath) -> PurePosixPath:
+        if not value.is_absolute() or ".." in value.parts:
+            raise ValueError("must be an absolute path on the Asterisk machine")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -234,6 +259,12 @@ class Settings(BaseSettings):
         except ArgumentError:
             raise ValueError("not a database URL (sqlite:///… or postgresql://…)") from None
         return value.strip()
+
+    @model_validator(mode="after")
+    def _relay_needs_postgresql(self) -> Self:
+        if self.pop_relay and not self.is_postgresql:
+            raise ValueError("pop_relay: needs a PostgreSQL database_url")
+        return self
 
     @model_validator(mode="after")
     def _unique_server_names(self) -> Self:
@@ -274,6 +305,15 @@ class Settings(BaseSettings):
     def database_url_masked(self) -> str:
         """The database URL with its password hidden, for logs and repr."""
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "postgresql"
+
+    @property
+    def pop_relay_enabled(self) -> bool:
+        """Whether this instance relays screen pops (see ``pop_relay``)."""
+        return self.is_postgresql if self.pop_relay is None else self.pop_relay
 
     @property
     def sqlite_path(self) -> Path | None:

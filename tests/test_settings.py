@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import traceback
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -107,6 +107,16 @@ def test_explicit_database_url_and_recordings_dir_win(monkeypatch):
     assert settings.database_url == "postgresql://cb@db.internal/callbridge"
     assert settings.sqlite_path is None
     assert settings.recordings_dir == Path("/var/spool/asterisk/monitor")
+
+
+def test_asterisk_recordings_folder(monkeypatch):
+    assert Settings(demo=True).pbx_recordings_dir == PurePosixPath("/var/spool/asterisk/monitor")
+    monkeypatch.setenv("CALLBRIDGE_PBX_RECORDINGS_DIR", "/srv/pbx/rec")
+    assert Settings(demo=True).pbx_recordings_dir == PurePosixPath("/srv/pbx/rec")
+    for bad in ("relative/rec", "/srv/../etc"):
+        monkeypatch.setenv("CALLBRIDGE_PBX_RECORDINGS_DIR", bad)
+        with pytest.raises(ConfigurationError, match="pbx_recordings_dir"):
+            Settings(demo=True)
 
 
 def test_dotenv_file_in_the_working_directory(tmp_path):
