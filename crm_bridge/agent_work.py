@@ -7,10 +7,10 @@ behind; bad input raises :class:`~crm_bridge.users.UserInputError` with a zh-CN 
 message per field.
 
 The agent's work on a call is kept in ``call_notes`` by Linkedid because the ``calls`` row is
-written only when the call ends: :func:`confirmed_customer_id` lets the call log prefer the
-customer the agent confirmed over the number lookup, :func:`attach_complaints` gives complaints
-taken during the call their ``call_id``, and when the agent links a customer after the call was
-logged, :func:`link_customer` updates ``calls`` as well.
+written only when the call ends: the call log (``crm_bridge/call_log.py``) prefers the customer the
+agent confirmed there over the number lookup and gives complaints taken during the call their
+``call_id``, and when the agent links a customer after the call was logged,
+:func:`link_customer` updates ``calls`` as well.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import phonenumbers
-from sqlalchemy import Update, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -300,20 +300,6 @@ def open_complaint(
 
 
 # ------------------------------------------------------------------------------- call log
-
-
-def confirmed_customer_id(session: Session, linkedid: str) -> int | None:
-    """The customer the agent confirmed for this call, if any (the call log prefers it)."""
-    return session.scalar(select(CallNote.customer_id).where(CallNote.linkedid == linkedid))
-
-
-def attach_complaints(linkedid: str, call_id: int) -> Update:
-    """The statement giving complaints taken during the call the id of its new ``calls`` row."""
-    return (
-        update(Complaint)
-        .where(Complaint.linkedid == linkedid, Complaint.call_id.is_(None))
-        .values(call_id=call_id)
-    )
 
 
 # ------------------------------------------------------------------------------- click-to-call

@@ -7,17 +7,16 @@ after a resync or by a second bridge instance, changes nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Insert, Select, Update, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.agent_work import attach_complaints, confirmed_customer_id
-from crm_bridge.campaign_store import campaign_customer_id
-from crm_bridge.db.models import Call, find_customers_by_phone
+from crm_bridge.db.models import Call, CallNote, Complaint, CustomerPhone, DialAttempt
 from crm_bridge.phones import PhoneKind, mask_phone, normalize_phone
 from crm_bridge.recordings import RecordingsRoot, link_recording
 from telephony.call_events import CallRecord, Direction
@@ -67,10 +66,9 @@ class CallLog:
         callee = self._numbers.to_e164(call.callee)
         customer_number = caller if call.direction is Direction.INBOUND else callee
         with self._sessions.begin() as session:
-            customer_id = (
-                confirmed_customer_id(session, call.linkedid)
-                or campaign_customer_id(session, call.linkedid)
-                or find_customer_id(session, customer_number)
+            connection = session.connection()
+            customer_id = connection.scalar(
+                _customer_of_call(), {"linkedid": call.linkedid, "number": customer_number}
             )
             values = {
                 "linkedid": call.linkedid,
@@ -97,10 +95,11 @@ class CallLog:
                 "end_reason": str(call.end_reason) if call.end_reason else None,
                 "created_at": datetime.now(UTC),
             }
-            call_id = session.scalar(_insert_ignoring_duplicates(session, values))
+            call_id = connection.scalar(_insert_call(connection.dialect.name), values)
             if call_id is None:
                 call_id = _logged_before(session, call)
-            session.execute(attach_complaints(call.linkedid, call_id))
+            complaints = {"of_call": call.linkedid, "new_call_id": call_id}
+            connection.execute(_attach_complaints(), complaints)
             if self._recordings is not None and call.recording_path:
                 link_recording(session, call_id, call.recording_path, self._recordings)
         log.info(
@@ -114,12 +113,48 @@ class CallLog:
         return int(call_id)
 
 
-def _insert_ignoring_duplicates(session: Session, values: dict):
+# The statements of :meth:`CallLog.record`, built once with bound parameters and run on the
+# session's connection: building a statement and its cache key for each call cost some 3 ms of
+# Python a call, on the writer thread, while the event loop waited for the GIL behind it
+# (``bench/pop_latency.py``).
+
+
+@functools.cache
+def _customer_of_call() -> Select:
+    """The customer a call belongs to: the one the agent confirmed on it (``call_notes``),
+    else the one a campaign called on it (the attempt whose ChannelId is its Linkedid), else
+    the one customer holding its ``:number``; NULL for a number several customers share (a
+    family phone: nobody is chosen here)."""
+    confirmed = select(CallNote.customer_id).where(CallNote.linkedid == bindparam("linkedid"))
+    called = select(DialAttempt.customer_id).where(DialAttempt.channel_id == bindparam("linkedid"))
+    holders = select(case((func.count() == 1, func.min(CustomerPhone.customer_id)))).where(
+        CustomerPhone.number_e164 == bindparam("number")
+    )
+    return select(
+        func.coalesce(
+            confirmed.limit(1).scalar_subquery(),
+            called.limit(1).scalar_subquery(),
+            holders.scalar_subquery(),
+        )
+    )
+
+
+@functools.cache
+def _insert_call(dialect: str) -> Insert:
     """The insert of a call, returning its id, or nothing when its Linkedid is logged."""
-    dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Call).values(**values).on_conflict_do_nothing(index_elements=["linkedid"])
+    statement = insert(Call).on_conflict_do_nothing(index_elements=["linkedid"])
     return statement.returning(Call.id)
+
+
+@functools.cache
+def _attach_complaints() -> Update:
+    """Complaints taken during the call get the id of its new ``calls`` row."""
+    return (
+        update(Complaint)
+        .where(Complaint.linkedid == bindparam("of_call"), Complaint.call_id.is_(None))
+        .values(call_id=bindparam("new_call_id"))
+    )
 
 
 def _logged_before(session: Session, call: CallRecord) -> int:
@@ -138,14 +173,6 @@ def _logged_before(session: Session, call: CallRecord) -> int:
             server,
         )
     return call_id
-
-
-def find_customer_id(session: Session, e164: str | None) -> int | None:
-    """The customer a number belongs to; with several (a family phone), none is chosen here."""
-    if not e164 or not e164.startswith("+"):
-        return None
-    ids = {customer.id for customer in find_customers_by_phone(session, e164)}
-    return ids.pop() if len(ids) == 1 else None
 
 
 @dataclass(frozen=True)

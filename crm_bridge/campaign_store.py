@@ -473,12 +473,6 @@ def campaign_for_attempt(session: Session, linkedid: str) -> tuple[int, int] | N
     return (row[0], row[1]) if row else None
 
 
-def campaign_customer_id(session: Session, linkedid: str) -> int | None:
-    """The customer a campaign called on this call (the call log links the call to them)."""
-    found = campaign_for_attempt(session, linkedid)
-    return found[1] if found else None
-
-
 def next_preview_target(
     session: Session, campaign_id: int, now_utc: datetime, center_timezone: str, look: int = 20
 ) -> int | None:

@@ -55,7 +55,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge.campaign_store import campaign_for_attempt
-from crm_bridge.customer_card import PopLookup, build_cards, lookup_callers
+from crm_bridge.customer_card import PopLookup, build_cards, lookup_callers, warm_up
 from crm_bridge.db.models import Campaign
 from crm_bridge.phones import mask_phone
 from telephony.call_events import (
@@ -504,7 +504,10 @@ def database_lookup(
     region: str,
     outside_line_prefix: str | None,
 ) -> Lookup:
-    """The hub's caller lookup: a fresh session for each batch."""
+    """The hub's caller lookup: a fresh session for each batch. Its queries are compiled here,
+    at start-up, not on the first calls."""
+    with sessions() as session:
+        warm_up(session)
 
     def lookup(numbers: list[str | None]) -> list[PopLookup]:
         with sessions() as session:

@@ -16,12 +16,13 @@ they are there, so each can be transcribed alone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import wave
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sqlalchemy import select
+from sqlalchemy import Insert, Select, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -147,10 +148,10 @@ def check_file(path: Path | None) -> FileCheck:
 
 def link_recording(
     session: Session, call_id: int, reported: str, root: RecordingsRoot
-) -> Recording | None:
+) -> int | None:
     """Link the recording Asterisk reported to the call, in the caller's transaction, and
-    queue its transcription when it holds audio. Once per (call, file): a call written again
-    changes nothing. None when the path is refused."""
+    queue its transcription when it holds audio; its id. Once per (call, file): a call written
+    again changes nothing. None when the path is refused."""
     relative = root.relative(reported)
     if relative is None:
         return None
@@ -164,17 +165,28 @@ def link_recording(
         "agent_path": root.side(relative, SIDE_SUFFIXES["agent"]),
         "customer_path": root.side(relative, SIDE_SUFFIXES["customer"]),
     }
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(Recording)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["call_id", "path"])
+    connection = session.connection()
+    inserted = connection.scalar(_insert_recording(connection.dialect.name), values)
+    recording_id = inserted or connection.scalar(
+        _recording_id(), {"of_call": call_id, "file": relative}
     )
-    inserted = session.execute(statement.returning(Recording.id)).scalar()
-    recording = session.scalars(
-        select(Recording).where(Recording.call_id == call_id, Recording.path == relative)
-    ).one()
     if inserted is not None and checked.status == "ok":
-        queue_job(session, recording.id)
-    log.info("call %d recording %d: %s", call_id, recording.id, checked.status)
-    return recording
+        queue_job(session, recording_id)
+    log.info("call %d recording %d: %s", call_id, recording_id, checked.status)
+    return recording_id
+
+
+@functools.cache
+def _insert_recording(dialect: str) -> Insert:
+    """Built once (see ``crm_bridge/call_log.py`` on why): the insert of a recording, returning
+    its id, or nothing when the call has that file already."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Recording).on_conflict_do_nothing(index_elements=["call_id", "path"])
+    return statement.returning(Recording.id)
+
+
+@functools.cache
+def _recording_id() -> Select:
+    return select(Recording.id).where(
+        Recording.call_id == bindparam("of_call"), Recording.path == bindparam("file")
+    )

@@ -182,7 +182,9 @@ def queued(sessions, root: RecordingsRoot, name: str, content: bytes) -> int:
         call = Call(linkedid=name, server="pbx")
         session.add(call)
         session.flush()
-        recording = link_recording(session, call.id, f"{PBX_DIR}/{name}.wav", root)
+        recording = session.get(
+            Recording, link_recording(session, call.id, f"{PBX_DIR}/{name}.wav", root)
+        )
         if recording.status != "ok":
             recording.status = "ok"
             queue_job(session, recording.id)

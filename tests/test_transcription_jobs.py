@@ -76,7 +76,7 @@ def add_recording(sessions, root: RecordingsRoot, name: str, audio: Path, **side
         call = Call(linkedid=name, server="pbx")
         session.add(call)
         session.flush()
-        return link_recording(session, call.id, f"{PBX_DIR}/{name}.wav", root).id
+        return link_recording(session, call.id, f"{PBX_DIR}/{name}.wav", root)
 
 
 def job_of(sessions, recording_id: int) -> TranscriptionJob:
