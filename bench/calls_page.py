@@ -23,12 +23,14 @@ import random
 import re
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 import uvicorn
+from scratch_database import scratch_database
 from sqlalchemy import insert
 
 from crm_bridge.app import create_app
@@ -153,9 +155,7 @@ def varied_queries(rng: random.Random, count: int) -> list[tuple[str, dict[str, 
     return [(kind, makers[kind]()) for kind in (rng.choice(kinds) for _ in range(count))]
 
 
-async def measure(
-    settings: Settings, requests: int, rng: random.Random
-) -> list[tuple[str, float]]:
+async def measure(settings: Settings, requests: int, rng: random.Random) -> list[tuple[str, float]]:
     async with AmiSimulator(username="bench", secret="bench-secret") as simulator:
         settings = settings.model_copy(update={"ami_port": simulator.port})
         app = create_app(settings)
@@ -206,9 +206,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
         url = args.database_url or f"sqlite:///{Path(folder) / 'bench.db'}"
         if not (args.reuse and args.database_url):
+            url = stack.enter_context(scratch_database(url))
             started = time.perf_counter()
             fill(url, args.calls, rng)
             filled = time.perf_counter() - started

@@ -25,6 +25,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from scratch_database import scratch_database
 from sqlalchemy import insert
 
 from crm_bridge.campaign_rules import (
@@ -145,8 +146,10 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
     today = datetime.now(ZONE).date()
-    with tempfile.TemporaryDirectory() as folder:
-        url = args.database_url or f"sqlite:///{folder}/bench.db"
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        scratch_database(args.database_url or f"sqlite:///{folder}/bench.db") as url,
+    ):
         started = time.perf_counter()
         fill(url, args.customers, today)
         print(

@@ -49,6 +49,7 @@ from pop_latency import (
     trace_callers_and_agents,
 )
 from pop_latency import TRACE as LOAD_TRACE
+from scratch_database import scratch_database
 from sqlalchemy import func, select
 from websockets.asyncio.client import connect
 
@@ -151,9 +152,12 @@ def calls_logged(settings: Settings) -> tuple[int, int]:
 async def run(customers: int, soak_calls: int, database_url: str | None) -> dict[str, Any]:
     trace = load_trace(LOAD_TRACE)
     callers, interfaces = trace_callers_and_agents(trace)
-    with tempfile.TemporaryDirectory(prefix="load-") as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="load-") as folder,
+        scratch_database(database_url or f"sqlite:///{Path(folder) / 'callbridge.db'}") as url,
+    ):
         async with RemoteSimulator() as simulator:
-            settings = bench_settings(Path(folder), simulator.port, database_url)
+            settings = bench_settings(Path(folder), simulator.port, url)
             upgrade(settings.database_url)
             engine = make_engine(settings.database_url)
             seed_archive(engine, customers, callers)

@@ -36,14 +36,10 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from pop_latency import (
     AGENT,
     AMI_SECRET,
@@ -59,14 +55,12 @@ from pop_latency import (
     summary,
     trace_callers_and_agents,
 )
-from psycopg import sql
-from sqlalchemy.engine import make_url
+from scratch_database import scratch_database
 from websockets.asyncio.client import connect
 
 from crm_bridge.app import create_app
 from crm_bridge.db.engine import make_engine
 from crm_bridge.db.migrate import upgrade
-from crm_bridge.pop_relay import libpq_conninfo
 from telephony.simulator import AmiSimulator
 from telephony.trace_files import load_trace
 
@@ -74,21 +68,6 @@ PACES = ((1.0, 2), (10.0, 6))
 """(speed, rounds): how fast the trace is replayed and how many times."""
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 READY_TIMEOUT = 30.0
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new PostgreSQL database beside ``CALLBRIDGE_BENCH_PG_URL``'s, dropped afterwards."""
-    admin_url = os.environ.get("CALLBRIDGE_BENCH_PG_URL") or DEFAULT_PG_URL
-    name = f"callbridge_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(libpq_conninfo(admin_url), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(libpq_conninfo(admin_url), autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(name)))
 
 
 # ------------------------------------------------------------------------------- instance A
@@ -174,7 +153,11 @@ async def measure_on_b(
 async def run(customers: int) -> dict[str, Any]:
     trace = load_trace(TRACE)
     callers, interfaces = trace_callers_and_agents(trace)
-    with fresh_database() as database_url, tempfile.TemporaryDirectory(prefix="relay-") as tmp:
+    admin_url = os.environ.get("CALLBRIDGE_BENCH_PG_URL") or DEFAULT_PG_URL
+    with (
+        scratch_database(admin_url) as database_url,
+        tempfile.TemporaryDirectory(prefix="relay-") as tmp,
+    ):
         folder = Path(tmp)
         upgrade(database_url)
         engine = make_engine(database_url)

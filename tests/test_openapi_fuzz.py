@@ -81,6 +81,9 @@ ACCOUNTS = {"agent": "wang", "supervisor": "lin", "scheduler": "zhou", "admin": 
 """The user who signs in for each role."""
 ROLES = tuple(ACCOUNTS)
 NOBODY = ("anonymous", "api_token")
+SERVER_SECRETS = (AMI_SECRET.encode(), b"$argon2", b"a-test-secret-key-of-some-length")
+"""What no answer may ever hold: the AMI secret, any password hash, the session signing key
+(the app's settings come from ``test_pops.site_settings``)."""
 """Credentials that sign in as no user: no credential at all, and the API token (which only
 ``/api/*`` and ``/metrics`` take)."""
 SEED_LINKEDID = "1700000000.1"
@@ -473,6 +476,8 @@ def expect(case, credential: Credential, response, allowed: frozenset[str], publ
     status = response.status_code
     where = f"{credential.name} {method} {case.formatted_path}: {status} {response.content[:300]!r}"
     assert status < 500, where
+    for secret in SERVER_SECRETS:
+        assert secret not in response.content, f"{where}: a server secret in the answer"
     base = credential.name.removesuffix("+csrf")
     if base not in allowed:
         if credential.role is None:
