@@ -373,21 +373,32 @@ async def measure_pops(
     app = create_app(settings)
     async with served(app) as address:
         assert await app.state.runtime.bridge.wait_connected(timeout=10), "AMI not connected"
-        origin = f"http://{address}"
-        headers = {"Cookie": await session_cookie(origin)}
-        async with connect(f"ws://{address}/ws/pops", additional_headers=headers,
-                           origin=origin, max_size=None) as ws:  # fmt: skip
-            hello = json.loads(await ws.recv())
-            assert hello["type"] == "hello" and hello["user"] == AGENT, hello
-            clock = PopClock(ws)
-            reader = asyncio.create_task(clock.run())
-            try:
-                results = {}
-                for speed, rounds in PACES:
-                    results[speed] = await replay(simulator, clock, speed, rounds, calls)
-                    print(f"  {speed:g}x: {len(results[speed])} pops", file=sys.stderr)
-            finally:
-                reader.cancel()
+        return await pops_at_every_pace(address, simulator, calls)
+
+
+async def pops_at_every_pace(
+    address: str,
+    simulator: RemoteSimulator,
+    calls: int,
+    paces: tuple[tuple[float, int], ...] = PACES,
+) -> dict[float, list[float]]:
+    """Sign the agent in to the app at ``address``, open their pop socket, and replay the
+    trace at each of ``paces`` (speed, rounds): the pop latencies seen at each."""
+    origin = f"http://{address}"
+    headers = {"Cookie": await session_cookie(origin)}
+    async with connect(f"ws://{address}/ws/pops", additional_headers=headers,
+                       origin=origin, max_size=None) as ws:  # fmt: skip
+        hello = json.loads(await ws.recv())
+        assert hello["type"] == "hello" and hello["user"] == AGENT, hello
+        clock = PopClock(ws)
+        reader = asyncio.create_task(clock.run())
+        try:
+            results = {}
+            for speed, rounds in paces:
+                results[speed] = await replay(simulator, clock, speed, rounds, calls)
+                print(f"  {speed:g}x: {len(results[speed])} pops", file=sys.stderr)
+        finally:
+            reader.cancel()
     return results
 
 

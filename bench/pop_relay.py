@@ -33,7 +33,6 @@ import json
 import multiprocessing
 import os
 import platform
-import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -41,22 +40,18 @@ from pathlib import Path
 from typing import Any
 
 from pop_latency import (
-    AGENT,
     AMI_SECRET,
     TRACE,
-    PopClock,
     RemoteSimulator,
     add_agent,
     bench_settings,
-    replay,
+    pops_at_every_pace,
     seed_archive,
     served,
-    session_cookie,
     summary,
     trace_callers_and_agents,
 )
 from scratch_database import scratch_database
-from websockets.asyncio.client import connect
 
 from crm_bridge.app import create_app
 from crm_bridge.db.engine import make_engine
@@ -129,22 +124,7 @@ async def measure_on_b(
             runtime = app.state.runtime
             assert await runtime.bridge.wait_connected(READY_TIMEOUT), "B: AMI not connected"
             assert await runtime.pop_relay.wait_connected(READY_TIMEOUT), "B: relay not up"
-            origin = f"http://{address}"
-            headers = {"Cookie": await session_cookie(origin)}
-            async with connect(f"ws://{address}/ws/pops", additional_headers=headers,
-                               origin=origin, max_size=None) as ws:  # fmt: skip
-                hello = json.loads(await ws.recv())
-                assert hello["type"] == "hello" and hello["user"] == AGENT, hello
-                clock = PopClock(ws)
-                reader = asyncio.create_task(clock.run())
-                try:
-                    results = {}
-                    for speed, rounds in PACES:
-                        results[speed] = await replay(simulator, clock, speed, rounds, calls)
-                        print(f"  {speed:g}x: {len(results[speed])} pops", file=sys.stderr)
-                finally:
-                    reader.cancel()
-    return results
+            return await pops_at_every_pace(address, simulator, calls, PACES)
 
 
 # ------------------------------------------------------------------------------- main
