@@ -47,6 +47,7 @@ seconds while it was listening.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -244,10 +245,11 @@ def libpq_conninfo(database_url: str) -> str:
 # ------------------------------------------------------------------------------- connections
 
 
-class _RelayConnection:
+class _RelayConnection(abc.ABC):
     """One dedicated connection kept open by a task: connects, serves until the connection
     fails, and reconnects after a back-off (capped, jittered) that grows while connecting
-    fails or connections keep failing soon after they were made."""
+    fails or connections keep failing soon after they were made. The publisher and the
+    listener each say what serving is (:meth:`_serve`)."""
 
     role = "relay"
 
@@ -314,8 +316,9 @@ class _RelayConnection:
                         self.role, type(exc).__name__)  # fmt: skip
         self.down = True
 
+    @abc.abstractmethod
     async def _serve(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        raise NotImplementedError
+        """Use ``conn`` until it fails (raise) or the task is cancelled."""
 
 
 @dataclass(frozen=True, slots=True)
