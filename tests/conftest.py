@@ -6,6 +6,7 @@
 unreachable the test is skipped, or fails when ``CALLBRIDGE_REQUIRE_PG=1`` (CI).
 ``db_url``: both of the above, one test run each (ids ``sqlite`` and ``postgres``).
 ``db_sessions`` / ``sqlite_sessions``: a session factory on a migrated ``db_url`` / ``sqlite_url``.
+``pbx_kit`` / ``pbx_commands``: the real Asterisk of the PBX kit (``tests/pbx_kit.py``).
 ``browser``: Debian's Chromium driven by Playwright; skipped where ``/usr/bin/chromium`` is missing,
 or failed when ``CALLBRIDGE_REQUIRE_BROWSER=1`` (CI).
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pbx_kit import pbx_commands, pbx_kit  # noqa: F401  (the real Asterisk's fixtures)
 from playwright.async_api import Browser, async_playwright
 from psycopg import sql
 from sqlalchemy.engine import make_url

@@ -1,0 +1,101 @@
+"""The real Asterisk of the PBX kit (``../shared/pbx``) as pytest fixtures.
+
+``pbx_kit`` (session): one kit per test run, loading the product's own ``dialplans/`` (never a
+copy), its work dir in a temp folder (``../shared`` is read-only in CI). It yields the kit's
+``--json`` start info: ``info["ami"]`` holds host, port, username and secret of the product's own
+least-privilege account. ``pbx`` (per test): the far ends put back to their defaults first, and
+the PBX left idle after, so no call leaks into the next test; it is the kit's command runner.
+
+Where the kit cannot start (not there, libraries missing, ports taken, a binary this CPU cannot
+run) the tests that need it are skipped with the reason; under ``CALLBRIDGE_REQUIRE_PBX=1`` (CI)
+they fail instead. ``PBX_KIT`` names another kit folder (e.g. one rebuilt for this CPU with the
+kit's own ``build/build-tarball.sh``); ``PBX_PORT_OFFSET`` moves every port of the kit (two test
+runs on one machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KIT = Path(os.environ.get("PBX_KIT") or ROOT.parent / "shared" / "pbx")
+PBX = KIT / "pbx"
+
+PbxRunner = Callable[..., str]
+
+
+def pbx(*args: str | Path, timeout: float = 120) -> str:
+    """Run one kit command; its stdout. Raises CalledProcessError with the kit's message."""
+    return subprocess.run(
+        [str(PBX), *map(str, args)], check=True, capture_output=True, text=True, timeout=timeout
+    ).stdout
+
+
+def _unavailable(reason: str, *, required_here: bool = True) -> None:
+    if required_here and os.environ.get("CALLBRIDGE_REQUIRE_PBX") == "1":
+        pytest.fail(f"the real-PBX tests are required here: {reason}")
+    pytest.skip(reason)
+
+
+def _start_failure(exc: subprocess.SubprocessError) -> str:
+    output = (getattr(exc, "stderr", "") or "") + (getattr(exc, "stdout", "") or "")
+    return f"PBX kit cannot start: {(output or str(exc)).strip()[-500:]}"
+
+
+def _cpu_cannot_run(work: Path) -> bool:
+    """True when the kit's Asterisk dies of SIGILL here: built for instructions this CPU lacks.
+
+    The kit then prints only "asterisk failed to start"; a remote-console call of the same binary
+    shows the signal. No configuration of ours can fix that, only a rebuild of the tarball.
+    """
+    binary, conf = work / "asterisk" / "sbin" / "asterisk", work / "etc" / "pbx" / "asterisk.conf"
+    if not binary.exists() or not conf.exists():
+        return False
+    probe = subprocess.run([str(binary), "-C", str(conf), "-rx", "core show version"],
+                           capture_output=True, timeout=30)
+    return probe.returncode == -signal.SIGILL
+
+
+@pytest.fixture(scope="session")
+def pbx_kit(tmp_path_factory) -> Iterator[dict]:
+    if not PBX.exists():
+        _unavailable(f"PBX kit not found at {KIT} (PBX_KIT names another)")
+    work = tmp_path_factory.mktemp("pbx")
+    os.environ["PBX_WORKDIR"] = str(work)  # every later kit command uses this work dir
+    check = subprocess.run([str(PBX), "deps", "--check"], capture_output=True, text=True)
+    if check.returncode != 0:
+        _unavailable(f"PBX kit: runtime libraries missing (run {PBX} deps): {check.stdout.strip()}")
+    try:
+        info = json.loads(
+            pbx("start", "--dialplans", ROOT / "dialplans", "--recordings", work / "recordings",
+                "--json")
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        subprocess.run([str(PBX), "stop"], capture_output=True)
+        if _cpu_cannot_run(work):
+            # Not a defect of ours, and nothing CI can install: say so loudly and skip.
+            _unavailable(
+                f"the PBX kit's Asterisk ({KIT}) stops with an illegal instruction on this CPU; "
+                "rebuild it with the kit's build/build-tarball.sh and name that kit in PBX_KIT",
+                required_here=False,
+            )
+        _unavailable(_start_failure(exc))
+    try:
+        yield info
+    finally:
+        subprocess.run([str(PBX), "stop"], capture_output=True)
+
+
+@pytest.fixture
+def pbx_commands(pbx_kit) -> Iterator[PbxRunner]:
+    """The kit's command runner, the far ends reset before and the PBX idle after the test."""
+    pbx("reset")
+    yield pbx
+    pbx("wait-idle", "--timeout", "60")
