@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -38,10 +38,11 @@ from crm_bridge.demo import DemoFeed
 from crm_bridge.metrics import metrics_registry, metrics_router, pop_latency_histogram
 from crm_bridge.periodic_jobs import supervision_jobs
 from crm_bridge.phones import PhoneKind, normalize_phone
-from crm_bridge.pop_relay import PopRelay, start_pop_relay
 from crm_bridge.pops import PopHub, database_campaign_lookup, database_lookup
 from crm_bridge.recordings import RecordingsRoot
+from crm_bridge.request_guards import RequestGuardMiddleware
 from crm_bridge.security_headers import SecurityHeadersMiddleware
+from crm_bridge.session_revocation import SessionRevocations
 from crm_bridge.settings import Settings
 from crm_bridge.web_agent import agent_router
 from crm_bridge.web_agent_api import agent_api_router
@@ -50,6 +51,9 @@ from crm_bridge.web_supervisor import supervisor_router
 from crm_bridge.web_users import MAX_ROW_ID, RowId, users_router
 from telephony.ami_connection import AmiConfig
 from telephony.call_tracker import TrackerPolicy
+
+if TYPE_CHECKING:  # psycopg (the relay's driver) is in the `postgres` extra only
+    from crm_bridge.pop_relay import PopRelay
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,8 @@ class Runtime:
     pop_relay: PopRelay | None = None
     pop_latency: Histogram = field(default_factory=pop_latency_histogram)
     """Fed by ``pops`` (``on_pop_latency``)."""
+    revocations: SessionRevocations = field(default_factory=SessionRevocations)
+    """The open pop sockets of each user, closed when their sessions end."""
 
     @cached_property
     def metrics(self) -> CollectorRegistry:
@@ -122,9 +128,15 @@ def create_app(settings: Settings) -> FastAPI:
         title="callbridge",
         summary="Asterisk PBX ↔ customer archive: call log and customer lookup API",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.add_middleware(SessionRefreshMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestGuardMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, hsts_always=settings.secure_cookies)
+    if settings.api_docs:
+        app.include_router(_openapi_router())
     app.include_router(_health_router())
     app.include_router(_api_router())
     app.include_router(users_router())
@@ -169,7 +181,7 @@ async def _start(settings: Settings) -> Runtime:
         campaign_lookup=database_campaign_lookup(sessions, zone=settings.zone),
         on_pop_latency=pop_latency.observe,
     )
-    pop_relay = start_pop_relay(settings, bridge, pops)  # first: relayed before any lookup
+    pop_relay = _start_pop_relay(settings, bridge, pops)  # first: relayed before any lookup
     bridge.subscribe(pops.on_event)
     await pops.start()
     await bridge.start()
@@ -192,6 +204,16 @@ async def _start(settings: Settings) -> Runtime:
     )
 
 
+def _start_pop_relay(settings: Settings, bridge: BridgeService, pops: PopHub) -> PopRelay | None:
+    """The relay between instances when the settings turn it on; its module (and psycopg, of
+    the ``postgres`` extra) is imported only then, so the bare install runs the demo."""
+    if not settings.pop_relay_enabled:
+        return None
+    from crm_bridge.pop_relay import start_pop_relay
+
+    return start_pop_relay(settings, bridge, pops)
+
+
 async def _stop(runtime: Runtime) -> None:
     if runtime.demo is not None:
         await runtime.demo.stop_replay()
@@ -204,6 +226,29 @@ async def _stop(runtime: Runtime) -> None:
     if runtime.demo is not None:
         await runtime.demo.stop()
     runtime.sessions.kw["bind"].dispose()
+
+
+def server_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's options that follow from the settings: forwarded headers are believed only
+    from the proxies ``forwarded_allow_ips`` names (uvicorn alone would believe 127.0.0.1)."""
+    proxies = settings.forwarded_allow_ips
+    return {
+        "log_config": None,
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": ",".join(proxies) if proxies else "",
+    }
+
+
+def _openapi_router() -> APIRouter:
+    """``GET /openapi.json`` (with ``api_docs``), for the API token or a supervisor or admin
+    session. No Swagger UI or ReDoc page: both load their code from a CDN."""
+    router = APIRouter(include_in_schema=False, dependencies=[Depends(api_access)])
+
+    @router.get("/openapi.json")
+    def openapi(request: Request) -> dict:
+        return request.app.openapi()
+
+    return router
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -7,10 +7,13 @@ A browser session is one cookie, ``callbridge_session``, signed (not encrypted) 
   (POST/PUT/PATCH/DELETE) must echo, as the ``csrf_token`` form field or the ``X-CSRF-Token``
   header. A visitor who has not signed in gets a cookie with only this token, so the sign-in
   form is protected too; signing in issues a new one (no session fixation).
-- ``uid`` and ``ver``: the user id and a keyed fingerprint of the user's password hash. A new
-  password changes the fingerprint and so ends every session of the user; a deactivated user is
-  refused on the next request, because the user row is read on every request (which is also why
-  a change of role applies at once).
+- ``uid``, ``ver`` and ``gen``: the user id, a keyed fingerprint of the user's password hash,
+  and the user's ``session_generation`` when the cookie was issued. The user row is read on
+  every request, and the cookie must match both: signing out, a new password, deactivation and
+  an admin's "sign out everywhere" add one to the generation (``crm_bridge.users.end_sessions``),
+  so every cookie of the user issued before, copied or not, stops working at once, and the open
+  pop sockets are closed (``crm_bridge.session_revocation``). A change of role applies at once
+  for the same reason.
 - ``iat``: when the user signed in; a session ends 24 hours after that whatever happens.
 
 The cookie is HttpOnly, SameSite=Lax, Secure when the request came over https, and has no
@@ -77,6 +80,7 @@ class SessionData:
     csrf: str
     uid: int | None = None
     ver: str | None = None
+    gen: int | None = None
     iat: int | None = None
     signed_at: int = 0
 
@@ -120,6 +124,7 @@ class SessionCodec:
             csrf=secrets.token_urlsafe(32),
             uid=user.id,
             ver=self.fingerprint(user),
+            gen=user.session_generation or 0,
             iat=int(self._clock()),
         )
 
@@ -131,7 +136,7 @@ class SessionCodec:
     def encode(self, data: SessionData) -> str:
         payload: dict[str, Any] = {"csrf": data.csrf}
         if data.uid is not None:
-            payload |= {"uid": data.uid, "ver": data.ver, "iat": data.iat}
+            payload |= {"uid": data.uid, "ver": data.ver, "gen": data.gen, "iat": data.iat}
         return self._serializer.dumps(payload)
 
     def decode(self, token: str | None) -> SessionData | None:
@@ -150,6 +155,7 @@ class SessionCodec:
             csrf=payload["csrf"],
             uid=payload.get("uid"),
             ver=payload.get("ver"),
+            gen=payload.get("gen"),
             iat=payload.get("iat"),
             signed_at=int(signed_at.timestamp()),
         )
@@ -178,7 +184,9 @@ def read_session(conn: HTTPConnection) -> SessionData | None:
 
 
 def is_secure(conn: HTTPConnection) -> bool:
-    return conn.url.scheme in ("https", "wss")
+    """Whether cookies get the Secure flag: over https, or always with ``secure_cookies``."""
+    settings = conn.app.state.runtime.settings
+    return settings.secure_cookies or conn.url.scheme in ("https", "wss")
 
 
 def set_session_cookie(response: Response, conn: HTTPConnection, data: SessionData) -> None:
@@ -200,7 +208,8 @@ def constant_time_equal(given: object, expected: str) -> bool:
 
 
 def load_user(conn: HTTPConnection, data: SessionData | None) -> SignedInUser | None:
-    """The active user a session belongs to, or None (anonymous, deactivated, new password)."""
+    """The active user a session belongs to, or None (anonymous, deactivated, new password,
+    signed out since)."""
     if data is None or data.uid is None:
         return None
     runtime = conn.app.state.runtime
@@ -209,6 +218,8 @@ def load_user(conn: HTTPConnection, data: SessionData | None) -> SignedInUser | 
         if user is None or not user.active:
             return None
         if not constant_time_equal(data.ver, codec_for(conn).fingerprint(user)):
+            return None
+        if data.gen != (user.session_generation or 0):
             return None
         return SignedInUser(user.id, user.username, user.role, tuple(user.extensions), data.csrf)
 
@@ -267,6 +278,11 @@ async def api_access(
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=_forbidden(API_ROLES))
     await _check_csrf(request, user.csrf_token)
     return user
+
+
+async def signed_in_user(request: Request) -> SignedInUser | None:
+    """The user of the request's session, or None; no CSRF check, no refusal."""
+    return await run_in_threadpool(load_user, request, read_session(request))
 
 
 async def _session_user(request: Request) -> SignedInUser | None:
@@ -382,49 +398,86 @@ def same_origin(conn: HTTPConnection) -> bool:
 
 
 class SignInLimiter:
-    """At most ``max_failures`` failed sign-ins per (user name, client IP) in ``window`` seconds.
+    """Failed sign-ins counted three ways over a sliding ``window``: per client address, per user
+    name (whatever the address) and in total. Past any of the limits, sign-in is refused for
+    that address, that user or everyone until the oldest failure in the window is old enough.
 
-    Scope: kept in this process's memory, so it is per web process and forgotten on restart;
-    several instances behind a balancer each keep their own count. The client IP is what the
-    server sees (behind a reverse proxy, run uvicorn with ``--proxy-headers`` so it is the
-    client's, not the proxy's). While a pair is limited even the right password is refused, so
-    guessing cannot go faster than the limit. A successful sign-in clears the pair's count.
+    So one address cannot try many names (``per_address``), many addresses cannot share the
+    guesses at one user (``per_user``), and a botnet cannot go past ``total`` guesses per
+    window. While a count is at its limit even the right password is refused, so guessing cannot
+    go faster than the limit; an admin lifts a user's limit (:meth:`unlock`).
+
+    The client address is what uvicorn reports: the peer's, or, only behind a proxy named in
+    ``CALLBRIDGE_FORWARDED_ALLOW_IPS``, the one that proxy forwards (``crm_bridge.cli``).
+    Scope: kept in this process's memory, so it is per web process and forgotten on restart.
     """
 
     MAX_TRACKED = 10_000
-    """Past this many pairs, the ones with no recent failure are forgotten."""
+    """Past this many names or addresses, the ones with no recent failure are forgotten."""
 
     def __init__(
         self,
-        max_failures: int = 5,
+        per_user: int = 5,
+        per_address: int = 20,
+        total: int = 200,
         window: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.max_failures = max_failures
+        self.limits = {"user": per_user, "address": per_address, "total": total}
         self.window = window
         self._clock = clock
         self._failures: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
 
-    def attempt(self, key: tuple[str, str]) -> int | None:
-        """Count a sign-in attempt for ``key``: None when it may go ahead, else seconds to wait.
+    def attempt(self, username: str, address: str) -> int | None:
+        """Count a sign-in attempt: None when it may go ahead, else seconds to wait.
 
         The attempt is counted as a failure before the password is checked, so guesses sent in
         parallel are all counted; :meth:`succeeded` takes it back.
         """
+        keys = self._keys(username, address)
         with self._lock:
             now = self._clock()
-            recent = self._recent(key)
-            if len(recent) >= self.max_failures:
-                return max(1, math.ceil(recent[0] + self.window - now))
-            if key not in self._failures and len(self._failures) >= self.MAX_TRACKED:
+            waits = [
+                math.ceil(recent[0] + self.window - now)
+                for key in keys
+                if len(recent := self._recent(key)) >= self.limits[key[0]]
+            ]
+            if waits:
+                return max(1, *waits)
+            if len(self._failures) + len(keys) > self.MAX_TRACKED:
                 self._forget_stale()
-            self._failures.setdefault(key, deque()).append(now)
+            for key in keys:
+                self._failures.setdefault(key, deque()).append(now)
             return None
 
-    def succeeded(self, key: tuple[str, str]) -> None:
+    def succeeded(self, username: str, address: str) -> None:
+        """The attempt was right: the user's count starts again; the address and the total
+        lose this one attempt only (a valid account must not wipe an address's failures)."""
+        user, *shared = self._keys(username, address)
         with self._lock:
-            self._failures.pop(key, None)
+            self._failures.pop(user, None)
+            for key in shared:
+                if times := self._failures.get(key):
+                    times.pop()
+
+    def unlock(self, username: str) -> None:
+        """An admin lifts the limit of ``username`` (its failures are forgotten)."""
+        with self._lock:
+            self._failures.pop(("user", username), None)
+
+    def limited_users(self) -> set[str]:
+        """The user names refused right now."""
+        with self._lock:
+            return {
+                key[1]
+                for key in list(self._failures)
+                if key[0] == "user" and len(self._recent(key)) >= self.limits["user"]
+            }
+
+    @staticmethod
+    def _keys(username: str, address: str) -> list[tuple[str, str]]:
+        return [("user", username), ("address", address), ("total", "")]
 
     def _recent(self, key: tuple[str, str]) -> deque[float]:
         times = self._failures.get(key, deque())

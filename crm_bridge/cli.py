@@ -44,9 +44,9 @@ def _logging() -> None:
 
 
 def _run(settings: Settings, host: str, port: int) -> None:
-    from crm_bridge.app import create_app
+    from crm_bridge.app import create_app, server_options
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    uvicorn.run(create_app(settings), host=host, port=port, **server_options(settings))
 
 
 @app.command()
@@ -70,7 +70,14 @@ def demo(
 
     _logging()
     token = secrets.token_urlsafe(16)
-    settings = _settings(demo=True, data_dir=data_dir, api_token=token, demo_speed=speed)
+    settings = _settings(
+        demo=True,
+        data_dir=data_dir,
+        api_token=token,
+        demo_speed=speed,
+        secret_key=secrets.token_urlsafe(32),  # sessions of an earlier run end with it
+        api_docs=True,
+    )
     password = new_demo_password()
     demo_users = ensure_demo_users(settings.database_url, password)
     typer.echo(f"callbridge demo on http://{host}:{port}/agent")

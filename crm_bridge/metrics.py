@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -26,8 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from crm_bridge.auth import api_access
 from crm_bridge.bridge_service import BridgeService
 from crm_bridge.db.models import JOB_STATUSES, TranscriptionJob
-from crm_bridge.pop_relay import PopRelay
 from crm_bridge.pops import PopHub
+
+if TYPE_CHECKING:  # imported only where the relay runs: psycopg is in an extra
+    from crm_bridge.pop_relay import PopRelay
 
 POP_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Seconds; a pop takes a few milliseconds at the recorded pace and some 150 ms at 100 times

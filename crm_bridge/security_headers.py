@@ -3,10 +3,11 @@
 The pages are served from this origin only: their scripts, styles, audio and WebSocket. The
 Content-Security-Policy says so, which turns an injected ``<script>`` in a customer's name or a
 transcript into inert text even where escaping were ever missed. Inline styles stay allowed
-(templates set small layout styles); inline scripts do not.
+(templates set small layout styles); inline scripts do not. No page loads anything from
+elsewhere (there is no Swagger UI, which would need a CDN: ``/openapi.json`` is the document).
 
-The OpenAPI page (``/docs``) is FastAPI's Swagger UI, which loads its script and style from a
-CDN and starts itself with an inline script; it alone gets a policy that allows those.
+HSTS is sent on answers over HTTPS, and on every answer with ``secure_cookies`` (the service
+behind a proxy that ends TLS, which reaches it over plain HTTP).
 """
 
 from __future__ import annotations
@@ -29,21 +30,6 @@ PAGE_POLICY = "; ".join(
     )
 )
 
-DOCS_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-        "img-src 'self' data: https://fastapi.tiangolo.com",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    )
-)
-
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
-
 COMMON_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -54,24 +40,25 @@ COMMON_HEADERS = {
 
 
 class SecurityHeadersMiddleware:
-    """Adds the headers above to every HTTP response (and HSTS when served over HTTPS)."""
+    """Adds the headers above to every HTTP response (and HSTS when served over HTTPS, or
+    always with ``hsts_always``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts_always: bool = False) -> None:
         self.app = app
+        self.hsts_always = hsts_always
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = DOCS_POLICY if scope["path"] in DOCS_PATHS else PAGE_POLICY
-        https = scope.get("scheme") == "https"
+        https = self.hsts_always or scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in COMMON_HEADERS.items():
                     headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", policy)
+                headers.setdefault("Content-Security-Policy", PAGE_POLICY)
                 if https:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
             await send(message)

@@ -147,6 +147,15 @@ class Settings(BaseSettings):
 
     api_token: SecretStr | None = None
     secret_key: SecretStr = SecretStr(DEMO_SECRET_KEY)
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """The reverse proxies whose ``X-Forwarded-For`` / ``-Proto`` are believed (uvicorn's
+    ``forwarded_allow_ips``: addresses or networks); empty: none, the peer is the client."""
+    secure_cookies: bool = False
+    """Behind a TLS proxy: every cookie gets the Secure flag and every answer HSTS, whatever
+    scheme the request reached this process with."""
+    api_docs: bool = False
+    """Serve ``/docs``, ``/redoc`` and ``/openapi.json`` (to signed-in supervisors and admins
+    only). The demo turns it on."""
     demo: bool = False
     demo_speed: float = Field(default=1.0, gt=0, le=1000)
     """How much faster than recorded the demo replays its calls."""
@@ -194,10 +203,22 @@ class Settings(BaseSettings):
             sources.append(_toml_source(settings_cls, Path(config_file)))
         return tuple(sources)
 
-    @field_validator("ami_servers", "inbound_contexts", "agent_contexts", mode="before")
+    @field_validator(
+        "ami_servers", "inbound_contexts", "agent_contexts", "forwarded_allow_ips", mode="before"
+    )
     @classmethod
     def _lists_from_text(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError("each entry must be an IP address or network") from None
+        return value
 
     @field_validator("timezone")
     @classmethod

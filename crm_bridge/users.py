@@ -177,12 +177,22 @@ def update_user(
         user.role = role
     if parsed is not None:
         user.extensions = parsed
+    if active is False and user.active:
+        end_sessions(user)
     if active is not None:
         user.active = active
     if password:
         user.password_hash = hash_password(password)
+        end_sessions(user)
     session.flush()
     return user
+
+
+def end_sessions(user: User) -> None:
+    """Every session cookie of ``user`` stops working (sign-out, a new password, deactivation,
+    an admin's "sign out everywhere"): the cookies carry the old generation. The caller commits,
+    then closes the user's open sockets (``crm_bridge.session_revocation``)."""
+    user.session_generation = (user.session_generation or 0) + 1
 
 
 def set_password(session: Session, user: User, password: str) -> None:

@@ -10,10 +10,13 @@ Routes (a browser page and its socket, left out of the OpenAPI document):
   else was sent for a while, so that the page can tell a quiet line from a dead one.
 
   The socket lives no longer than the session it was opened with: it is closed with code
-  :data:`SESSION_ENDED` when that session expires, or when the user is deactivated, changes
-  password, loses the role or has other extensions (checked every
-  :data:`SESSION_CHECK_SECONDS`). The page then asks whether its cookie (maybe refreshed
-  since) still signs it in, and reconnects or goes to the sign-in page.
+  :data:`SESSION_ENDED` at once when the user's sessions are ended on this instance (sign-out
+  in any tab, a new password, deactivation, "sign out everywhere":
+  :mod:`crm_bridge.session_revocation`), when the session expires, or when the user row no
+  longer gives it this page (checked every :data:`SESSION_CHECK_SECONDS`, which also catches
+  an end of sessions on another instance, a lost role or other extensions). The page then
+  asks whether its cookie (maybe refreshed since) still signs it in, and reconnects or goes
+  to the sign-in page.
 
 What the agent does on a call (link the caller, add a new customer, wrap up, complain,
 click-to-call) goes through the JSON routes of :mod:`crm_bridge.web_agent_api`.
@@ -76,7 +79,8 @@ def agent_router() -> APIRouter:
         user = await auth.user_from_websocket(websocket, *PAGE_ROLES)
         session = auth.read_session(websocket)
         assert session is not None  # user_from_websocket refused the socket otherwise
-        hub = websocket.app.state.runtime.pops
+        runtime = websocket.app.state.runtime
+        hub = runtime.pops
         await websocket.accept()
         connection = hub.connect(user.username, user.extensions)
         try:
@@ -88,7 +92,9 @@ def agent_router() -> APIRouter:
                 "live": sorted(connection.linkedids),
             }
             await websocket.send_json(hello)
-            await _serve(websocket, connection, _session_ends(websocket, session, user))
+            with runtime.revocations.watch(user.id) as ended:
+                ends = _session_ends(websocket, session, user, ended)
+                await _serve(websocket, connection, ends)
         finally:
             hub.disconnect(connection)
 
@@ -114,13 +120,18 @@ async def _serve(
                 await task
 
 
-async def _session_ends(websocket: WebSocket, session: SessionData, user: SignedInUser) -> None:
-    """Return once the socket's session has expired or no longer gives this user this page
-    with these extensions."""
+async def _session_ends(
+    websocket: WebSocket, session: SessionData, user: SignedInUser, ended: asyncio.Event
+) -> None:
+    """Return once the user's sessions were ended (``ended``), or the socket's session has
+    expired or no longer gives this user this page with these extensions."""
     codec = auth.codec_for(websocket)
     while True:
-        await asyncio.sleep(max(0.0, min(codec.seconds_left(session), SESSION_CHECK_SECONDS)))
-        if codec.seconds_left(session) <= 0:
+        wait = max(0.0, min(codec.seconds_left(session), SESSION_CHECK_SECONDS))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await ended.wait()
+        if ended.is_set() or codec.seconds_left(session) <= 0:
             return
         now = await run_in_threadpool(auth.load_user, websocket, session)
         if now is None or now.role not in PAGE_ROLES or now.extensions != user.extensions:

@@ -2,10 +2,15 @@
 
 Routes (browser pages, so they are left out of the OpenAPI document, which describes the API):
 
-- ``GET/POST /login``: the sign-in form; limited per user name and client IP.
-- ``POST /logout``: ends the session.
+- ``GET /``: a signed-in user's own page (:data:`DEFAULT_LANDING`), anyone else ``/login``.
+- ``GET/POST /login``: the sign-in form; limited per user name, per client address and in
+  total (:class:`~crm_bridge.auth.SignInLimiter`).
+- ``POST /logout``: ends every session of the user, in every tab and browser, and closes their
+  pop sockets (:mod:`crm_bridge.session_revocation`).
 - ``GET /admin/users``, ``POST /admin/users``, ``POST /admin/users/{user_id}``: list, create,
-  change (role, extensions, active, password); admins only.
+  change (role, extensions, active, password); ``POST /admin/users/{user_id}/sign-out`` (end
+  every session of the user), ``POST /admin/users/{user_id}/unlock`` (lift the user's sign-in
+  limit); admins only.
 
 Every form carries the session's CSRF token. A form with bad input comes back with the errors
 beside the fields and what was typed, except passwords.
@@ -25,6 +30,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from crm_bridge import auth
 from crm_bridge.auth import SignedInUser, SignInLimiter
@@ -33,6 +39,7 @@ from crm_bridge.users import (
     UserInputError,
     authenticate,
     create_user,
+    end_sessions,
     list_users,
     normalize_username,
     update_user,
@@ -48,14 +55,25 @@ ROLE_LABELS = {
     "admin": "管理员 Administrator",
 }
 WRONG_CREDENTIALS = "用户名或密码错误 / Wrong user name or password"
+NO_SUCH_USER = "没有该用户 / No such user"
 MAX_ROW_ID = 2**31 - 1
 """The largest id a row can have (PostgreSQL's ``integer``): a bigger id in a request is
 refused with 422 before it reaches the database, where it would overflow (a 500)."""
 RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
 """A path parameter that names a database row."""
-DONE_MESSAGES = {"created": "用户已创建 / User created", "updated": "已保存 / Saved"}
-DEFAULT_LANDING = {"admin": "/admin/users"}
-"""Where a user lands after signing in when no page was asked for; ``/`` otherwise."""
+DONE_MESSAGES = {
+    "created": "用户已创建 / User created",
+    "updated": "已保存 / Saved",
+    "signed-out": "该用户已在所有设备登出 / The user is signed out everywhere",
+    "unlocked": "已解除登录限制 / The sign-in limit is lifted",
+}
+DEFAULT_LANDING = {
+    "agent": "/agent",
+    "supervisor": "/supervisor/calls",
+    "scheduler": "/campaigns",
+    "admin": "/admin/users",
+}
+"""Each role's own page: where ``/`` and a sign-in without ``next`` lead."""
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
@@ -79,9 +97,11 @@ class UserRow:
     extensions: str
     active: bool
     created_at: datetime
+    limited: bool
+    """Refused at sign-in right now for too many failures (an admin may lift it)."""
 
     @classmethod
-    def of(cls, user: User) -> UserRow:
+    def of(cls, user: User, limited: bool) -> UserRow:
         return cls(
             user.id,
             user.username,
@@ -89,6 +109,7 @@ class UserRow:
             " ".join(user.extensions),
             user.active,
             user.created_at,
+            limited,
         )
 
 
@@ -110,6 +131,10 @@ def users_router() -> APIRouter:
     limiter = SignInLimiter()
     router = APIRouter(include_in_schema=False)
 
+    def end_sessions_of(request: Request, user_id: int) -> None:
+        """Close the pop sockets of a user whose sessions a committed change ended."""
+        request.app.state.runtime.revocations.end(user_id)
+
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200):
         context = {"role_labels": ROLE_LABELS, "user": None, **context}
         return templates.TemplateResponse(
@@ -128,6 +153,12 @@ def users_router() -> APIRouter:
             auth.set_session_cookie(response, request, data)
         return response
 
+    @router.get("/")
+    async def home(request: Request) -> Response:
+        user = await auth.signed_in_user(request)
+        target = DEFAULT_LANDING[user.role] if user is not None else auth.LOGIN_PATH
+        return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+
     @router.get("/login")
     def login_form(request: Request, next: str = "") -> Response:
         return login_page(request, next=safe_next(next) or "")
@@ -145,8 +176,8 @@ def users_router() -> APIRouter:
         if data is None or not auth.constant_time_equal(csrf_token, data.csrf):
             return login_page(request, 403, error=auth.CSRF_FAILED, **kept)
         client = request.client.host if request.client else "unknown"
-        key = (normalize_username(username), client)
-        wait = limiter.attempt(key)
+        name = normalize_username(username)
+        wait = limiter.attempt(name, client)
         if wait is not None:
             log.warning("sign-in refused: too many attempts from %s", client)
             minutes = math.ceil(wait / 60)
@@ -161,10 +192,10 @@ def users_router() -> APIRouter:
         with runtime.sessions.begin() as session:
             user = authenticate(session, username, password)
             signed_in = auth.codec_for(request).signed_in(user) if user else None
-            landing = DEFAULT_LANDING.get(user.role, "/") if user else "/"
+            landing = DEFAULT_LANDING[user.role] if user else auth.LOGIN_PATH
         if signed_in is None:
             return login_page(request, 401, error=WRONG_CREDENTIALS, **kept)
-        limiter.succeeded(key)
+        limiter.succeeded(name, client)
         response = RedirectResponse(kept["next"] or landing, status.HTTP_303_SEE_OTHER)
         auth.set_session_cookie(response, request, signed_in)
         return response
@@ -176,15 +207,29 @@ def users_router() -> APIRouter:
             given = (await request.form()).get(auth.CSRF_FIELD)
             if not auth.constant_time_equal(given, data.csrf):
                 raise HTTPException(status.HTTP_403_FORBIDDEN, detail=auth.CSRF_FAILED)
+            user = await auth.signed_in_user(request)
+            if user is not None:
+                await run_in_threadpool(sign_out_everywhere, request, user.id)
         response = RedirectResponse(auth.LOGIN_PATH, status.HTTP_303_SEE_OTHER)
         auth.clear_session_cookie(response, request)
         return response
 
+    def sign_out_everywhere(request: Request, user_id: int) -> bool:
+        """End every session of the user (False: no such user)."""
+        with request.app.state.runtime.sessions.begin() as session:
+            user = session.get(User, user_id)
+            if user is None:
+                return False
+            end_sessions(user)
+        end_sessions_of(request, user_id)
+        return True
+
     def admin_page(
         request: Request, admin: SignedInUser, status_code: int = 200, **values: Any
     ) -> Response:
+        limited = limiter.limited_users()
         with request.app.state.runtime.sessions() as session:
-            rows = [UserRow.of(user) for user in list_users(session)]
+            rows = [UserRow.of(user, user.username in limited) for user in list_users(session)]
         context = {
             "user": admin,
             "csrf_token": admin.csrf_token,
@@ -242,9 +287,8 @@ def users_router() -> APIRouter:
             with request.app.state.runtime.sessions.begin() as session:
                 user = session.get(User, user_id)
                 if user is None:
-                    raise HTTPException(
-                        status.HTTP_404_NOT_FOUND, detail="没有该用户 / No such user"
-                    )
+                    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_SUCH_USER)
+                generation = user.session_generation
                 update_user(
                     session,
                     user,
@@ -259,7 +303,30 @@ def users_router() -> APIRouter:
         except UserInputError as exc:
             values = {"edit_id": user_id, "edit": edit, "edit_errors": exc.errors}
             return admin_page(request, admin, 400, **values)
+        if user.session_generation != generation:
+            end_sessions_of(request, user_id)
         log.info("user %s changed by %s", user.username, admin.username)
         return response
+
+    @router.post("/admin/users/{user_id}/sign-out")
+    def sign_out_user(request: Request, user_id: RowId, admin: AdminUser) -> Response:
+        if not sign_out_everywhere(request, user_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_SUCH_USER)
+        log.info("every session of user %d ended by %s", user_id, admin.username)
+        response = RedirectResponse("/admin/users?done=signed-out", status.HTTP_303_SEE_OTHER)
+        if user_id == admin.id:
+            auth.clear_session_cookie(response, request)
+        return response
+
+    @router.post("/admin/users/{user_id}/unlock")
+    def unlock_user(request: Request, user_id: RowId, admin: AdminUser) -> Response:
+        with request.app.state.runtime.sessions() as session:
+            user = session.get(User, user_id)
+            if user is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_SUCH_USER)
+            username = user.username
+        limiter.unlock(username)
+        log.info("sign-in limit of %s lifted by %s", username, admin.username)
+        return RedirectResponse("/admin/users?done=unlocked", status.HTTP_303_SEE_OTHER)
 
     return router

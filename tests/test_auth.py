@@ -304,17 +304,49 @@ async def test_sign_in_is_limited_per_name_and_address(web):
 
 def test_the_limiter_forgets_after_its_window_and_on_success():
     now = [1000.0]
-    limiter = SignInLimiter(max_failures=3, window=60, clock=lambda: now[0])
-    key = ("lin", "127.0.0.1")
-    assert [limiter.attempt(key) for _ in range(3)] == [None, None, None]
-    assert limiter.attempt(key) == 60
-    assert limiter.attempt(("lin", "10.0.0.9")) is None
+    limiter = SignInLimiter(per_user=3, per_address=100, total=100, window=60,
+                            clock=lambda: now[0])  # fmt: skip
+    assert [limiter.attempt("lin", "127.0.0.1") for _ in range(3)] == [None, None, None]
+    assert limiter.attempt("lin", "127.0.0.1") == 60
+    assert limiter.attempt("lin", "10.0.0.9") == 60  # the user's count holds across addresses
+    assert limiter.attempt("boss", "127.0.0.1") is None
     now[0] += 30
-    assert limiter.attempt(key) == 30
+    assert limiter.attempt("lin", "127.0.0.1") == 30
     now[0] += 31
-    assert limiter.attempt(key) is None
-    limiter.succeeded(key)
-    assert [limiter.attempt(key) for _ in range(3)] == [None, None, None]
+    assert limiter.attempt("lin", "127.0.0.1") is None
+    limiter.succeeded("lin", "127.0.0.1")
+    assert [limiter.attempt("lin", "127.0.0.1") for _ in range(3)] == [None, None, None]
+
+
+def test_the_limiter_counts_per_address_per_user_and_in_total():
+    limiter = SignInLimiter(per_user=5, per_address=10, total=25, window=300)
+    names = [f"user{n}" for n in range(30)]
+    first = [limiter.attempt(name, "10.0.0.1") for name in names]
+    assert first[:10] == [None] * 10 and all(wait for wait in first[10:])  # one address
+    spread = [limiter.attempt(f"other{n}", f"10.0.1.{n}") for n in range(20)]
+    assert spread[:15] == [None] * 15 and all(wait for wait in spread[15:])  # everyone: 25
+    assert limiter.attempt("user0", "10.9.9.9") is not None
+
+
+def test_a_success_takes_back_its_own_attempt_only():
+    limiter = SignInLimiter(per_user=5, per_address=3, total=100, window=300)
+    assert limiter.attempt("a", "10.0.0.1") is None
+    assert limiter.attempt("b", "10.0.0.1") is None
+    assert limiter.attempt("c", "10.0.0.1") is None
+    limiter.succeeded("c", "10.0.0.1")  # c's password was right
+    assert limiter.attempt("d", "10.0.0.1") is None
+    assert limiter.attempt("e", "10.0.0.1") is not None  # a and b's failures still count
+
+
+def test_an_admin_lifts_a_users_limit():
+    limiter = SignInLimiter(per_user=2, per_address=100, total=100, window=300)
+    for address in ("10.0.0.1", "10.0.0.2"):
+        assert limiter.attempt("lin", address) is None
+    assert limiter.attempt("lin", "10.0.0.3") is not None
+    assert limiter.limited_users() == {"lin"}
+    limiter.unlock("lin")
+    assert limiter.limited_users() == set()
+    assert limiter.attempt("lin", "10.0.0.3") is None
 
 
 # ------------------------------------------------------------------------------- session end
@@ -323,7 +355,8 @@ def test_the_limiter_forgets_after_its_window_and_on_success():
 def cookie_for(web: Web, username: str, signed_at: float, signed_in_at: float) -> str:
     user = web.user(username)
     codec = SessionCodec(SECRET_KEY, clock=lambda: signed_at)
-    data = SessionData(csrf="t", uid=user.id, ver=codec.fingerprint(user), iat=int(signed_in_at))
+    data = SessionData(csrf="t", uid=user.id, ver=codec.fingerprint(user),
+                       gen=user.session_generation, iat=int(signed_in_at))  # fmt: skip
     return codec.encode(data)
 
 
@@ -471,7 +504,7 @@ async def test_admin_creates_an_agent_bound_to_extensions_who_can_sign_in(web):
     assert "用户已创建" in (await admin.get(response.headers["location"])).text
     agent = await web.client()
     signed_in = await sign_in(agent, "li.na", "li-na-password")
-    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/agent"
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,7 @@ async def test_no_caller_number_reaches_the_logs_in_full(tmp_path):
         root.setLevel(old_level)
 
     written = stream.getvalue()
-    assert "GET /api/customers?phone=138****8000" in written  # the access log was on
+    assert "GET /api/customers?phone=* HTTP" in written  # the access log was on
     assert "reconnect" in written.lower() or "resync" in written.lower()
     for number in _numbers_in_traces():
         national = number.lstrip("0")

@@ -366,6 +366,9 @@ class User(Base):
     extensions: Mapped[list[str]] = mapped_column(JsonList, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Every session cookie carries the generation it was issued under and must match it;
+    adding one ends every session of the user (``crm_bridge.users.end_sessions``)."""
 
 
 def find_customers_by_phone(session: Session, e164: str) -> list[Customer]:
