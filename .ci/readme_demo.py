@@ -71,11 +71,11 @@ def agent_page_status(base: str, username: str, password: str) -> tuple[int, str
 def main() -> int:
     command, base = readme_command()
     print(f"README demo: {command}", flush=True)
-    output = tempfile.NamedTemporaryFile(prefix="readme-demo-", suffix=".log", delete=False)
-    demo = subprocess.Popen(  # noqa: S602 - the README's command, as a user types it
-        command, shell=True, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log = Path(output.name)
+    log = Path(tempfile.mkstemp(prefix="readme-demo-", suffix=".log")[1])
+    with log.open("wb") as output:
+        demo = subprocess.Popen(  # noqa: S602 - the README's command, as a user types it
+            command, shell=True, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_for_health(base, demo, time.monotonic() + START_TIMEOUT)
         printed = log.read_text(errors="replace")

@@ -19,7 +19,10 @@ SEARCHES = [
     "/supervisor/calls?customer=%E5%BC%A0%E4%B8%89",
     "/supervisor/calls?customer=%E5%BC%A0%E4%B8%89&number=13800138000&words=%E9%80%80%E6%AC%BE",
 ]
-API_SEARCHES = ["/api/customers?phone=0086%20138%200013%208000", "/api/customers?phone=138-0013-8000"]
+API_SEARCHES = [
+    "/api/customers?phone=0086%20138%200013%208000",
+    "/api/customers?phone=138-0013-8000",
+]
 FORBIDDEN = ["0013", "张三", "%E5%BC%A0", "退款", "%E9%80%80", "138 0013", "138+0013"]
 
 
