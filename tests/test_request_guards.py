@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from test_auth import CSRF_RE, Web, make_settings, seed_users, sign_in
+from test_auth import CSRF_RE, PASSWORDS, Web, make_settings, seed_users, sign_in
 from test_pops import served
 
 from crm_bridge import users
@@ -130,8 +130,7 @@ async def signed_in(server, username: str) -> httpx.AsyncClient:
     client = await web.stack.enter_async_context(
         httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30)
     )
-    assert (await sign_in(client, username, {"boss": "admin-password-1",
-                                             "lin": "supervisor-pass-2"}[username])).status_code == 303  # fmt: skip
+    assert (await sign_in(client, username, PASSWORDS[username])).status_code == 303
     return client
 
 
@@ -142,7 +141,8 @@ async def test_a_control_character_in_the_transcript_search_is_a_clear_422(serve
         assert answer.status_code == 422, repr(control)
         (error,) = answer.json()["detail"]
         assert error["loc"] == ["query", "words"] and "控制字符" in error["msg"]
-    assert (await supervisor.get("/supervisor/calls", params={"words": "退款了"})).status_code == 200
+    plain = await supervisor.get("/supervisor/calls", params={"words": "退款了"})
+    assert plain.status_code == 200
 
 
 async def test_every_query_parameter_of_every_route_refuses_control_characters(server):
