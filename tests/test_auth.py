@@ -648,3 +648,28 @@ async def test_the_websocket_needs_a_session_the_role_and_this_origin(tmp_path, 
             assert refused.value.response.status_code == 403, (headers, origin)
         async with connect(url, additional_headers={"Cookie": cookies["lin"]}, origin=site) as ws:
             assert await ws.recv() == "lin"
+
+
+# ------------------------------------------------------------------------------- landing
+
+
+@pytest.mark.parametrize(
+    ("username", "page"),
+    [("wang", "/agent"), ("lin", "/supervisor/calls"), ("zhou", "/campaigns"),
+     ("boss", "/admin/users")],
+)  # fmt: skip
+async def test_each_role_lands_on_its_own_page(web, username, page):
+    client = await web.client()
+    signed_in = await sign_in(client, username, PASSWORDS[username])
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == page
+    home = await client.get("/")
+    assert home.status_code == 303 and home.headers["location"] == page
+    assert (await client.get(page)).status_code == 200
+
+
+async def test_home_sends_a_visitor_to_sign_in(web):
+    client = await web.client()
+    home = await client.get("/", headers={"Accept": "text/html"})
+    assert home.status_code == 303 and home.headers["location"] == "/login"
+    stale = await client_with_cookie(web, "not-a-valid-cookie")
+    assert (await stale.get("/")).headers["location"] == "/login"
