@@ -6,10 +6,13 @@ rang one of the user's extensions (:func:`crm_bridge.agent_work.agent_may_act`):
 by the bridge's trackers; ended, by the call log.
 
 - ``POST /me/calls/{linkedid}/customer`` ``{customer_id}``: the caller is this customer.
-- ``POST /me/calls/{linkedid}/new-customer`` ``{name, gender, phone, card_no?}``: add the
-  caller to the archive and link them; answers the new customer's card.
+- ``POST /me/calls/{linkedid}/new-customer`` ``{name, gender, phone?, card_no?}``: add the
+  caller to the archive with the call's own number (a ``phone`` given must be that number)
+  and link them; answers the new customer's card.
 - ``POST /me/calls/{linkedid}/wrapup`` ``{code, note}``: the wrap-up code and note.
-- ``POST /me/complaints`` ``{customer_id, content, linkedid?}``: take a complaint.
+- ``POST /me/complaints`` ``{customer_id, content, linkedid}``: take a complaint on a call,
+  for a customer on that call (:mod:`crm_bridge.call_parties`; supervisors take the others on
+  their complaint pages).
 - ``POST /me/click-to-call`` ``{customer_id, phone}``: ring the user's first extension, then
   the customer's number (one of the customer's own numbers).
 
@@ -46,6 +49,7 @@ from crm_bridge.agent_work import (
     save_wrapup,
 )
 from crm_bridge.auth import SignedInUser, require_role
+from crm_bridge.call_parties import customers_on_call, party_number
 from crm_bridge.customer_card import CustomerCard, build_cards
 from crm_bridge.db.models import MAX_NOTE_CHARS, Customer, CustomerPhone
 from crm_bridge.phones import normalize_phone
@@ -53,6 +57,7 @@ from crm_bridge.users import UserInputError
 from crm_bridge.web_users import MAX_ROW_ID
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiActionLost, AmiActionTimeout, AmiNotConnected
+from telephony.call_events import CallRecord
 
 if TYPE_CHECKING:
     from crm_bridge.app import Runtime
@@ -93,6 +98,21 @@ async def _rung_now(runtime: RuntimeDep) -> dict[str, set[str]]:
 Rang = Annotated[dict[str, set[str]], Depends(_rung_now)]
 
 
+async def _live_calls(runtime: RuntimeDep) -> dict[str, CallRecord]:
+    """The calls in progress by Linkedid, copied on the event loop (see :func:`_rung_now`)."""
+    return {
+        call.linkedid: call.snapshot()
+        for link in runtime.bridge.links
+        for call in link.tracker.active_calls()
+    }
+
+
+LiveCalls = Annotated[dict[str, CallRecord], Depends(_live_calls)]
+NOT_ON_CALL = "该客户不在这通电话上 / This customer is not on this call"
+NOT_THE_CALLERS_NUMBER = "只能登记这通电话的号码 / Only the number of this call can be saved"
+NO_NUMBER_ON_CALL = "这通电话没有可登记的号码 / This call has no number to save"
+
+
 # ------------------------------------------------------------------------------- bodies
 
 
@@ -111,7 +131,11 @@ class LinkOut(BaseModel):
 class NewCustomerIn(BaseModel):
     name: str = Field(max_length=MAX_TEXT_FIELD, description="姓名 (required)")
     gender: str | None = Field(default=None, max_length=8, description="M 男 / F 女")
-    phone: str = Field(max_length=64, description="any form: 138 0013 8000, +86…, 010-…")
+    phone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the call's own number (any form); left out: taken from the call",
+    )
     card_no: str | None = Field(
         default=None, max_length=MAX_TEXT_FIELD, description="卡号; generated when left out"
     )
@@ -139,7 +163,7 @@ class WrapupOut(BaseModel):
 class ComplaintIn(BaseModel):
     customer_id: CustomerId
     content: str = Field(max_length=MAX_TEXT_FIELD)
-    linkedid: str | None = Field(default=None, pattern=LINKEDID_PATTERN)
+    linkedid: str = Field(pattern=LINKEDID_PATTERN, description="the call it was said on")
 
 
 class ComplaintOut(BaseModel):
@@ -181,6 +205,38 @@ def _check_call(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_SUCH_CALL)
 
 
+def check_customer_on_call(
+    session: Session,
+    linkedid: str,
+    customer_id: int,
+    live: dict[str, CallRecord],
+    runtime: Runtime,
+) -> None:
+    """400 unless the customer is on the call (the caller has been checked to be the
+    agent's with :func:`_check_call` first)."""
+    number = party_number(session, linkedid, live.get(linkedid), runtime.numbers)
+    if customer_id not in customers_on_call(session, linkedid, number):
+        raise _input_error(UserInputError({"customer_id": NOT_ON_CALL}))
+
+
+def _callers_number(
+    session: Session,
+    linkedid: str,
+    given: str | None,
+    live: dict[str, CallRecord],
+    runtime: Runtime,
+) -> str:
+    """The number a new caller is saved with: the call's own; one typed must be it."""
+    number = party_number(session, linkedid, live.get(linkedid), runtime.numbers)
+    if number is None:
+        raise UserInputError({"phone": NO_NUMBER_ON_CALL})
+    if given is not None and given.strip():
+        typed = normalize_phone(given, runtime.numbers.region, runtime.numbers.outside_line_prefix)
+        if typed.e164 != number:
+            raise UserInputError({"phone": NOT_THE_CALLERS_NUMBER})
+    return number
+
+
 def _customers_number(session: Session, customer_id: int, phone: str, runtime: Runtime) -> str:
     """The E.164 form of ``phone``, which must be one of the customer's numbers."""
     numbers = runtime.numbers
@@ -214,7 +270,12 @@ def agent_api_router() -> APIRouter:
 
     @router.post("/calls/{linkedid}/new-customer", summary="Add the caller to the archive")
     def post_new_customer(
-        linkedid: LinkedId, body: NewCustomerIn, user: AgentUser, runtime: RuntimeDep, rang: Rang
+        linkedid: LinkedId,
+        body: NewCustomerIn,
+        user: AgentUser,
+        runtime: RuntimeDep,
+        rang: Rang,
+        live: LiveCalls,
     ) -> NewCustomerOut:
         settings = runtime.settings
         with _work(runtime) as session:
@@ -224,7 +285,7 @@ def agent_api_router() -> APIRouter:
                 linkedid,
                 name=body.name,
                 gender=body.gender,
-                phone_raw=body.phone,
+                phone_raw=_callers_number(session, linkedid, body.phone, live, runtime),
                 card_no=body.card_no,
                 agent=user.username,
                 region=settings.number_region,
@@ -249,13 +310,13 @@ def agent_api_router() -> APIRouter:
         label = WRAPUP_LABELS[body.code]
         return WrapupOut(linkedid=linkedid, wrapup_code=body.code, wrapup_label=label, note=note)
 
-    @router.post("/complaints", summary="Take a complaint (on a call, or not)")
+    @router.post("/complaints", summary="Take a complaint said on a call, for its customer")
     def post_complaint(
-        body: ComplaintIn, user: AgentUser, runtime: RuntimeDep, rang: Rang
+        body: ComplaintIn, user: AgentUser, runtime: RuntimeDep, rang: Rang, live: LiveCalls
     ) -> ComplaintOut:
         with _work(runtime) as session:
-            if body.linkedid is not None:
-                _check_call(session, body.linkedid, user, rang)
+            _check_call(session, body.linkedid, user, rang)
+            check_customer_on_call(session, body.linkedid, body.customer_id, live, runtime)
             complaint_id = open_complaint(
                 session, body.customer_id, body.content, user.username, body.linkedid
             )

@@ -13,7 +13,9 @@ Routes (pages and forms are left out of the OpenAPI document):
 - ``GET /me/campaigns``: preview campaigns, each with the next customer who may be called now;
   ``POST /me/campaigns/{id}/targets/{target_id}/dial``: ring the agent's phone, then that
   customer (checked again, its attempt committed first).
-- ``POST /me/opt-out`` ``{customer_id, note}``: an agent records an opt-out said on a call.
+- ``POST /me/opt-out`` ``{customer_id, linkedid, note}``: an agent records an opt-out said on a
+  call that rang them, for a customer on that call (admins record the others on
+  ``/admin/do-not-call``).
 - ``GET /me/campaign-calls/{linkedid}``: the campaign and customer of an agent-mode call
   that rang the agent (404 otherwise); ``POST /me/campaign-calls/{linkedid}/visit``
   ``{place, visited_at, opinions, suggestions}``: the return-visit form, saved as a visit record.
@@ -71,7 +73,16 @@ from crm_bridge.db.models import (
 )
 from crm_bridge.exports import to_csv, to_xlsx
 from crm_bridge.phones import mask_phone, normalize_phone
-from crm_bridge.web_agent_api import AMI_DOWN, AMI_NO_ANSWER, ORIGINATE_REFUSED, CustomerId
+from crm_bridge.web_agent_api import (
+    AMI_DOWN,
+    AMI_NO_ANSWER,
+    LINKEDID_PATTERN,
+    NO_SUCH_CALL,
+    ORIGINATE_REFUSED,
+    CustomerId,
+    LiveCalls,
+    check_customer_on_call,
+)
 from crm_bridge.web_users import PAGE_HEADERS, ROLE_LABELS, TEMPLATES_DIR, RowId
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiActionLost, AmiActionTimeout, AmiNotConnected
@@ -566,9 +577,19 @@ def campaigns_router() -> APIRouter:
         tags=["agent"],
         summary="The customer asked on the call not to be called by campaigns",
     )
-    def agent_opt_out(request: Request, body: OptOutIn, user: AgentUser) -> dict[str, int]:
+    def agent_opt_out(
+        request: Request, body: OptOutIn, user: AgentUser, rang: Rang, live: LiveCalls
+    ) -> dict[str, int]:
         try:
             with runtime(request).sessions.begin() as session:
+                may = agent_may_act(
+                    session, body.linkedid, user.extensions, lambda lid: rang.get(lid, set())
+                )
+                if not may:
+                    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_SUCH_CALL)
+                check_customer_on_call(
+                    session, body.linkedid, body.customer_id, live, runtime(request)
+                )
                 store.opt_out(session, body.customer_id, "call", body.note, user.username)
         except store.CampaignError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
@@ -763,6 +784,7 @@ class CampaignCallOut(BaseModel):
 
 class OptOutIn(BaseModel):
     customer_id: CustomerId
+    linkedid: str = Field(pattern=LINKEDID_PATTERN, description="the call it was said on")
     note: str | None = Field(default=None, max_length=256)
 
 

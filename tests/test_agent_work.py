@@ -28,9 +28,18 @@ from crm_bridge.auth import SESSION_COOKIE, SessionCodec
 from crm_bridge.call_log import CallLog, NumberRules
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
-from crm_bridge.db.models import Call, CallNote, Complaint, Customer, CustomerPhone, User
+from crm_bridge.db.models import (
+    Call,
+    CallNote,
+    Complaint,
+    Customer,
+    CustomerOptOut,
+    CustomerPhone,
+    User,
+)
 from crm_bridge.settings import Settings
 from crm_bridge.users import UserInputError
+from crm_bridge.web_agent_api import NOT_THE_CALLERS_NUMBER
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.call_events import CallEnded
 from telephony.call_tracker import CallTracker
@@ -50,6 +59,8 @@ USERS = {  # name: (role, extensions)
     "zhou": ("scheduler", ["1003"]),
 }
 LIVE_LINKEDID = "1795346712.954"
+NEW_CALLER = "+8613900000001"
+"""The caller of the logged call ``L-wang``, whom the archive does not know."""
 """The call of ``a_inbound_answered_1001``, which rings agent 1001."""
 
 
@@ -278,7 +289,8 @@ def seed(database_url: str) -> None:
                              extensions=extensions))  # fmt: skip
         add_customer(session, "C1", "李四", FAMILY)
         add_customer(session, "C2", "李小四", FAMILY, "+8613900000009")
-        session.add(Call(linkedid="L-wang", server="default", direction="inbound", agent="1001"))
+        session.add(Call(linkedid="L-wang", server="default", direction="inbound", agent="1001",
+                         caller=NEW_CALLER))  # fmt: skip
     engine.dispose()
 
 
@@ -367,7 +379,7 @@ async def test_a_new_caller_gets_a_card_and_bad_input_writes_nothing(desk):
         detail = refused.json()["detail"]
         assert list(detail["errors"]) == [field]
         assert "/" in detail["errors"][field]  # zh-CN / English
-    wrong_shape = await wang.post("/me/calls/L-wang/new-customer", json={"name": "x"})
+    wrong_shape = await wang.post("/me/calls/L-wang/new-customer", json={"gender": "M"})
     assert wrong_shape.status_code == 422
     bad_code = await wang.post("/me/calls/L-wang/wrapup", json={"code": "chat"})
     assert bad_code.status_code == 400 and "咨询" in bad_code.json()["detail"]["message"]
@@ -498,3 +510,67 @@ async def test_the_clicked_call_is_logged_with_the_customer_the_agent_chose(desk
         call = session.scalars(sa.select(Call).where(Call.linkedid == channel_id)).one()
         assert call.customer_id == li_xiao_si
         assert call.offered_at <= datetime.now(UTC)
+
+
+# ------------------------------------------------------------------------------- on the call
+
+
+async def test_a_complaint_needs_a_call_of_mine_and_a_customer_on_it(desk):
+    wang = await desk.signed_in("wang")
+    li_si = desk.customer_id("C1")
+    body = {"customer_id": li_si, "content": "快递慢"}
+    assert (await wang.post("/me/complaints", json=body)).status_code == 422  # no call
+    refused = await wang.post("/me/complaints", json=body | {"linkedid": "L-wang"})
+    assert refused.status_code == 400
+    assert list(refused.json()["detail"]["errors"]) == ["customer_id"]
+    assert desk.count(Complaint) == 0
+    await wang.post("/me/calls/L-wang/customer", json={"customer_id": li_si})
+    taken = await wang.post("/me/complaints", json=body | {"linkedid": "L-wang"})
+    assert taken.status_code == 200, taken.text
+
+
+async def test_on_a_live_call_the_customers_of_the_callers_number_are_on_it(desk):
+    trace = load_trace(RECORDED_TRACES / "sip" / "a_inbound_answered_1001.ami")
+    await desk.simulator.play_events(trace.events[:60], speed=0, renumber=False)
+    bridge = desk.app.state.runtime.bridge
+    await wait_until(lambda: "1001" in agents_of_calls_in_progress(bridge).get(LIVE_LINKEDID, ()))
+    wang = await desk.signed_in("wang")
+    for card_no in ("C1", "C2"):  # a family phone: both are on the call
+        body = {"customer_id": desk.customer_id(card_no), "content": "x", "linkedid": LIVE_LINKEDID}
+        assert (await wang.post("/me/complaints", json=body)).status_code == 200, card_no
+    stranger = {"name": "王五", "phone": "13900000002"}
+    with desk.sessions.begin() as session:
+        other = add_customer(session, "C3", "赵六", "+8613900000002")
+    body = {"customer_id": other, "content": "x", "linkedid": LIVE_LINKEDID}
+    assert (await wang.post("/me/complaints", json=body)).status_code == 400
+    path = f"/me/calls/{LIVE_LINKEDID}/new-customer"
+    assert (await wang.post(path, json=stranger)).status_code == 400
+
+
+async def test_an_opt_out_needs_a_call_of_mine_and_a_customer_on_it(desk):
+    wang, li = await desk.signed_in("wang"), await desk.signed_in("li")
+    li_si = desk.customer_id("C1")
+    body = {"customer_id": li_si, "note": "不要再打"}
+    assert (await wang.post("/me/opt-out", json=body)).status_code == 422  # no call
+    on_call = body | {"linkedid": "L-wang"}
+    assert (await li.post("/me/opt-out", json=on_call)).status_code == 404  # not li's call
+    assert (await wang.post("/me/opt-out", json=on_call)).status_code == 400  # not on it
+    assert desk.count(CustomerOptOut) == 0
+    await wang.post("/me/calls/L-wang/customer", json={"customer_id": li_si})
+    assert (await wang.post("/me/opt-out", json=on_call)).status_code == 200
+    assert desk.count(CustomerOptOut) == 1
+
+
+async def test_a_new_caller_is_saved_with_the_calls_own_number_only(desk):
+    wang = await desk.signed_in("wang")
+    other = await wang.post("/me/calls/L-wang/new-customer",
+                            json={"name": "王五", "phone": "139 0000 0002"})  # fmt: skip
+    assert other.status_code == 400
+    assert other.json()["detail"]["errors"] == {"phone": NOT_THE_CALLERS_NUMBER}
+    assert desk.count(Customer) == 2
+    taken = await wang.post("/me/calls/L-wang/new-customer", json={"name": "王五"})
+    assert taken.status_code == 200, taken.text
+    assert [p["number_e164"] for p in taken.json()["card"]["phones"]] == [NEW_CALLER]
+    same = await wang.post("/me/calls/L-wang/new-customer",
+                           json={"name": "王五", "phone": "0086 139-0000-0001"})  # fmt: skip
+    assert same.status_code == 200

@@ -353,7 +353,7 @@
   }
 
   // An opt-out the customer said on the call: asked for confirmation, then recorded.
-  function optOutButton(campaign) {
+  function optOutButton(campaign, linkedid) {
     const error = errorLine();
     const button = el("button", { type: "button", class: "opt-out" }, bi("客户要求不再接收活动电话 Customer opts out"));
     const box = el("div", { class: "opt-out-box" }, button, error);
@@ -362,7 +362,7 @@
       showError(error, "");
       button.disabled = true;
       const note = "通话中要求（" + campaign.name + "） / Asked on the call";
-      const result = await postJson("/me/opt-out", { customer_id: campaign.customer_id, note });
+      const result = await postJson("/me/opt-out", { customer_id: campaign.customer_id, linkedid, note });
       if (!result.ok) {
         button.disabled = false;
         return showError(error, result.message);
@@ -373,7 +373,7 @@
   }
 
   function campaignView(campaign, linkedid) {
-    return el("div", { class: "campaign-call" }, visitForm(linkedid), optOutButton(campaign));
+    return el("div", { class: "campaign-call" }, visitForm(linkedid), optOutButton(campaign, linkedid));
   }
 
   function lookupView(lookup, linkedid) {
