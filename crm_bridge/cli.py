@@ -85,7 +85,7 @@ def demo(
     for user in demo_users:
         extensions = f" ({', '.join(user.extensions)})" if user.extensions else ""
         typer.echo(f"  {user.username:<11} {user.role}{extensions}")
-    typer.echo(f"OpenAPI: http://{host}:{port}/docs")
+    typer.echo(f"OpenAPI: http://{host}:{port}/openapi.json (token or supervisor/admin)")
     typer.echo(f"API token for this run: {token}")
     typer.echo(f'  curl -H "Authorization: Bearer {token}" http://{host}:{port}/api/calls')
     _run(settings, host, port)

@@ -154,8 +154,8 @@ class Settings(BaseSettings):
     """Behind a TLS proxy: every cookie gets the Secure flag and every answer HSTS, whatever
     scheme the request reached this process with."""
     api_docs: bool = False
-    """Serve ``/docs``, ``/redoc`` and ``/openapi.json`` (to signed-in supervisors and admins
-    only). The demo turns it on."""
+    """Serve ``/openapi.json``, to the API token and signed-in supervisors and admins only (no
+    Swagger UI or ReDoc page: they load their code from a CDN). The demo turns it on."""
     demo: bool = False
     demo_speed: float = Field(default=1.0, gt=0, le=1000)
     """How much faster than recorded the demo replays its calls."""
