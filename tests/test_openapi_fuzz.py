@@ -476,7 +476,10 @@ def refused_by_the_guard(response) -> bool:
         "application/json"
     ):
         return False
-    return all(error.get("msg") == CONTROL_CHARACTER for error in response.json()["detail"])
+    detail = response.json().get("detail")
+    return isinstance(detail, list) and all(
+        isinstance(error, dict) and error.get("msg") == CONTROL_CHARACTER for error in detail
+    )
 
 
 def expect(case, credential: Credential, response, allowed: frozenset[str], published: bool):
