@@ -10,6 +10,7 @@ through what users see: the pop socket, the JSON API, the supervisor's pages, th
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -17,7 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from test_pops import ACCOUNTS, Site, next_frame, seed, served
+from test_pops import ACCOUNTS, Site, seed, served
 
 from crm_bridge.app import create_app
 from crm_bridge.settings import Settings
@@ -94,7 +95,7 @@ async def logged_call(origin: str, **filters: str) -> dict:
     async with api(origin) as client:
         deadline = asyncio.get_running_loop().time() + WAIT
         while True:
-            calls = (await client.get("/api/calls", params=filters)).json()
+            calls = (await client.get("/api/calls", params=filters)).json()["calls"]
             if calls:
                 assert len(calls) == 1, calls
                 return calls[0]
@@ -103,10 +104,13 @@ async def logged_call(origin: str, **filters: str) -> dict:
 
 
 async def frame_of_state(ws, state: str, skip=("ping", "bridge")) -> dict:
-    """The next frame on ``ws`` whose call state is ``state`` (earlier ones are dropped)."""
+    """The next frame on ``ws`` whose call state is ``state`` (earlier ones are dropped); real
+    calls take their time, so this waits up to ``WAIT``."""
+    deadline = asyncio.get_running_loop().time() + WAIT
     while True:
-        frame = await asyncio.wait_for(next_frame(ws, skip), WAIT)
-        if frame.get("state") == state:
+        left = deadline - asyncio.get_running_loop().time()
+        frame = json.loads(await asyncio.wait_for(ws.recv(), max(left, 0.01)))
+        if frame["type"] not in skip and frame.get("state") == state:
             return frame
 
 
