@@ -50,7 +50,7 @@ def kit_settings(data_dir: Path, info: Mapping, **extra: object) -> Settings:
     )
 
 
-def serve_environment(settings: Settings, port: int) -> dict[str, str]:
+def serve_environment(settings: Settings) -> dict[str, str]:
     """The ``CALLBRIDGE_*`` variables that make ``callbridge serve`` run these settings."""
     values = {
         "DATA_DIR": settings.data_dir,
@@ -67,8 +67,6 @@ def serve_environment(settings: Settings, port: int) -> dict[str, str]:
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBRIDGE_")}
     env |= {f"CALLBRIDGE_{key}": str(value) for key, value in values.items()}
-    env["CALLBRIDGE_CONFIG"] = os.devnull
-    del port
     return env
 
 
