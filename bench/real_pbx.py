@@ -16,7 +16,8 @@ AMI account, as ``tests/test_realpbx_*.py`` do. Measured:
   in step again (logged in, FullyBooted seen, resynced), and from the bridge's loss of the
   connection to that.
 * ``service_restart``: ``callbridge serve`` killed (SIGKILL) and started again: from the start of
-  the new process to its ``/health`` saying the AMI connection is up and resynced.
+  the new process, and from its first answer over HTTP (imports, migrations and the journal
+  replay are behind it), to its ``/health`` saying the AMI connection is up and resynced.
 
 Usage: ``python bench/real_pbx.py [--calls N] [--port-offset N]``. The last line is one JSON
 object.
@@ -113,7 +114,7 @@ async def served(app, port: int):
 
 
 async def cookie(origin: str) -> str:
-    async with httpx.AsyncClient(base_url=origin) as client:
+    async with httpx.AsyncClient(base_url=f"http://{origin}") as client:
         page = await client.get("/login")
         token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
         await client.post("/login", data={"username": "desk", "password": PASSWORD,
@@ -133,7 +134,7 @@ async def frames(ws, until_state: str) -> list[tuple[float, float, dict]]:
 
 async def answered_at(origin: str, linkedid: str) -> float:
     bearer = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(base_url=origin, headers=bearer) as c:
+    async with httpx.AsyncClient(base_url=f"http://{origin}", headers=bearer) as c:
         for _ in range(300):
             calls = (await c.get("/api/calls", params={"limit": 200})).json()["calls"]
             for call in calls:
@@ -175,7 +176,9 @@ async def pbx_restart(bridge) -> tuple[float, float]:
     return back - started, back - lost
 
 
-async def service_restart(settings: Settings) -> float:
+async def service_restart(settings: Settings) -> tuple[float, float]:
+    """From the new process's start, and from its first answer over HTTP (the app is up, the
+    bridge connecting), to its ``/health`` saying it is in step."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBRIDGE_")}
     env |= {"CALLBRIDGE_DATA_DIR": str(settings.data_dir),
             "CALLBRIDGE_DATABASE_URL": settings.database_url,
@@ -193,20 +196,23 @@ async def service_restart(settings: Settings) -> float:
     started = time.monotonic()
     second = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        await healthy(port, second)
-        return time.monotonic() - started
+        answering = await healthy(port, second)
+        return time.monotonic() - started, time.monotonic() - answering
     finally:
         second.terminate()
         second.wait(20)
 
 
-async def healthy(port: int, process: subprocess.Popen) -> None:
+async def healthy(port: int, process: subprocess.Popen) -> float:
+    """Wait for ``/health`` to say ok; return when the service first answered at all."""
+    answering = None
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
         while process.poll() is None:
             try:
                 health = (await client.get("/health")).json()
+                answering = answering or time.monotonic()
                 if health["status"] == "ok":
-                    return
+                    return answering
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
             await asyncio.sleep(0.01)
@@ -236,7 +242,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict:
         "ami_to_pop_ms": summary(latencies),
         "pbx_restart_to_in_step_ms": summary([r[0] for r in restarts]),
         "pbx_lost_to_in_step_ms": summary([r[1] for r in restarts]),
-        "service_start_to_in_step_ms": summary(service),
+        "service_start_to_in_step_ms": summary([s[0] for s in service]),
+        "service_answering_to_in_step_ms": summary([s[1] for s in service]),
         "calls": args.calls,
         "ring_seconds": args.ring,
         "asterisk": info["asterisk"].split(" built")[0],
