@@ -346,6 +346,7 @@ ACTION_CLASSES = {
     "Events": set(),
     "Originate": {"originate"},
     "CoreShowChannels": {"system", "reporting"},
+    "Getvar": {"call", "reporting"},
 }
 NEEDED_EVENTS = {
     "Newchannel", "Newstate", "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave", "Hangup",
