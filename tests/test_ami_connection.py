@@ -427,7 +427,8 @@ class BootingAsterisk:
     """An AMI peer on a real socket that accepts the login of an Asterisk still booting: no
     ``FullyBooted`` until :meth:`boot`, then the list of no channels to ``CoreShowChannels``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, may_list_channels: bool = True) -> None:
+        self.may_list_channels = may_list_channels
         self.actions: list[str] = []
         self.booted = asyncio.Event()
         self.server: asyncio.Server | None = None
@@ -461,6 +462,9 @@ class BootingAsterisk:
         if headers["Action"] == "Login":
             writer.write(f"{reply}Message: Authentication accepted\r\n\r\n".encode())
             self._tasks.add(asyncio.create_task(self._fully_booted(writer)))
+        elif headers["Action"] == "CoreShowChannels" and not self.may_list_channels:
+            writer.write(f"Response: Error\r\nActionID: {headers['ActionID']}\r\n"
+                         "Message: Permission denied\r\n\r\n".encode())  # fmt: skip
         elif headers["Action"] == "CoreShowChannels":
             writer.write(f"{reply}EventList: start\r\nMessage: Channels will follow\r\n\r\n"
                          f"Event: CoreShowChannelsComplete\r\nActionID: {headers['ActionID']}"
@@ -498,3 +502,33 @@ async def test_a_session_without_system_events_does_not_wait_for_fully_booted() 
         finally:
             pbx.booted.set()
             await conn.stop()
+
+
+async def test_each_session_logs_under_its_purpose_and_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="telephony.ami_connection")
+    async with BootingAsterisk() as pbx:
+        pbx.booted.set()
+        config = make_config(pbx.port, name="pbx2", purpose="dialer")
+        conn = AmiConnection(config, on_event=lambda _: None)
+        await conn.start()
+        try:
+            await until(lambda: conn.state is CONNECTED)
+        finally:
+            await conn.stop()
+    assert "AMI dialer@pbx2: connected" in caplog.text
+    assert "AMI default" not in caplog.text and repr(conn).startswith("<AmiConnection dialer@pbx2")
+
+
+async def test_a_refused_resync_names_the_write_class_it_needs() -> None:
+    async with BootingAsterisk(may_list_channels=False) as pbx:
+        pbx.booted.set()
+        conn = AmiConnection(make_config(pbx.port), on_event=lambda _: None)
+        await conn.start()
+        try:
+            await until(lambda: conn.last_error is not None)
+        finally:
+            await conn.stop()
+    assert "Permission denied" in conn.last_error and "write=reporting" in conn.last_error
+    assert "read=" not in conn.last_error
