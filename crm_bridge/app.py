@@ -180,6 +180,7 @@ async def _start(settings: Settings) -> Runtime:
         received_at=lambda: bridge.event_rx,
         campaign_lookup=database_campaign_lookup(sessions, zone=settings.zone),
         on_pop_latency=pop_latency.observe,
+        to_e164=numbers.to_e164,
     )
     pop_relay = _start_pop_relay(settings, bridge, pops)  # first: relayed before any lookup
     bridge.subscribe(pops.on_event)

@@ -26,13 +26,16 @@ from sqlalchemy.exc import OperationalError
 from crm_bridge.call_journal import CallJournal
 from crm_bridge.call_log import CallLog
 from telephony.ami_codec import EventSieve
-from telephony.ami_connection import AmiConfig, AmiConnection, AmiState
-from telephony.call_events import CallEnded, CallRecord, DomainEvent
+from telephony.ami_connection import AmiConfig, AmiConnection, AmiError, AmiState
+from telephony.call_events import CallEnded, CallOffered, CallRecord, DomainEvent
 from telephony.call_tracker import CallTracker, TrackerPolicy
 
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[DomainEvent], None]
+
+CALL_VARIABLES = ("CC_RECFILE", "CAMPAIGN")
+"""Read back from Asterisk for the calls a resync adopts (see ``_read_call_variables``)."""
 
 ATTEMPTS_WHILE_STOPPING = 3
 """A call is retried (0.5 s doubling to 10 s) for as long as the database is away; only once
@@ -160,6 +163,35 @@ class BridgeService:
         if lost:
             log.warning("%s: %d call(s) ended while the bridge was away", link.config.name, lost)
         self._publish(domain_events)
+        adopted = {e.call.linkedid for e in domain_events if isinstance(e, CallOffered)}
+        origins = [ch for ch in channels if ch.get("Uniqueid") in adopted]
+        if origins:
+            self._track(asyncio.ensure_future(self._read_call_variables(link, origins)))
+
+    async def _read_call_variables(
+        self, link: ServerLink, origins: list[dict[str, str]]
+    ) -> None:
+        """The variables the tracker takes from VarSet events (the recording's file name, the
+        campaign) of calls a resync found already going: their VarSets came before we were
+        there, so Asterisk is asked for them (``Getvar``, allowed by ``write=reporting``) and
+        the tracker hears them as it would have. The dialplan sets them on the call's first
+        channel (``dialplans/extensions_callbridge.conf``)."""
+        connection = link.connection
+        assert connection is not None
+        for channel in origins:
+            for variable in CALL_VARIABLES:
+                try:
+                    response = await connection.send_action(
+                        "Getvar", [("Channel", channel["Channel"]), ("Variable", variable)]
+                    )
+                except AmiError as exc:
+                    log.warning("%s: Getvar %s failed: %s", link.config.name, variable, exc)
+                    return
+                value = str(response.get("Value", "")) if response.success else ""
+                if value:
+                    self._on_event(link, {"Event": "VarSet", "Uniqueid": channel["Uniqueid"],
+                                          "Variable": variable, "Value": value,
+                                          "_rx": time.time()})  # fmt: skip
 
     def _on_state(self, link: ServerLink, state: AmiState) -> None:
         link.state = state

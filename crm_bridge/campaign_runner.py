@@ -266,10 +266,10 @@ async def start_runner(
     server: AmiConfig,
     calls_in_progress: Callable[[], Iterable[str] | None] = frozenset,
 ) -> CampaignRunner:
-    """The runner of the app: its dialer on its own AMI session to ``server`` (call events
-    only), capped and paced by the settings."""
+    """The runner of the app: its dialer on its own AMI session to ``server`` (call events, and
+    system for FullyBooted and Shutdown), capped and paced by the settings."""
     dialer = Dialer(
-        dataclasses.replace(server, events="call"),
+        dataclasses.replace(server, events="call,system", purpose="dialer"),
         max_concurrent=settings.campaign_max_concurrent,
         calls_per_second=settings.campaign_calls_per_second,
     )

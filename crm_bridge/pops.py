@@ -93,11 +93,13 @@ def number_to_look_up(call: CallRecord) -> str | None:
     return call.callee if call.direction is Direction.OUTBOUND else call.caller
 
 
-def call_summary(call: CallRecord) -> Frame:
+def call_summary(call: CallRecord, to_e164: Callable[[str | None], str | None]) -> Frame:
+    """The call as the card shows it: numbers in E.164, as in the call log (an extension
+    stays as it is)."""
     return {
-        "caller": call.caller,
+        "caller": to_e164(call.caller),
         "caller_name": call.caller_name,
-        "callee": call.callee,
+        "callee": to_e164(call.callee),
         "direction": str(call.direction) if call.direction else None,
         "queue": call.queue,
     }
@@ -201,12 +203,15 @@ class PopHub:
         received_at: Callable[[], float | None] = lambda: None,
         campaign_lookup: CampaignLookup | None = None,
         on_pop_latency: Callable[[float], None] | None = None,
+        to_e164: Callable[[str | None], str | None] = lambda number: number,
     ) -> None:
         """``received_at`` tells, while :meth:`on_event` runs, when the AMI event behind the
         domain event arrived (``BridgeService.event_rx``); without ``campaign_lookup`` every
         call is looked up by its number. ``on_pop_latency`` hears, for each pop frame queued
-        for a page, the seconds since its AMI event's bytes arrived (``/metrics``)."""
+        for a page, the seconds since its AMI event's bytes arrived (``/metrics``). ``to_e164``
+        writes the numbers of the frames' call summary (``NumberRules.to_e164``)."""
         self._lookup = lookup
+        self._to_e164 = to_e164
         self._campaign_lookup = campaign_lookup
         self._bridge_state = bridge_state
         self._clock = clock
@@ -442,7 +447,7 @@ class PopHub:
             "state": "missed" if missed else active.state,
             "by_agent": active.by_agent,
             "mine": self._mine(active, connection),
-            "call": call_summary(active.call),
+            "call": call_summary(active.call, self._to_e164),
             "lookup": active.lookup,
             "campaign": active.campaign,
             "sent_at": self._clock(),

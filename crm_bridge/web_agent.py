@@ -69,6 +69,7 @@ def agent_router() -> APIRouter:
             "csrf_token": user.csrf_token,
             "role_labels": ROLE_LABELS,
             "extensions": user.extensions,
+            "timezone": request.app.state.runtime.settings.timezone,
         }
         return templates.TemplateResponse(
             request, "agent.html", context, headers=AGENT_PAGE_HEADERS

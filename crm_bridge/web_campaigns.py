@@ -633,12 +633,15 @@ def campaigns_router() -> APIRouter:
     def post_visit(
         request: Request, linkedid: LinkedId, body: VisitIn, user: AgentUser, rang: Rang
     ) -> dict[str, int]:
+        visited_at = body.visited_at or datetime.now(UTC)
+        if visited_at.tzinfo is None:  # the form's time: the center's wall clock
+            visited_at = visited_at.replace(tzinfo=runtime(request).settings.zone)
         with runtime(request).sessions.begin() as session:
             _, customer_id = campaign_call(session, linkedid, user, rang)
             call_id = session.scalar(select(Call.id).where(Call.linkedid == linkedid))
             visit = VisitRecord(
                 customer_id=customer_id,
-                visited_at=body.visited_at or datetime.now(UTC),
+                visited_at=visited_at,
                 place=_blank(body.place),
                 channel="phone",
                 opinions=_blank(body.opinions),
@@ -793,6 +796,7 @@ class VisitIn(BaseModel):
 
     place: str | None = Field(default=None, max_length=128)
     visited_at: datetime | None = None
+    """Without an offset: the center's time (the form shows the center's clock)."""
     opinions: str | None = Field(default=None, max_length=2000)
     suggestions: str | None = Field(default=None, max_length=2000)
 

@@ -68,7 +68,7 @@ _LIST_ENDS = ("complete", "cancelled")  # astman_send_list_complete / a list cut
 class AmiState(StrEnum):
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"
-    CONNECTED = "connected"  # logged in and resynced
+    CONNECTED = "connected"  # logged in, Asterisk fully booted, resynced
     AUTH_FAILED = "auth_failed"
     STOPPED = "stopped"
 
@@ -103,6 +103,8 @@ class AmiConfig:
     username: str
     secret: str = field(repr=False)
     name: str = "default"
+    purpose: str = "bridge"
+    """What the session is for (``bridge``, ``dialer``): two sessions to one server log apart."""
     use_tls: bool = False
     ssl_context: ssl.SSLContext | None = None
     connect_timeout: float = 5.0
@@ -112,6 +114,12 @@ class AmiConfig:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     events: str = "on"
+    wait_fully_booted: bool = True
+    boot_timeout: float = 60.0
+    """Report ``connected`` only once Asterisk has sent ``FullyBooted`` (it does at once after
+    the login of a booted Asterisk, and when the boot ends for a login during the boot). Needs
+    ``system`` in the account's ``read=``; a session whose ``events`` leave out ``system`` never
+    gets it and does not wait."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -120,6 +128,7 @@ class AmiConfig:
             "ping_interval",
             "ping_timeout",
             "backoff_initial",
+            "boot_timeout",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"AmiConfig.{name} must be positive")
@@ -129,6 +138,11 @@ class AmiConfig:
             raise ValueError("AmiConfig.port must be 1..65535")
         # Refuse now, not at every reconnect, a login Asterisk would misread (never echoes it).
         encode_action("Login", self._login_headers())
+
+    @property
+    def label(self) -> str:
+        """How logs name this session: its purpose and server (``bridge@default``)."""
+        return f"{self.purpose}@{self.name}"
 
     def _login_headers(self) -> list[tuple[str, str]]:
         return [("Username", self.username), ("Secret", self.secret), ("Events", self.events)]
@@ -150,6 +164,12 @@ class _Pending:
     response: Message | None = None
     items: list[AmiEvent] = field(default_factory=list)
     on_complete: Callable[[Message, list[AmiEvent]], None] | None = None
+
+
+def _sends_system_events(events: str) -> bool:
+    """Whether a Login with this ``Events:`` value gets the ``system`` class (FullyBooted)."""
+    wanted = {part.strip().lower() for part in events.split(",")}
+    return bool(wanted & {"on", "all", "system"})
 
 
 def _message(pairs: list[tuple[str, str]]) -> Message:
@@ -333,9 +353,10 @@ class _Session:
 class AmiConnection:
     """A supervised AMI client: login, resync, events, actions, keepalive, reconnect.
 
-    ``await start()`` returns at once; a supervisor task connects, logs in, runs
-    ``CoreShowChannels`` and calls ``on_resync(channels, started_at)`` (``started_at`` is the
-    ``time.time()`` taken just before the request), then the state becomes ``connected``. After
+    ``await start()`` returns at once; a supervisor task connects, logs in, waits for
+    ``FullyBooted`` (unless ``config.wait_fully_booted`` is off), runs ``CoreShowChannels``
+    and calls ``on_resync(channels, started_at)`` (``started_at`` is the ``time.time()`` taken
+    just before the request), then the state becomes ``connected``. After
     EOF, a socket error, ``Event: Shutdown`` or a missed ``Ping`` it reconnects with capped,
     jittered exponential back-off; the delays chosen are kept in :attr:`reconnect_delays`.
 
@@ -366,9 +387,10 @@ class AmiConnection:
         self._ids = itertools.count(1)
         self._id_token = secrets.token_hex(3)
         self._rng = random.Random()
+        self._booted = asyncio.Event()
 
     def __repr__(self) -> str:
-        return f"<AmiConnection {self.config.name} {self._where} {self._state}>"
+        return f"<AmiConnection {self.config.label} {self._where} {self._state}>"
 
     @property
     def state(self) -> AmiState:
@@ -388,7 +410,7 @@ class AmiConnection:
     async def start(self) -> None:
         if self._task is None:
             self._stopping.clear()
-            self._task = asyncio.create_task(self._supervise(), name=f"ami-{self.config.name}")
+            self._task = asyncio.create_task(self._supervise(), name=f"ami-{self.config.label}")
 
     async def stop(self) -> None:
         """Log off (when logged in), close the socket and stop reconnecting."""
@@ -444,7 +466,7 @@ class AmiConnection:
     def _connected_session(self) -> _Session:
         session = self._session
         if self._state is not AmiState.CONNECTED or session is None or not session.open:
-            raise AmiNotConnected(f"AMI {self.config.name} is {self._state}")
+            raise AmiNotConnected(f"AMI {self.config.label} is {self._state}")
         return session
 
     async def _exchange(
@@ -487,7 +509,7 @@ class AmiConnection:
             delay = self._backoff_delay(failures)
             failures += 1
             self.reconnect_delays.append(delay)
-            log.info("AMI %s: reconnecting in %.2f s", self.config.name, delay)
+            log.info("AMI %s: reconnecting in %.2f s", self.config.label, delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
@@ -502,7 +524,7 @@ class AmiConnection:
         except (OSError, ssl.SSLError, AmiError, AmiProtocolError) as exc:
             return AmiState.DISCONNECTED, self._describe(exc), False
         except Exception as exc:  # a bug must not end the supervisor: log it and reconnect
-            log.exception("AMI %s: unexpected error in the session", self.config.name)
+            log.exception("AMI %s: unexpected error in the session", self.config.label)
             return AmiState.DISCONNECTED, self._describe(exc), False
         return AmiState.DISCONNECTED, reason, True
 
@@ -515,7 +537,9 @@ class AmiConnection:
         self._session = session
         session.start()
         try:
+            self._booted.clear()
             await self._login(session)
+            await self._wait_fully_booted(session)
             await self._resync(session)
             keepalive = asyncio.create_task(self._keepalive(session))
             try:
@@ -529,7 +553,7 @@ class AmiConnection:
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         cfg = self.config
         context = (cfg.ssl_context or ssl.create_default_context()) if cfg.use_tls else None
-        log.info("AMI %s: connecting to %s%s", cfg.name, self._where, " (TLS)" if context else "")
+        log.info("AMI %s: connecting to %s%s", cfg.label, self._where, " (TLS)" if context else "")
         try:
             async with asyncio.timeout(cfg.connect_timeout):
                 return await asyncio.open_connection(cfg.host, cfg.port, ssl=context)
@@ -542,7 +566,31 @@ class AmiConnection:
         if not response.success:
             refusal = self._scrub(str(response.get("Message", "")))
             raise AmiAuthFailed(f"login as {cfg.username!r} refused: {refusal}")
-        log.info("AMI %s: logged in to %s (%s)", cfg.name, self._where, session.framer.banner)
+        log.info("AMI %s: logged in to %s (%s)", cfg.label, self._where, session.framer.banner)
+
+    async def _wait_fully_booted(self, session: _Session) -> None:
+        """Until Asterisk says it is ready: a login during its boot succeeds before the modules
+        (queues, PJSIP) are loaded, and calls placed or listed then would fail or be missing."""
+        cfg = self.config
+        if not cfg.wait_fully_booted or not _sends_system_events(cfg.events):
+            return
+        if self._booted.is_set():
+            return
+        log.info("AMI %s: logged in, waiting for FullyBooted", cfg.label)
+        closed = asyncio.ensure_future(session.wait_closed())
+        booted = asyncio.ensure_future(self._booted.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {closed, booted}, timeout=cfg.boot_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            closed.cancel()
+            booted.cancel()
+        if booted not in done:
+            why = "the session ended" if closed in done else f"none within {cfg.boot_timeout:g} s"
+            raise AmiError(
+                f"no FullyBooted from Asterisk ({why}); the AMI user needs read=system"
+            )
 
     async def _resync(self, session: _Session) -> None:
         started_at = time.time()
@@ -550,7 +598,7 @@ class AmiConnection:
         def resynced(_response: Message, channels: list[AmiEvent]) -> None:
             # Runs in the reader, right after CoreShowChannelsComplete and before the next
             # frame: the tracker sees the snapshot exactly between the events around it.
-            log.info("AMI %s: resync found %d channel(s)", self.config.name, len(channels))
+            log.info("AMI %s: resync found %d channel(s)", self.config.label, len(channels))
             if self._on_resync is not None:
                 self._call_safely("on_resync", self._on_resync, channels, started_at)
             self._set_state(AmiState.CONNECTED)
@@ -561,7 +609,8 @@ class AmiConnection:
         if not response.success:
             refusal = self._scrub(str(response.get("Message", "")))
             raise AmiError(
-                f"CoreShowChannels refused ({refusal}); the AMI user needs read=reporting"
+                f"CoreShowChannels refused ({refusal}); the AMI user needs write=reporting "
+                "(or write=system)"
             )
 
     async def _keepalive(self, session: _Session) -> None:
@@ -574,7 +623,7 @@ class AmiConnection:
             except AmiActionTimeout:
                 log.warning(
                     "AMI %s: no answer to Ping within %g s, dropping the connection",
-                    cfg.name,
+                    cfg.label,
                     cfg.ping_timeout,
                 )
                 session.abort(f"no answer to Ping within {cfg.ping_timeout:g} s")
@@ -592,30 +641,32 @@ class AmiConnection:
 
     def _record_failure(self, state: AmiState, error: str) -> None:
         self.last_error = error
-        log.warning("AMI %s (%s): %s", self.config.name, self._where, error)
+        log.warning("AMI %s (%s): %s", self.config.label, self._where, error)
         self._set_state(state)
 
     def _set_state(self, state: AmiState) -> None:
         if state is self._state:
             return
         self._state = state
-        log.info("AMI %s: %s", self.config.name, state)
+        log.info("AMI %s: %s", self.config.label, state)
         if self._on_state is not None:
             self._call_safely("on_state", self._on_state, state)
 
     def _deliver_event(self, event: AmiEvent) -> None:
+        if event.get("Event") == "FullyBooted":
+            self._booted.set()
         try:
             self._on_event(event)
         except Exception:
             log.exception(
-                "AMI %s: on_event failed on a %s event", self.config.name, event.get("Event")
+                "AMI %s: on_event failed on a %s event", self.config.label, event.get("Event")
             )
 
     def _call_safely(self, what: str, callback: Callable[..., None], *args: Any) -> None:
         try:
             callback(*args)
         except Exception:
-            log.exception("AMI %s: %s failed", self.config.name, what)
+            log.exception("AMI %s: %s failed", self.config.label, what)
 
     def _describe(self, exc: BaseException) -> str:
         text = str(exc) or "no detail"

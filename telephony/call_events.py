@@ -31,6 +31,9 @@ class EndReason(StrEnum):
     """Every channel of the call hung up while we watched."""
     LOST_WHILE_DISCONNECTED = "lost_while_disconnected"
     """The call was gone when the bridge resynced after a reconnect; its end time is the resync."""
+    PBX_RESTART = "pbx_restart"
+    """Asterisk hung the call up because it was shutting down or restarting (a
+    ``SoftHangupRequest`` with Cause 4, or the call was gone after its ``Shutdown``)."""
 
 
 @dataclass(slots=True)

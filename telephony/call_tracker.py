@@ -54,6 +54,7 @@ Event = Mapping[str, str]
 STATE_RING = "4"
 OUTGOING_APPS = ("", "AppDial", "AppDial2")
 STATE_UP = "6"
+SOFTHANGUP_SHUTDOWN = "4"
 UNKNOWN_IDS = {"", "<unknown>", "<none>", "unknown", "anonymous"}
 RECORDING_VARIABLES = {"CC_RECFILE", "MIXMONITOR_FILENAME"}
 CAMPAIGN_VARIABLES = {"CAMPAIGN", "CC_CAMPAIGN"}
@@ -147,6 +148,11 @@ class _Call:
     originate_reason: str | None = None
     origin_up_at: float | None = None
     """When the originated channel was answered, kept until the direction is known."""
+    origin_dialled: str | None = None
+    """The number an Originate dialled for the first channel, the callee if that channel
+    turns out to be the customer's (not an agent's phone rung for a click-to-call)."""
+    cut_by_pbx_at: float | None = None
+    """When Asterisk began hanging the call up because it was shutting down."""
     last_rx: float = 0.0
 
 
@@ -192,6 +198,8 @@ class CallTracker:
             "OriginateResponse": self._on_originate_response,
             "BlindTransfer": self._on_blind_transfer,
             "AttendedTransfer": self._on_attended_transfer,
+            "SoftHangupRequest": self._on_soft_hangup_request,
+            "Shutdown": self._on_shutdown,
             "Hangup": self._on_hangup,
         }
 
@@ -230,9 +238,12 @@ class CallTracker:
         """Reconcile with a ``CoreShowChannels`` snapshot taken after a (re)connect.
 
         A call we knew whose channels are all gone ended while we were away: it is closed now,
-        marked ``lost_while_disconnected``, with the resync time as its end. Channels unknown to
-        us are adopted, so a call that began while we were away is tracked to its end. Calls
-        that saw an event after ``started_at`` are alive by that evidence and left alone.
+        marked ``lost_while_disconnected``, with the resync time as its end (``pbx_restart`` and
+        the time Asterisk began cutting it, when its ``Shutdown`` was seen). Channels unknown to
+        us are adopted, so a call that began while we were away (or before the bridge started)
+        is tracked to its end, rebuilt from what the snapshot shows of each of its channels
+        (see :meth:`_rebuild`). Calls that saw an event after ``started_at`` are alive by that
+        evidence and left alone.
         """
         snapshot = {ch["Uniqueid"]: ch for ch in channels if ch.get("Uniqueid")}
         # a call's first channel (its Uniqueid is the Linkedid) first: it tells the direction
@@ -247,11 +258,20 @@ class CallTracker:
             for uniqueid in gone:
                 call.live.discard(uniqueid)
                 self._channel_call.pop(uniqueid, None)
-            if not call.live:
+            if not call.live and call.cut_by_pbx_at is not None:
+                out.extend(self._end(linkedid, call.cut_by_pbx_at, EndReason.PBX_RESTART))
+            elif not call.live:
                 out.extend(self._end(linkedid, started_at, EndReason.LOST_WHILE_DISCONNECTED))
+        adopted: dict[str, list[Event]] = {}
         for uniqueid, channel in snapshot.items():
             if uniqueid not in self._channel_call:
                 out.extend(self._adopt(channel, started_at))
+                if channel["Linkedid"] in self._calls:
+                    adopted.setdefault(channel["Linkedid"], []).append(channel)
+        for linkedid, channels in adopted.items():
+            call = self._calls[linkedid]
+            if channels[0]["Uniqueid"] == call.origin:  # a call new to us, not a leg of one
+                out.extend(self._rebuild(call, channels, started_at))
         return out
 
     # ----------------------------------------------------------------- channel lifecycle
@@ -311,8 +331,41 @@ class CallTracker:
             out += self._decide(call, Direction.INBOUND, started)
         else:
             out += self._decide(call, Direction.OUTBOUND, started)
-        if ch.get("ChannelState") == STATE_UP and call.record.direction is Direction.OUTBOUND:
+        if (
+            ch.get("ChannelState") == STATE_UP
+            and call.record.direction is Direction.OUTBOUND
+            and call.customer_is_origin
+        ):
             call.record.answered_at = started
+        return out
+
+    def _rebuild(self, call: _Call, channels: list[Event], at: float) -> list[DomainEvent]:
+        """What a snapshot shows of a call first seen in it, its origin first: the queue its
+        customer waits in (application ``Queue``), the agents' phones (the other channels that
+        are not Local halves: rung, and answered when Up; each answered when it was created,
+        the nearest a snapshot tells) and, for a call an agent's phone placed, the customer's
+        channel and number (the agent's connected line). The domain events are those a watched
+        call would have given, so the agents' pages keep their cards."""
+        origin, others = channels[0], channels[1:]
+        out: list[DomainEvent] = []
+        if origin.get("Application") == "Queue":
+            call.record.queue = origin.get("ApplicationData", "").split(",", 1)[0] or None
+        for ch in others:
+            channel = ch.get("Channel", "")
+            if is_local(channel):
+                continue
+            since = at - _hms_seconds(ch.get("Duration", ""))
+            up = ch.get("ChannelState") == STATE_UP
+            if not call.customer_is_origin:
+                call.customer_channel = ch["Uniqueid"]
+                number = _known(origin.get("ConnectedLineNum")) or _known(ch.get("CallerIDNum"))
+                call.record.callee = call.record.callee or number
+                out += self._customer_answered(call, since) if up else []
+                continue
+            agent = agent_from_channel(channel)
+            call.device_agent[ch["Uniqueid"]] = agent
+            out += self._ringing(call, agent, _device_of(channel), since)
+            out += self._agent_answered(call, agent, _device_of(channel), since) if up else []
         return out
 
     def _on_hangup(self, ev: Event) -> list[DomainEvent]:
@@ -333,8 +386,24 @@ class CallTracker:
         if agent is not None and agent in call.ringing:
             out += self._ring_stopped(call, agent, at)
         if not call.live:
-            out += self._end(linkedid, at, EndReason.HANGUP)
+            reason = EndReason.HANGUP if call.cut_by_pbx_at is None else EndReason.PBX_RESTART
+            out += self._end(linkedid, at, reason)
         return out
+
+    def _on_soft_hangup_request(self, ev: Event) -> list[DomainEvent]:
+        """Cause 4 (``AST_SOFTHANGUP_SHUTDOWN``): Asterisk hangs the channel up to shut down."""
+        call = self._call_of(ev)
+        if call is not None and ev.get("Cause") == SOFTHANGUP_SHUTDOWN:
+            call.cut_by_pbx_at = call.cut_by_pbx_at or event_time(ev)
+        return []
+
+    def _on_shutdown(self, ev: Event) -> list[DomainEvent]:
+        """Asterisk stops or restarts: every call still up is being cut by it. Their hangups
+        may never reach us (the session ends with this event); the resync then closes them."""
+        at = event_time(ev)
+        for call in self._calls.values():
+            call.cut_by_pbx_at = call.cut_by_pbx_at or at
+        return []
 
     def _end(self, linkedid: str, at: float, reason: EndReason) -> list[DomainEvent]:
         call = self._calls.pop(linkedid)
@@ -372,7 +441,9 @@ class CallTracker:
         out: list[DomainEvent] = [
             CallOffered(call=call.record.snapshot(), at=call.record.offered_at or at)
         ]
-        if call.origin_up_at is not None:
+        if customer_is_origin and call.record.callee is None:
+            call.record.callee = call.origin_dialled
+        if customer_is_origin and call.origin_up_at is not None:
             out += self._customer_answered(call, call.origin_up_at)
         return out
 
@@ -510,9 +581,12 @@ class CallTracker:
         dest_channel = ev.get("DestChannel", "")
         at = event_time(ev)
         if "Channel" not in ev:
-            # Originate dialling its first channel: the number is in the dial string.
-            if dest == call.origin and call.record.callee is None:
-                call.record.callee = number_from_dial_string(ev.get("DialString", ""))
+            # Originate dialling its first channel: the customer's number, unless that channel
+            # is an agent's phone (click-to-call), which shows once the direction is known.
+            if dest == call.origin:
+                call.origin_dialled = number_from_dial_string(ev.get("DialString", ""))
+                if call.direction_known and call.customer_is_origin:
+                    call.record.callee = call.record.callee or call.origin_dialled
             return []
         if not call.customer_is_origin and ev.get("Uniqueid") == call.origin:
             # An agent's phone dialling the customer.
@@ -606,13 +680,16 @@ class CallTracker:
         call.originate_reason = ev.get("Reason")
         out: list[DomainEvent] = []
         if not call.direction_known:
+            # Real Asterisk may send this before the first Newexten of the channel: its
+            # Context is where the answered channel goes, which tells the direction as well.
             context = ev.get("Context", "")
-            direction = (
-                Direction.INBOUND if context in self.policy.inbound_contexts else Direction.OUTBOUND
-            )
-            if direction is Direction.INBOUND:
+            if context in self.policy.inbound_contexts:
                 call.record.callee = _known(ev.get("Exten"))
-            out += self._decide(call, direction, event_time(ev))
+                out += self._decide(call, Direction.INBOUND, event_time(ev))
+            elif context in self.policy.agent_contexts:  # an agent's phone rung first
+                out += self._decide(call, Direction.OUTBOUND, event_time(ev), False)
+            else:
+                out += self._decide(call, Direction.OUTBOUND, event_time(ev))
         if ev.get("Reason") == "4":
             out += self._origin_answered(call, event_time(ev))
         return out

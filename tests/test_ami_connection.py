@@ -1,6 +1,7 @@
 """AmiConnection against the AMI simulator, over real sockets on 127.0.0.1."""
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -417,3 +418,117 @@ async def test_a_half_open_peer_is_noticed_by_the_ping(sim: AmiSimulator, connec
     assert b"Action: Ping" in sim.received_raw[0]
     sim.stall(False)
     await until(lambda: conn.state is CONNECTED and sim.logins == 2)
+
+
+# --------------------------------------------------------------------------- booting Asterisk
+
+
+class BootingAsterisk:
+    """An AMI peer on a real socket that accepts the login of an Asterisk still booting: no
+    ``FullyBooted`` until :meth:`boot`, then the list of no channels to ``CoreShowChannels``."""
+
+    def __init__(self, *, may_list_channels: bool = True) -> None:
+        self.may_list_channels = may_list_channels
+        self.actions: list[str] = []
+        self.booted = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> "BootingAsterisk":
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for task in self._tasks:
+            task.cancel()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/11.0.0\r\n")
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while frame := (await reader.readuntil(b"\r\n\r\n")).decode():
+                self._answer(dict(line.split(": ", 1) for line in frame.strip().splitlines()),
+                             writer)  # fmt: skip
+
+    def _answer(self, headers: dict[str, str], writer: asyncio.StreamWriter) -> None:
+        self.actions.append(headers["Action"])
+        reply = f"Response: Success\r\nActionID: {headers['ActionID']}\r\n"
+        if headers["Action"] == "Login":
+            writer.write(f"{reply}Message: Authentication accepted\r\n\r\n".encode())
+            self._tasks.add(asyncio.create_task(self._fully_booted(writer)))
+        elif headers["Action"] == "CoreShowChannels" and not self.may_list_channels:
+            writer.write(f"Response: Error\r\nActionID: {headers['ActionID']}\r\n"
+                         "Message: Permission denied\r\n\r\n".encode())  # fmt: skip
+        elif headers["Action"] == "CoreShowChannels":
+            writer.write(f"{reply}EventList: start\r\nMessage: Channels will follow\r\n\r\n"
+                         f"Event: CoreShowChannelsComplete\r\nActionID: {headers['ActionID']}"
+                         "\r\nEventList: Complete\r\nListItems: 0\r\n\r\n".encode())  # fmt: skip
+
+    async def _fully_booted(self, writer: asyncio.StreamWriter) -> None:
+        await self.booted.wait()
+        writer.write(b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n")
+
+
+async def test_connected_only_once_asterisk_says_it_has_booted() -> None:
+    async with BootingAsterisk() as pbx:
+        probe = Probe()
+        conn = AmiConnection(make_config(pbx.port), on_event=probe.on_event,
+                             on_state=probe.on_state, on_resync=probe.on_resync)  # fmt: skip
+        await conn.start()
+        try:
+            await until(lambda: pbx.actions == ["Login"])
+            await asyncio.sleep(0.3)
+            assert conn.state is AmiState.CONNECTING and pbx.actions == ["Login"]
+            pbx.booted.set()
+            await until(lambda: conn.state is CONNECTED)
+            assert pbx.actions == ["Login", "CoreShowChannels"]
+            assert probe.order == ["event FullyBooted", "resync 0"]
+        finally:
+            await conn.stop()
+
+
+async def test_a_session_without_system_events_does_not_wait_for_fully_booted() -> None:
+    async with BootingAsterisk() as pbx:
+        conn = AmiConnection(make_config(pbx.port, events="call"), on_event=lambda _: None)
+        await conn.start()
+        try:
+            await until(lambda: conn.state is CONNECTED)
+        finally:
+            pbx.booted.set()
+            await conn.stop()
+
+
+async def test_each_session_logs_under_its_purpose_and_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="telephony.ami_connection")
+    async with BootingAsterisk() as pbx:
+        pbx.booted.set()
+        config = make_config(pbx.port, name="pbx2", purpose="dialer")
+        conn = AmiConnection(config, on_event=lambda _: None)
+        await conn.start()
+        try:
+            await until(lambda: conn.state is CONNECTED)
+        finally:
+            await conn.stop()
+    assert "AMI dialer@pbx2: connected" in caplog.text
+    assert "AMI default" not in caplog.text and repr(conn).startswith("<AmiConnection dialer@pbx2")
+
+
+async def test_a_refused_resync_names_the_write_class_it_needs() -> None:
+    async with BootingAsterisk(may_list_channels=False) as pbx:
+        pbx.booted.set()
+        conn = AmiConnection(make_config(pbx.port), on_event=lambda _: None)
+        await conn.start()
+        try:
+            await until(lambda: conn.last_error is not None)
+        finally:
+            await conn.stop()
+    assert "Permission denied" in conn.last_error and "write=reporting" in conn.last_error
+    assert "read=" not in conn.last_error

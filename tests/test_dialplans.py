@@ -220,8 +220,24 @@ def test_the_recording_file_name_is_the_one_in_the_traces(plan):
     ]
     assert traced
     for headers in traced:
-        rendered = sets["CC_RECFILE"].replace("${CC_RECDIR}", sets["CC_RECDIR"])
+        rendered = sets["CC_RECFILE"].replace("${CC_RECDIR}", default_recording_folder(plan))
         assert rendered.replace("${UNIQUEID}", headers["Uniqueid"]) == headers["Value"]
+
+
+def default_recording_folder(plan) -> str:
+    """The folder ``callbridge-record`` falls back to when no global ``CC_RECDIR`` is set."""
+    fallbacks = [
+        d for _, _, _, d in apps(plan, "ExecIf") if '"${CC_RECDIR}" = ""' in d
+    ]
+    (fallback,) = fallbacks
+    return re.search(r"Set\(CC_RECDIR=([^)]+)\)", fallback)[1]
+
+
+def test_the_recording_folder_is_a_global_with_todays_default(plan):
+    """An installation (and the PBX kit) sets the folder in [globals]; the file stays as is."""
+    sets = [d for _, _, _, d in apps(plan, "Set") if d.startswith("CC_RECDIR=")]
+    assert sets == ["CC_RECDIR=${CC_RECDIR}"]
+    assert default_recording_folder(plan) == "/var/spool/asterisk/monitor"
 
 
 def test_in_is_the_customer_and_out_the_agent_on_every_recorded_channel(plan):
@@ -330,6 +346,7 @@ ACTION_CLASSES = {
     "Events": set(),
     "Originate": {"originate"},
     "CoreShowChannels": {"system", "reporting"},
+    "Getvar": {"call", "reporting"},
 }
 NEEDED_EVENTS = {
     "Newchannel", "Newstate", "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave", "Hangup",

@@ -225,9 +225,9 @@ async def test_the_rung_agent_gets_the_card_and_the_call_as_it_goes(site):
         pop, answered, ended = await call_frames(wang)
         assert pop["state"] == "ringing"
         assert pop["call"] == {
-            "caller": "13800138000",
+            "caller": ZHANG_SAN,
             "caller_name": "张三",
-            "callee": "4008001234",
+            "callee": "+864008001234",
             "direction": "inbound",
             "queue": "support",
         }
@@ -307,12 +307,12 @@ async def test_an_unknown_caller_pops_a_new_customer_who_can_then_be_saved(site)
     async with site.pops("wang") as wang:
         await site.play("f_inbound_5_concurrent")
         pops = {p["call"]["caller"]: p for p in await pops_of_calls(wang, 3)}
-        assert sorted(pops) == ["13800138001", "13800138003", "13800138005"]
-        lookup = pops["13800138001"]["lookup"]
+        assert sorted(pops) == ["+8613800138001", "+8613800138003", "+8613800138005"]
+        lookup = pops["+8613800138001"]["lookup"]
         assert lookup == lookup | {"kind": "unknown", "number_e164": "+8613800138001"}
         assert lookup["cards"] == []
 
-    linkedid = pops["13800138001"]["linkedid"]
+    linkedid = pops["+8613800138001"]["linkedid"]
     await site.app.state.runtime.bridge.drain()  # the ended call is in the call log
     async with site.signed_in("wang") as client:
         page = await client.get("/agent", headers={"Accept": "text/html"})
@@ -335,9 +335,9 @@ async def test_an_unknown_caller_pops_a_new_customer_who_can_then_be_saved(site)
     async with site.pops("wang") as wang:
         await site.play("f_inbound_5_concurrent")
         pops = {p["call"]["caller"]: p for p in await pops_of_calls(wang, 3)}
-        lookup = pops["13800138001"]["lookup"]
+        lookup = pops["+8613800138001"]["lookup"]
         assert lookup["kind"] == "known" and lookup["cards"][0]["name"] == "客户一"
-        assert pops["13800138003"]["lookup"]["kind"] == "unknown"
+        assert pops["+8613800138003"]["lookup"]["kind"] == "unknown"
 
 
 async def test_a_family_phone_pops_every_customer_on_it(site):

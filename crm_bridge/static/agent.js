@@ -9,6 +9,7 @@
   const socketBanner = document.getElementById("socket-banner");
   const bridgeBanner = document.getElementById("bridge-banner");
   const csrf = app.dataset.csrf;
+  const centerZone = app.dataset.timezone || "Asia/Shanghai";
 
   const SESSION_ENDED = 4401; // the server's close code for a socket whose session ended
   const ENDED_VISIBLE_MS = 60000; // an ended card stays this long, then fades out
@@ -295,11 +296,15 @@
 
   // ------------------------------------------------------------------ campaign calls
 
-  // "2026-11-23T14:05" in the browser's own time, as <input type=datetime-local> wants it.
-  function localMinuteNow() {
-    const now = new Date();
-    now.setMinutes(now.getMinutes() - now.getTimezoneOffset());
-    return now.toISOString().slice(0, 16);
+  // "2026-11-23T14:05" in the center's zone (not the browser's), as <input type=datetime-local>
+  // wants it; the server reads a time without offset in the center's zone.
+  function centerMinuteNow() {
+    const parts = {};
+    const format = new Intl.DateTimeFormat("en-GB", {
+      timeZone: centerZone, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    for (const part of format.formatToParts(new Date())) parts[part.type] = part.value;
+    return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}`;
   }
 
   function campaignBanner(campaign) {
@@ -320,7 +325,7 @@
       return [el("label", { htmlFor: input.id }, bi(label)), input];
     };
     const place = el("input", { type: "text", maxLength: 128 });
-    const when = el("input", { type: "datetime-local", value: localMinuteNow(), required: true });
+    const when = el("input", { type: "datetime-local", value: centerMinuteNow(), required: true });
     const opinions = el("textarea", { rows: 2, maxLength: 2000 });
     const suggestions = el("textarea", { rows: 2, maxLength: 2000 });
     const button = el("button", { type: "submit" }, bi("保存回访 Save visit"));
@@ -335,10 +340,9 @@
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       showError(error, "");
-      const at = new Date(when.value);
-      if (Number.isNaN(at.getTime())) return showError(error, "请填写时间 / Fill in the time");
+      if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(when.value)) return showError(error, "请填写时间 / Fill in the time");
       button.disabled = true;
-      const body = { place: place.value, visited_at: at.toISOString(), opinions: opinions.value, suggestions: suggestions.value };
+      const body = { place: place.value, visited_at: when.value, opinions: opinions.value, suggestions: suggestions.value };
       const result = await postJson("/me/campaign-calls/" + encodeURIComponent(linkedid) + "/visit", body);
       if (!result.ok) {
         button.disabled = false;
