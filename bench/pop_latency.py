@@ -70,6 +70,7 @@ from crm_bridge.db.models import Call, Complaint, Customer, CustomerPhone, Purch
 from crm_bridge.phones import normalize_phone
 from crm_bridge.pops import agent_key, database_lookup
 from crm_bridge.settings import Settings
+from crm_bridge.transcription_jobs import WORKER_NICENESS
 from crm_bridge.users import create_user
 from telephony.simulator import AmiSimulator
 from telephony.trace_files import RECORDED_TRACES, Trace, load_trace
@@ -247,18 +248,19 @@ def measure_lookups(
     return timings
 
 
-def spin(stop: Any) -> None:
-    """Burn one core until ``stop`` is set: the work a transcription worker would do."""
+def spin(stop: Any, niceness: int) -> None:
+    """Burn one core until ``stop`` is set, as a transcription worker does (at its priority)."""
+    os.nice(niceness)
     while not stop.is_set():
         sum(range(10_000))
 
 
 @contextmanager
-def busy_core() -> Iterator[None]:
+def busy_core(niceness: int) -> Iterator[None]:
     """A CPU-bound process of our own running for the duration of the block."""
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    process = context.Process(target=spin, args=(stop,), daemon=True)
+    process = context.Process(target=spin, args=(stop, niceness), daemon=True)
     process.start()
     try:
         yield
@@ -395,7 +397,7 @@ async def replay(
 
 
 async def measure_pops(
-    settings: Settings, simulator: RemoteSimulator, calls: int
+    settings: Settings, simulator: RemoteSimulator, calls: int, niceness: int
 ) -> tuple[dict[float, list[float]], dict[float, list[float]]]:
     """The pop latencies at every pace, quiet and then with the other core kept busy."""
     app = create_app(settings)
@@ -403,7 +405,7 @@ async def measure_pops(
         assert await app.state.runtime.bridge.wait_connected(timeout=10), "AMI not connected"
         quiet = await pops_at_every_pace(address, simulator, calls)
         print("  now with the other core kept busy", file=sys.stderr)
-        with busy_core():
+        with busy_core(niceness):
             busy = await pops_at_every_pace(address, simulator, calls)
     return quiet, busy
 
@@ -469,7 +471,7 @@ def place_archive(folder: Path, customers: int, trace: Trace, scratch: Path | No
     return seconds
 
 
-async def run(customers: int, lookups: int, scratch: Path | None) -> dict[str, Any]:
+async def run(customers: int, lookups: int, scratch: Path | None, niceness: int) -> dict[str, Any]:
     trace = load_trace(TRACE)
     callers, interfaces = trace_callers_and_agents(trace)
     with tempfile.TemporaryDirectory(prefix="pop-latency-") as folder:
@@ -479,7 +481,7 @@ async def run(customers: int, lookups: int, scratch: Path | None) -> dict[str, A
             engine = make_engine(settings.database_url)
             lookup_s = measure_lookups(engine, settings, len(callers) + 1, customers, lookups)
             engine.dispose()
-            quiet, busy = await measure_pops(settings, simulator, len(callers))
+            quiet, busy = await measure_pops(settings, simulator, len(callers), niceness)
     return {
         "seed_seconds": seed_seconds,
         "lookup": summary(lookup_s),
@@ -497,8 +499,14 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--scratch", type=Path, default=None, help="keep the archive here")
+    parser.add_argument(
+        "--busy-niceness",
+        type=int,
+        default=WORKER_NICENESS,
+        help="the busy process's niceness: a worker's (callbridge worker --niceness) by default",
+    )
     args = parser.parse_args()
-    result = asyncio.run(run(args.customers, args.lookups, args.scratch))
+    result = asyncio.run(run(args.customers, args.lookups, args.scratch, args.busy_niceness))
 
     print(f"machine: {platform.machine()}, CPython {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f} (over the last minute, at the end)")  # fmt: skip
