@@ -30,6 +30,7 @@ from lunar_python import Solar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from sqlalchemy import (
     Select,
+    Text,
     and_,
     exists,
     extract,
@@ -254,8 +255,9 @@ def _tagged_important(session: Session):
         tags = type_coerce(Customer.tags, JSONB)
         return or_(*(tags.contains([tag]) for tag in IMPORTANT_TAGS))
     each = func.json_each(Customer.tags).table_valued("value")
-    return exists(select(literal_column("1")).select_from(each).where(
-        each.c.value.in_(IMPORTANT_TAGS)))  # fmt: skip
+    # Most customers have no tag: their '[]' is passed over before json_each is opened on it.
+    tagged = select(literal_column("1")).select_from(each).where(each.c.value.in_(IMPORTANT_TAGS))
+    return and_(type_coerce(Customer.tags, Text) != "[]", exists(tagged))
 
 
 def top_spender_ids(session: Session, half_month: date, top_n: int) -> set[int]:
