@@ -6,7 +6,9 @@
   PL/pgSQL function; SQLite: three triggers), so the half month's top spenders of a department
   are read off its index instead of summing every purchase of the half month. Purchases without
   a department count for none. Filled from the purchases already there.
-- ``customers``: an index on the lunar birth month and day (the lunar half of the birthday rule).
+- ``customers``: indexes on the solar birthday's month and day (an expression index, spelled as
+  the birthday rule spells them) and on the lunar birth month and day: each half of the birthday
+  rule is an index search instead of reading every customer.
 
 Revision ID: 0006_campaign_select_precompute
 Revises: 0005
@@ -55,6 +57,12 @@ def upgrade() -> None:
         "customers",
         ["lunar_birth_month", "lunar_birth_day"],
     )
+    birthday = sa.column("birthday")
+    op.create_index(
+        "ix_customers_birth_month_day",
+        "customers",
+        [sa.extract("month", birthday), sa.extract("day", birthday)],
+    )
     if op.get_bind().dialect.name == "postgresql":
         _create_postgresql_trigger()
     else:
@@ -74,6 +82,7 @@ def downgrade() -> None:
     else:
         for event in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER purchases_department_spend_{event}")
+    op.drop_index("ix_customers_birth_month_day", table_name="customers")
     op.drop_index(op.f("ix_customers_lunar_birth_month_lunar_birth_day"), table_name="customers")
     op.drop_index(
         op.f("ix_department_spend_half_month_department_cents"), table_name="department_spend"
