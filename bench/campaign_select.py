@@ -13,7 +13,7 @@ The last line printed is one JSON object with ``select_seconds`` (and each rule'
 ``pace_ratio``.
 
     .venv/bin/python bench/campaign_select.py [--customers 1000000] [--calls 50] [--pace 5]
-        [--database-url URL] [--plans]
+        [--database-url URL] [--plans] [--scratch DIR]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import random
 import tempfile
 import time
 import uuid
+from pathlib import Path
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -175,6 +176,25 @@ async def measure_pace(calls: int, pace: float) -> tuple[float, float]:
     return achieved, achieved / pace
 
 
+def timed_fill(url: str, customers: int, today: date) -> None:
+    started = time.perf_counter()
+    fill(url, customers, today)
+    print(f"filled {customers:,} customers and purchases in {time.perf_counter() - started:.1f} s")
+
+
+def kept_sqlite(scratch: Path, customers: int, today: date) -> str:
+    """The URL of a SQLite archive filled once for this half month in ``scratch``."""
+    kept = scratch / f"campaign-{customers}-{last_half_month(today)[0]}.db"
+    if not kept.exists():
+        scratch.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        timed_fill(f"sqlite:///{partial}", customers, today)
+        partial.rename(kept)
+    upgrade(f"sqlite:///{kept}")  # a no-op unless migrations were added since it was filled
+    return f"sqlite:///{kept}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -182,18 +202,19 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=5.0)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--plans", action="store_true", help="print each query's plan")
+    parser.add_argument(
+        "--scratch", type=Path, default=None, help="SQLite: fill once into this folder, reuse"
+    )
     args = parser.parse_args()
     today = datetime.now(ZONE).date()
     with (
         tempfile.TemporaryDirectory() as folder,
         scratch_database(args.database_url or f"sqlite:///{folder}/bench.db") as url,
     ):
-        started = time.perf_counter()
-        fill(url, args.customers, today)
-        print(
-            f"filled {args.customers:,} customers and purchases in "
-            f"{time.perf_counter() - started:.1f} s"
-        )
+        if args.scratch is not None and not args.database_url:
+            url = kept_sqlite(args.scratch, args.customers, today)
+        else:
+            timed_fill(url, args.customers, today)
         seconds, counts = time_selection(url, today, args.plans)
     print(f"today's targets ({today}): {counts}")
     print(
