@@ -25,8 +25,8 @@ import random
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from scratch_database import scratch_database
