@@ -30,7 +30,6 @@ from lunar_python import Solar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from sqlalchemy import (
     Select,
-    Text,
     and_,
     exists,
     extract,
@@ -251,13 +250,17 @@ def _birthday_query(today: date) -> Select:
 
 
 def _tagged_important(session: Session):
+    # Most customers have no tag: the partial index ix_customers_tagged holds only the others,
+    # and a query can use it only when it says the same (literally: no bound parameter).
+    tagged = Customer.tags != literal_column("'[]'")
     if session.get_bind().dialect.name == "postgresql":
         tags = type_coerce(Customer.tags, JSONB)
-        return or_(*(tags.contains([tag]) for tag in IMPORTANT_TAGS))
+        return and_(tagged, or_(*(tags.contains([tag]) for tag in IMPORTANT_TAGS)))
     each = func.json_each(Customer.tags).table_valued("value")
-    # Most customers have no tag: their '[]' is passed over before json_each is opened on it.
-    tagged = select(literal_column("1")).select_from(each).where(each.c.value.in_(IMPORTANT_TAGS))
-    return and_(type_coerce(Customer.tags, Text) != "[]", exists(tagged))
+    important = (
+        select(literal_column("1")).select_from(each).where(each.c.value.in_(IMPORTANT_TAGS))
+    )
+    return and_(tagged, exists(important))
 
 
 def top_spender_ids(session: Session, half_month: date, top_n: int) -> set[int]:

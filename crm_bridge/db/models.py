@@ -34,6 +34,7 @@ from sqlalchemy import (
     column,
     extract,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -117,6 +118,12 @@ BIRTH_MONTH_DAY = (extract("month", column("birthday")), extract("day", column("
 """The solar birthday's month and day, indexed: the birthday rule asks for them, and a query
 matches an expression index only when it spells them the same way."""
 
+TAGGED = {
+    "sqlite_where": text("tags != '[]'"),
+    "postgresql_where": text("tags <> '[]'::jsonb"),
+}
+"""The customers with a tag: a partial index of them serves the important-customers rule."""
+
 
 class Customer(Base):
     """A customer of the center. ``card_no`` is the business key imports upsert by.
@@ -142,6 +149,7 @@ class Customer(Base):
         ),
         Index(None, "lunar_birth_month", "lunar_birth_day"),
         Index("ix_customers_birth_month_day", *BIRTH_MONTH_DAY),
+        Index("ix_customers_tagged", "tags", **TAGGED),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -8,7 +8,8 @@
   a department count for none. Filled from the purchases already there.
 - ``customers``: indexes on the solar birthday's month and day (an expression index, spelled as
   the birthday rule spells them) and on the lunar birth month and day: each half of the birthday
-  rule is an index search instead of reading every customer.
+  rule is an index search instead of reading every customer; and a partial index of the
+  customers who have a tag (most have none), for the important-customers rule.
 
 Revision ID: 0006_campaign_select_precompute
 Revises: 0005
@@ -63,6 +64,13 @@ def upgrade() -> None:
         "customers",
         [sa.extract("month", birthday), sa.extract("day", birthday)],
     )
+    op.create_index(
+        "ix_customers_tagged",
+        "customers",
+        ["tags"],
+        sqlite_where=sa.text("tags != '[]'"),
+        postgresql_where=sa.text("tags <> '[]'::jsonb"),
+    )
     if op.get_bind().dialect.name == "postgresql":
         _create_postgresql_trigger()
     else:
@@ -82,6 +90,7 @@ def downgrade() -> None:
     else:
         for event in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER purchases_department_spend_{event}")
+    op.drop_index("ix_customers_tagged", table_name="customers")
     op.drop_index("ix_customers_birth_month_day", table_name="customers")
     op.drop_index(op.f("ix_customers_lunar_birth_month_lunar_birth_day"), table_name="customers")
     op.drop_index(
