@@ -19,13 +19,18 @@ every extension the trace rings (its queue members ``Local/20NN@agents-load/n``)
 under uvicorn on a free loopback port with the AMI simulator (telephony/simulator.py) as its
 Asterisk, in a process of its own as Asterisk is; the agent signs in through the sign-in form
 and opens ``/ws/pops`` with the session cookie. The trace is replayed at its recorded pace,
-then 10x and 100x faster (several rounds each, every call renumbered).
+then 10x, 50x and 100x faster (several rounds each, every call renumbered): once on a quiet
+machine, then again while a CPU-bound process the bench starts keeps the other core busy (a
+production box runs transcription workers beside the bridge), and stops afterwards.
 
 The WebSocket client runs on the server's event loop (that is what puts both stamps on one
 clock), so its own reading is inside the figures.
 
-Usage: ``python bench/pop_latency.py [--customers N] [--lookups N]``. The last line is one
-JSON object.
+With ``--scratch DIR`` the seeded archive is built once into ``DIR`` (outside the repository)
+and copied for each later run; without it every run seeds a temporary one.
+
+Usage: ``python bench/pop_latency.py [--customers N] [--lookups N] [--scratch DIR]``. The last
+line is one JSON object.
 """
 
 from __future__ import annotations
@@ -35,15 +40,17 @@ import asyncio
 import json
 import math
 import multiprocessing
+import os
 import platform
 import random
 import re
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from multiprocessing.connection import Connection
@@ -63,12 +70,13 @@ from crm_bridge.db.models import Call, Complaint, Customer, CustomerPhone, Purch
 from crm_bridge.phones import normalize_phone
 from crm_bridge.pops import agent_key, database_lookup
 from crm_bridge.settings import Settings
+from crm_bridge.transcription_jobs import WORKER_NICENESS
 from crm_bridge.users import create_user
 from telephony.simulator import AmiSimulator
 from telephony.trace_files import RECORDED_TRACES, Trace, load_trace
 
 TRACE = RECORDED_TRACES / "sip" / "load_50_concurrent.ami"
-PACES = ((1.0, 2), (10.0, 6), (100.0, 10))
+PACES = ((1.0, 2), (10.0, 6), (50.0, 8), (100.0, 10))
 """(speed, rounds): how fast the trace is replayed and how many times."""
 BATCH = 50_000
 AGENT, PASSWORD = "bench-agent", "bench-password-1"
@@ -240,6 +248,27 @@ def measure_lookups(
     return timings
 
 
+def spin(stop: Any, niceness: int) -> None:
+    """Burn one core until ``stop`` is set, as a transcription worker does (at its priority)."""
+    os.nice(niceness)
+    while not stop.is_set():
+        sum(range(10_000))
+
+
+@contextmanager
+def busy_core(niceness: int) -> Iterator[None]:
+    """A CPU-bound process of our own running for the duration of the block."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    process = context.Process(target=spin, args=(stop, niceness), daemon=True)
+    process.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        process.join(10)
+
+
 # ------------------------------------------------------------------------------- Asterisk
 
 
@@ -368,12 +397,17 @@ async def replay(
 
 
 async def measure_pops(
-    settings: Settings, simulator: RemoteSimulator, calls: int
-) -> dict[float, list[float]]:
+    settings: Settings, simulator: RemoteSimulator, calls: int, niceness: int
+) -> tuple[dict[float, list[float]], dict[float, list[float]]]:
+    """The pop latencies at every pace, quiet and then with the other core kept busy."""
     app = create_app(settings)
     async with served(app) as address:
         assert await app.state.runtime.bridge.wait_connected(timeout=10), "AMI not connected"
-        return await pops_at_every_pace(address, simulator, calls)
+        quiet = await pops_at_every_pace(address, simulator, calls)
+        print("  now with the other core kept busy", file=sys.stderr)
+        with busy_core(niceness):
+            busy = await pops_at_every_pace(address, simulator, calls)
+    return quiet, busy
 
 
 async def pops_at_every_pace(
@@ -405,26 +439,55 @@ async def pops_at_every_pace(
 # ------------------------------------------------------------------------------- main
 
 
-async def run(customers: int, lookups: int) -> dict[str, Any]:
+def build_archive(url: str, customers: int, trace: Trace) -> float:
+    """Migrate and seed the archive at ``url`` with its agent; the seconds it took."""
+    callers, interfaces = trace_callers_and_agents(trace)
+    upgrade(url)
+    engine = make_engine(url)
+    started = time.perf_counter()
+    seed_archive(engine, customers, callers)
+    seconds = time.perf_counter() - started
+    add_agent(engine, interfaces)
+    engine.dispose()
+    return seconds
+
+
+def place_archive(folder: Path, customers: int, trace: Trace, scratch: Path | None) -> float:
+    """``folder/callbridge.db`` seeded with ``customers``: built there, or copied from the one
+    built once in ``scratch``; the seconds seeding took (0 for a copy)."""
+    target = folder / "callbridge.db"
+    if scratch is None:
+        return build_archive(f"sqlite:///{target}", customers, trace)
+    kept = scratch / f"pop-archive-{customers}.db"
+    seconds = 0.0
+    if not kept.exists():
+        scratch.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        seconds = build_archive(f"sqlite:///{partial}", customers, trace)
+        partial.rename(kept)
+    shutil.copyfile(kept, target)
+    upgrade(f"sqlite:///{target}")  # a no-op unless migrations were added since it was built
+    return seconds
+
+
+async def run(customers: int, lookups: int, scratch: Path | None, niceness: int) -> dict[str, Any]:
     trace = load_trace(TRACE)
     callers, interfaces = trace_callers_and_agents(trace)
     with tempfile.TemporaryDirectory(prefix="pop-latency-") as folder:
         async with RemoteSimulator() as simulator:
             settings = bench_settings(Path(folder), simulator.port)
-            upgrade(settings.database_url)
+            seed_seconds = place_archive(Path(folder), customers, trace, scratch)
             engine = make_engine(settings.database_url)
-            started = time.perf_counter()
-            seed_archive(engine, customers, callers)
-            seed_seconds = time.perf_counter() - started
-            add_agent(engine, interfaces)
             lookup_s = measure_lookups(engine, settings, len(callers) + 1, customers, lookups)
             engine.dispose()
-            pops = await measure_pops(settings, simulator, len(callers))
+            quiet, busy = await measure_pops(settings, simulator, len(callers), niceness)
     return {
         "seed_seconds": seed_seconds,
         "lookup": summary(lookup_s),
-        "pops": {speed: summary(values) for speed, values in pops.items()},
-        "pop_count": sum(len(v) for v in pops.values()),
+        "pops": {speed: summary(values) for speed, values in quiet.items()},
+        "pops_busy": {speed: summary(values) for speed, values in busy.items()},
+        "pop_count": sum(len(v) for v in [*quiet.values(), *busy.values()]),
         "calls": len(callers),
         "agents": len(interfaces),
         "trace_seconds": trace.duration,
@@ -435,21 +498,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=2000)
+    parser.add_argument("--scratch", type=Path, default=None, help="keep the archive here")
+    parser.add_argument(
+        "--busy-niceness",
+        type=int,
+        default=WORKER_NICENESS,
+        help="the busy process's niceness: a worker's (callbridge worker --niceness) by default",
+    )
     args = parser.parse_args()
-    result = asyncio.run(run(args.customers, args.lookups))
+    result = asyncio.run(run(args.customers, args.lookups, args.scratch, args.busy_niceness))
 
-    print(f"machine: {platform.machine()}, CPython {platform.python_version()}")
+    print(f"machine: {platform.machine()}, CPython {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.2f} (over the last minute, at the end)")  # fmt: skip
     print(f"archive: {args.customers:,} customers, seeded in {result['seed_seconds']:.1f} s")
     print(f"trace: {TRACE.name}, {result['calls']} calls over {result['agents']} agents, "
           f"{result['trace_seconds']:.1f} s at 1x")  # fmt: skip
     lookup = result["lookup"]
     print(f"lookup alone ({args.lookups} random numbers): p50 {lookup['p50']} ms, "
           f"p99 {lookup['p99']} ms, max {lookup['max']} ms")  # fmt: skip
-    for speed, figures in result["pops"].items():
-        print(f"pop at {speed:g}x: p50 {figures['p50']} ms, p99 {figures['p99']} ms, "
-              f"max {figures['max']} ms")  # fmt: skip
+    for key, label in (("pops", "quiet"), ("pops_busy", "other core busy")):
+        for speed, figures in result[key].items():
+            print(f"pop at {speed:g}x, {label}: p50 {figures['p50']} ms, "
+                  f"p99 {figures['p99']} ms, max {figures['max']} ms")  # fmt: skip
     figures = {
-        f"pop_{stat}_ms_{speed:g}x": result["pops"][speed][stat]
+        f"pop_{stat}_ms_{speed:g}x{suffix}": result[key][speed][stat]
+        for key, suffix in (("pops", ""), ("pops_busy", "_busy"))
         for speed, _ in PACES
         for stat in ("p50", "p99", "max")
     }

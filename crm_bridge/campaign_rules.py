@@ -49,6 +49,7 @@ from crm_bridge.db.models import (
     Customer,
     CustomerOptOut,
     CustomerPhone,
+    DepartmentSpend,
     DialAttempt,
     DoNotCall,
     Purchase,
@@ -249,27 +250,55 @@ def _birthday_query(today: date) -> Select:
 
 
 def _tagged_important(session: Session):
+    # Most customers have no tag: the partial index ix_customers_tagged holds only the others,
+    # and a query can use it only when it says the same (literally: no bound parameter).
+    tagged = Customer.tags != literal_column("'[]'")
     if session.get_bind().dialect.name == "postgresql":
         tags = type_coerce(Customer.tags, JSONB)
-        return or_(*(tags.contains([tag]) for tag in IMPORTANT_TAGS))
+        return and_(tagged, or_(*(tags.contains([tag]) for tag in IMPORTANT_TAGS)))
     each = func.json_each(Customer.tags).table_valued("value")
-    return exists(select(literal_column("1")).select_from(each).where(
-        each.c.value.in_(IMPORTANT_TAGS)))  # fmt: skip
+    important = (
+        select(literal_column("1")).select_from(each).where(each.c.value.in_(IMPORTANT_TAGS))
+    )
+    return and_(tagged, exists(important))
+
+
+def top_spender_ids(session: Session, half_month: date, top_n: int) -> set[int]:
+    """Each department's ``top_n`` biggest spenders in the half month starting ``half_month``,
+    ties going to the lower customer id.
+
+    Read off ``department_spend``, which the database keeps summed per half month: per
+    department (found one index seek at a time), the ``top_n``-th biggest sum, then the few
+    customers reaching it, ordered here. Summing every purchase of the half month and ranking
+    it in SQL took seconds at a million customers.
+    """
+    spend = DepartmentSpend
+    in_half = spend.half_month == half_month
+    next_department = select(func.min(spend.department)).where(in_half)
+    found: set[int] = set()
+    department = session.scalar(next_department)
+    while department is not None:
+        of_department = and_(in_half, spend.department == department)
+        threshold = session.scalar(
+            select(spend.cents)
+            .where(of_department)
+            .order_by(spend.cents.desc())
+            .offset(top_n - 1)
+            .limit(1)
+        )
+        query = select(spend.customer_id, spend.cents).where(of_department)
+        if threshold is not None:
+            query = query.where(spend.cents >= threshold)
+        ranked = sorted(session.execute(query), key=lambda row: (-row.cents, row.customer_id))
+        found.update(row.customer_id for row in ranked[:top_n])
+        department = session.scalar(next_department.where(spend.department > department))
+    return found
 
 
 def _top_spenders_query(session: Session, rule: TopSpendersRule, today: date) -> Select:
-    first, last = last_half_month(today)
-    spent = func.sum(Purchase.amount)
-    rank = func.row_number().over(
-        partition_by=Purchase.department, order_by=(spent.desc(), Purchase.customer_id)
-    )
-    ranked = (
-        select(Purchase.customer_id.label("customer_id"), rank.label("rank"))
-        .where(Purchase.purchased_on.between(first, last), Purchase.department.is_not(None))
-        .group_by(Purchase.department, Purchase.customer_id)
-        .subquery()
-    )
-    query = select(ranked.c.customer_id).where(ranked.c.rank <= rule.top_n)
+    first, _ = last_half_month(today)
+    ids = top_spender_ids(session, first, rule.top_n)
+    query = select(Customer.id).where(Customer.id.in_(sorted(ids)))
     if rule.include_important:
         query = query.union(select(Customer.id).where(_tagged_important(session)))
     return query

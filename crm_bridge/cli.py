@@ -207,6 +207,9 @@ def worker(
     poll_seconds: Annotated[float, typer.Option(min=0.1, help="wait between empty polls")] = 2.0,
     max_attempts: Annotated[int, typer.Option(min=1, help="tries before a job fails")] = 5,
     retry_delay_seconds: Annotated[float, typer.Option(min=0, help="first back-off")] = 30.0,
+    niceness: Annotated[
+        int, typer.Option(min=0, max=19, help="lower the CPU priority by this much")
+    ] = 10,
 ) -> None:
     """Transcribe recordings from the job queue; run as many worker processes as you like."""
     from crm_bridge.db.migrate import upgrade
@@ -235,6 +238,7 @@ def worker(
         lease_seconds=lease_seconds,
         poll_seconds=poll_seconds,
         retry=retry,
+        niceness=niceness,
     )
     typer.echo(f"worker stopped after {handled} job(s)", err=True)
 

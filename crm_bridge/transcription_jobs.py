@@ -53,6 +53,9 @@ AudioSource = Path | Mapping[str, Path]
 """What the engine transcribes: one file (both sides mixed) or ``{"agent": …, "customer": …}``."""
 Transcribe = Callable[[AudioSource], Transcript]
 MAX_ERROR_CHARS = 500
+WORKER_NICENESS = 10
+"""How much a worker lowers its own CPU priority: on a machine that also runs the bridge, a
+decode must not delay a screen pop (``bench/pop_latency.py`` measures pops beside a busy core)."""
 
 
 class RecordingUnavailable(Exception):
@@ -379,14 +382,17 @@ def run_worker(
     lease_seconds: float,
     poll_seconds: float,
     retry: RetryPolicy,
+    niceness: int = WORKER_NICENESS,
 ) -> int:
     """``callbridge worker``: load the model (a broken one raises ModelError here, before any
     job is taken), then work until SIGTERM/SIGINT (the job in hand is finished first) or, with
-    ``once``, until no job is due. Returns how many jobs were handled."""
+    ``once``, until no job is due. Returns how many jobs were handled. The process first lowers
+    its CPU priority by ``niceness``."""
     from crm_bridge.db.engine import make_engine, make_session_factory
     from crm_bridge.recordings import RecordingsRoot
     from transcription.engine import Transcriber
 
+    os.nice(niceness)
     transcriber = Transcriber(model_dir, language=language)
     engine = make_engine(database_url)
     worker = Worker(

@@ -31,7 +31,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    column,
+    extract,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -111,6 +114,17 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+BIRTH_MONTH_DAY = (extract("month", column("birthday")), extract("day", column("birthday")))
+"""The solar birthday's month and day, indexed: the birthday rule asks for them, and a query
+matches an expression index only when it spells them the same way."""
+
+TAGGED = {
+    "sqlite_where": text("tags != '[]'"),
+    "postgresql_where": text("tags <> '[]'::jsonb"),
+}
+"""The customers with a tag: a partial index of them serves the important-customers rule."""
+
+
 class Customer(Base):
     """A customer of the center. ``card_no`` is the business key imports upsert by.
 
@@ -133,6 +147,9 @@ class Customer(Base):
             "NOT lunar_birthday OR (lunar_birth_month IS NOT NULL AND lunar_birth_day IS NOT NULL)",
             name="lunar_birthday_complete",
         ),
+        Index(None, "lunar_birth_month", "lunar_birth_day"),
+        Index("ix_customers_birth_month_day", *BIRTH_MONTH_DAY),
+        Index("ix_customers_tagged", "tags", **TAGGED),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -203,6 +220,26 @@ class Purchase(Base):
     items: Mapped[str | None] = mapped_column(Text)
 
     customer: Mapped[Customer] = relationship(back_populates="purchases")
+
+
+class DepartmentSpend(Base):
+    """What a customer spent in one department over one half month, kept by the database.
+
+    Triggers on ``purchases`` (migration ``0006_campaign_select_precompute``) keep it in step
+    with every purchase written, changed or deleted; nothing else writes it. ``half_month`` is
+    the half month's first day (the 1st or the 16th), ``cents`` the exact sum of the amounts.
+    """
+
+    __tablename__ = "department_spend"
+    __table_args__ = (Index(None, "half_month", "department", "cents"),)
+
+    half_month: Mapped[date] = mapped_column(Date, primary_key=True)
+    department: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    cents: Mapped[int] = mapped_column(BigInteger)
+    purchases: Mapped[int] = mapped_column(Integer)
 
 
 class Call(Base):
