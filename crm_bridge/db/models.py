@@ -225,7 +225,7 @@ class Purchase(Base):
 class DepartmentSpend(Base):
     """What a customer spent in one department over one half month, kept by the database.
 
-    Triggers on ``purchases`` (migration ``0006_campaign_select_precompute``) keep it in step
+    Triggers on ``purchases`` (migration ``0008_campaign_select_precompute``) keep it in step
     with every purchase written, changed or deleted; nothing else writes it. ``half_month`` is
     the half month's first day (the 1st or the 16th), ``cents`` the exact sum of the amounts.
     """
