@@ -58,9 +58,17 @@ def _cpu_cannot_run(work: Path) -> bool:
     binary, conf = work / "asterisk" / "sbin" / "asterisk", work / "etc" / "pbx" / "asterisk.conf"
     if not binary.exists() or not conf.exists():
         return False
-    probe = subprocess.run([str(binary), "-C", str(conf), "-rx", "core show version"],
-                           capture_output=True, timeout=30)
+    probe = subprocess.run(
+        [str(binary), "-C", str(conf), "-rx", "core show version"], capture_output=True, timeout=30
+    )
     return probe.returncode == -signal.SIGILL
+
+
+def start_info(output: str) -> dict:
+    """The JSON object of ``pbx start --json``; the kit may list what it changed in the
+    product's files first, one line each."""
+    at = 0 if output.startswith("{") else output.index("\n{") + 1
+    return json.loads(output[at:])
 
 
 @pytest.fixture(scope="session")
@@ -73,9 +81,15 @@ def pbx_kit(tmp_path_factory) -> Iterator[dict]:
     if check.returncode != 0:
         _unavailable(f"PBX kit: runtime libraries missing (run {PBX} deps): {check.stdout.strip()}")
     try:
-        info = json.loads(
-            pbx("start", "--dialplans", ROOT / "dialplans", "--recordings", work / "recordings",
-                "--json")
+        info = start_info(
+            pbx(
+                "start",
+                "--dialplans",
+                ROOT / "dialplans",
+                "--recordings",
+                work / "recordings",
+                "--json",
+            )
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         subprocess.run([str(PBX), "stop"], capture_output=True)

@@ -64,6 +64,7 @@ TABLES = {
     "campaign_day_claims",
     "do_not_call",
     "customer_opt_outs",
+    "live_speech_alerts",
 }
 
 
