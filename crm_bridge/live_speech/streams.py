@@ -24,6 +24,10 @@ MAX_BATCH_BYTES = 32000
 """At most 1 s at a time, so a stream that fell behind catches up without one huge decode."""
 BATCH_WAIT = 0.1
 """How long the loop waits for the rest of a small batch before decoding what it has."""
+GAP_SECONDS = 1.0
+"""A stream that sent nothing this long has the gap filled with silence (:meth:`LiveStream._gap`);
+long enough that jitter in the frames' delivery never puts silence inside a word."""
+BYTES_PER_SECOND = 16000
 
 
 @dataclass(eq=False)
@@ -36,6 +40,7 @@ class LiveStream:
     connected_at: float | None = None
     end_reason: str | None = None
     seconds_heard: float = 0.0
+    _bytes_fed: int = 0
     _queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -43,6 +48,7 @@ class LiveStream:
         self.connected.clear()
         self._queue = asyncio.Queue()
         self.end_reason = None
+        self._bytes_fed = 0
 
     # StreamSink, called by the AudioSocket server
     def opened(self) -> LiveStream:
@@ -52,7 +58,7 @@ class LiveStream:
         return self
 
     def audio(self, pcm: bytes) -> None:
-        self.seconds_heard += len(pcm) / 16000
+        self.seconds_heard += len(pcm) / BYTES_PER_SECOND
         self._queue.put_nowait(pcm)
 
     def ended(self, reason: str) -> None:
@@ -71,14 +77,28 @@ class LiveStream:
         ended = False
         while not ended:
             batch, ended = await self._next_batch()
+            self._bytes_fed += len(batch)
             if batch:
                 on_results(self, await loop.run_in_executor(pool, recognizer.accept, batch))
         on_results(self, await loop.run_in_executor(pool, recognizer.finish))
 
+    def _gap(self) -> bytes:
+        """Silence for the time the stream sent nothing. Asterisk sends no frames while the
+        spied party's line is quiet (no RTP, as when a channel merely waits), so without this
+        the recogniser would never hear the pause that closes an utterance (the final would
+        wait for the hang-up) and word times would fall behind the call's clock."""
+        assert self.connected_at is not None
+        due = int((time.time() - self.connected_at) * BYTES_PER_SECOND) - self._bytes_fed
+        return bytes(min(max(due, 0), int(GAP_SECONDS * BYTES_PER_SECOND)) & ~1)
+
     async def _next_batch(self) -> tuple[bytes, bool]:
         parts: list[bytes] = []
         size = 0
-        chunk = await self._queue.get()
+        try:
+            async with asyncio.timeout(GAP_SECONDS):
+                chunk = await self._queue.get()
+        except TimeoutError:
+            return self._gap(), False
         while chunk is not None:
             parts.append(chunk)
             size += len(chunk)
