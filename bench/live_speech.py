@@ -48,7 +48,7 @@ from crm_bridge.live_speech.hub import LiveSpeechHub
 from crm_bridge.live_speech.service import LiveSpeech, LiveSpeechConfig
 from crm_bridge.live_speech.streams import MIN_BATCH_BYTES
 from telephony.audiosocket import KIND_AUDIO, KIND_HANGUP, KIND_UUID, encode
-from telephony.call_events import CallAnswered, CallRecord
+from telephony.call_events import CallAnswered, CallEnded, CallRecord
 from transcription.accuracy import character_error_rate
 from transcription.engine import Transcriber, load_model
 from transcription.streaming import StreamingRecognizer
@@ -183,10 +183,14 @@ async def live_run(model: Path, clip_list: list[Clip], streams: int) -> dict[str
         record = CallRecord(linkedid=linkedid, server="bench", answered_at=now)
         live.on_event(CallAnswered(call=record, agent=None, at=now))
         await asyncio.sleep(0.37)  # staggered, as calls are
-    while player.tasks and not all(t.done() for t in player.tasks) or len(player.tasks) < streams:
+    calls = list(live.calls.values())
+    while not all(task.done() for task in player.tasks):
         peak = max(peak, rss_mb())
         await asyncio.sleep(0.2)
-    await asyncio.sleep(1.0)
+    for call in calls:  # the hang-ups: the bridge would report each call ended
+        record = CallRecord(linkedid=call.linkedid, server="bench")
+        live.on_event(CallEnded(call=record, at=time.time()))
+    await asyncio.gather(*(task for call in calls for task in call.tasks))
     cpu_after, wall = resource.getrusage(resource.RUSAGE_SELF), time.time() - wall_before
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     reader.cancel()
@@ -231,8 +235,11 @@ def percentile(values: list[float], share: float) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--samples", type=Path,
-                        default=next((d for d in SAMPLE_DIRS if d.is_dir()), SAMPLE_DIRS[-1]))
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        default=next((d for d in SAMPLE_DIRS if d.is_dir()), SAMPLE_DIRS[-1]),
+    )
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()  # fmt: skip
@@ -245,13 +252,20 @@ def main() -> None:
     first, firm = latencies(run)
     audio = sum(len(c.pcm) / 16000 for c in run["clip_of"].values())
     cpu_per_stream = run["cpu"] / audio
-    print(f"{args.streams} live streams: {run['cpu']:.1f} CPU s over {audio:.1f} audio s "
-          f"({cpu_per_stream:.3f} core per stream), +{run['rss_per_stream']:.0f} MB RSS each")
+    print(
+        f"{args.streams} live streams: {run['cpu']:.1f} CPU s over {audio:.1f} audio s "
+        f"({cpu_per_stream:.3f} core per stream), +{run['rss_per_stream']:.0f} MB RSS each"
+    )
     print(f"alerts: {len(first)} words; first alert latencies {sorted(round(x, 2) for x in first)}")
     print(f"firm alert latencies {sorted(round(x, 2) for x in firm)}")
     transcriber = Transcriber(model, language="ko")
-    post = [character_error_rate(" ".join(s.text for s in transcriber.transcribe(c.path).segments),
-                                 c.reference) for c in clip_list]
+    post_of = {
+        c.path: character_error_rate(
+            " ".join(s.text for s in transcriber.transcribe(c.path).segments), c.reference
+        )
+        for c in clip_list
+    }
+    post = [post_of[c.path] for c in run["clip_of"].values()]  # the clips the streams played
     live = live_cers(run)
     print(f"CER live {[round(x, 3) for x in live]}, post-call {[round(x, 3) for x in post]}")
     ratio = statistics.mean(live) / statistics.mean(post) if statistics.mean(post) else None
