@@ -10,7 +10,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, WebSocket, status
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, status
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
@@ -40,8 +40,10 @@ def live_speech_router() -> APIRouter:
     templates = Jinja2Templates(directory=[OWN_TEMPLATES, TEMPLATES_DIR])
     router = APIRouter()
 
-    @router.get("/api/live-speech/calls", tags=["live speech"])
-    def live_calls(request: Request, user: Supervisor) -> dict[str, Any]:
+    api = {"tags": ["live speech"], "dependencies": [Depends(auth.api_access)]}
+
+    @router.get("/api/live-speech/calls", **api)
+    def live_calls(request: Request) -> dict[str, Any]:
         """Calls answered now: ``live_transcript`` is ``streaming`` or ``post_call_only``."""
         live = _live(request)
         if live is None:
@@ -49,8 +51,8 @@ def live_speech_router() -> APIRouter:
         return {"enabled": True, "max_streams": live.config.max_streams,
                 "streams_active": live.streams_active, "calls": live.live_calls()}  # fmt: skip
 
-    @router.get("/api/live-speech/alerts", tags=["live speech"])
-    def stored_alerts(request: Request, user: Supervisor, linkedid: str) -> list[dict[str, Any]]:
+    @router.get("/api/live-speech/alerts", **api)
+    def stored_alerts(request: Request, linkedid: str) -> list[dict[str, Any]]:
         """The watch words a call said, stored as they were heard, in the order said."""
         if len(linkedid) > MAX_LINKEDID:
             raise HTTPException(status.HTTP_404_NOT_FOUND)
