@@ -126,7 +126,7 @@ def firm_alert(frames: list[dict]) -> bool:
 
 
 def call_in(pbx, *, hold: float = 16, speak_at: float = 4) -> None:
-    pbx("agent", "1001", "--behaviour", "noanswer")  # 1002 answers: agent "li"
+    pbx("agent", "1001", "--offline")  # 1002 (agent "li") answers, whoever the queue rings first
     pbx("agent", "1002", "--talk", "30")
     pbx("call-in", "--from", "13800138000", "--hold", str(hold), "--play", "lab/zeroth_0004",
         "--speak-at", str(speak_at))  # fmt: skip
