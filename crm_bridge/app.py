@@ -35,6 +35,10 @@ from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, find_customers_by_phone
 from crm_bridge.demo import DemoFeed
+from crm_bridge.live_speech.hub import LiveSpeechHub
+from crm_bridge.live_speech.metrics import LiveSpeechCollector
+from crm_bridge.live_speech.routes import live_speech_router
+from crm_bridge.live_speech.service import LiveSpeech, LiveSpeechConfig
 from crm_bridge.metrics import metrics_registry, metrics_router, pop_latency_histogram
 from crm_bridge.periodic_jobs import supervision_jobs
 from crm_bridge.phones import PhoneKind, normalize_phone
@@ -76,13 +80,17 @@ class Runtime:
     """Fed by ``pops`` (``on_pop_latency``)."""
     revocations: SessionRevocations = field(default_factory=SessionRevocations)
     """The open pop sockets of each user, closed when their sessions end."""
+    live_speech: LiveSpeech | None = None
 
     @cached_property
     def metrics(self) -> CollectorRegistry:
         """This app's Prometheus metrics, read from the parts above at each scrape."""
-        return metrics_registry(
+        registry = metrics_registry(
             self.bridge, self.pops, self.sessions, self.pop_latency, self.pop_relay
         )
+        if self.live_speech is not None:
+            registry.register(LiveSpeechCollector(self.live_speech))
+        return registry
 
 
 def ami_configs(settings: Settings) -> list[AmiConfig]:
@@ -146,6 +154,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(supervisor_router())
     app.include_router(campaigns_router())
     app.include_router(metrics_router())
+    app.include_router(live_speech_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -185,6 +194,7 @@ async def _start(settings: Settings) -> Runtime:
     pop_relay = _start_pop_relay(settings, bridge, pops)  # first: relayed before any lookup
     bridge.subscribe(pops.on_event)
     await pops.start()
+    live_speech = await start_live_speech(settings, bridge, pops, sessions)
     await bridge.start()
     if demo is not None:
         await bridge.wait_connected(timeout=10)
@@ -202,6 +212,7 @@ async def _start(settings: Settings) -> Runtime:
         campaigns,
         pop_relay=pop_relay,
         pop_latency=pop_latency,
+        live_speech=live_speech,
     )
 
 
@@ -213,6 +224,25 @@ def _start_pop_relay(settings: Settings, bridge: BridgeService, pops: PopHub) ->
     from crm_bridge.pop_relay import start_pop_relay
 
     return start_pop_relay(settings, bridge, pops)
+async def start_live_speech(
+    settings: Settings, bridge: BridgeService, pops: PopHub, sessions: sessionmaker[Session]
+) -> LiveSpeech | None:
+    """Live transcription, when it is on: before the bridge starts, so that it hears the
+    first resync and listens again to the calls already talking."""
+    if not settings.live_speech or settings.vosk_model is None:
+        return None
+    config = LiveSpeechConfig(
+        model_dir=settings.vosk_model,
+        language=settings.live_speech_language,
+        host=settings.live_speech_host,
+        port=settings.live_speech_port,
+        max_streams=settings.live_speech_max_streams,
+        workers=settings.live_speech_workers,
+    )
+    live = LiveSpeech(config, bridge, LiveSpeechHub(pops), sessions,
+                      agent_contexts=frozenset(settings.agent_contexts))  # fmt: skip
+    await live.start()
+    return live
 
 
 async def _stop(runtime: Runtime) -> None:
@@ -220,6 +250,8 @@ async def _stop(runtime: Runtime) -> None:
         await runtime.demo.stop_replay()
     if runtime.campaigns is not None:
         await stop_runner(runtime.campaigns)
+    if runtime.live_speech is not None:
+        await runtime.live_speech.stop()
     await runtime.bridge.stop()
     if runtime.pop_relay is not None:
         await runtime.pop_relay.stop()

@@ -17,9 +17,10 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sqlalchemy.exc import OperationalError
 
@@ -36,6 +37,18 @@ Subscriber = Callable[[DomainEvent], None]
 
 CALL_VARIABLES = ("CC_RECFILE", "CAMPAIGN")
 """Read back from Asterisk for the calls a resync adopts (see ``_read_call_variables``)."""
+
+
+class ChannelListener(Protocol):
+    """Hears the AMI channel events of a server (after the sieve) and each resync snapshot,
+    for what needs channel names the domain events do not carry (live audio)."""
+
+    def on_ami_event(self, server: str, event: dict[str, str]) -> None: ...
+
+    def on_resync(self, server: str, channels: list[dict[str, str]]) -> None: ...
+
+
+IsOwnChannel = Callable[[Mapping[str, str]], bool]
 
 ATTEMPTS_WHILE_STOPPING = 3
 """A call is retried (0.5 s doubling to 10 s) for as long as the database is away; only once
@@ -77,6 +90,8 @@ class BridgeService:
         self._journal_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-journal")
         self._unjournaled: list[CallRecord] = []
         self._subscribers: list[Subscriber] = []
+        self._channel_listeners: list[ChannelListener] = []
+        self._own_channel: IsOwnChannel = lambda _event: False
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-log")
         self._stopping = threading.Event()
         self._pending: set[asyncio.Future] = set()
@@ -90,6 +105,13 @@ class BridgeService:
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
+
+    def listen_to_channels(self, listener: ChannelListener, own_channel: IsOwnChannel) -> None:
+        """``listener`` hears channel events and resyncs; the channels ``own_channel`` says
+        the bridge placed for itself (live-audio spies) are hidden from the trackers, so they
+        are never taken for calls."""
+        self._channel_listeners.append(listener)
+        self._own_channel = own_channel
 
     async def start(self) -> None:
         await self._replay_journal()
@@ -149,6 +171,10 @@ class BridgeService:
     # --------------------------------------------------------------- callbacks from AMI
 
     def _on_event(self, link: ServerLink, event: dict[str, str]) -> None:
+        for listener in self._channel_listeners:
+            self._call_listener(listener.on_ami_event, link.config.name, event)
+        if self._own_channel(event):
+            return
         self.event_rx = monotonic_of(event.get("_rx"))
         try:
             self._publish(link.tracker.feed(event))
@@ -158,6 +184,9 @@ class BridgeService:
     def _on_resync(
         self, link: ServerLink, channels: list[dict[str, str]], started_at: float
     ) -> None:
+        for listener in self._channel_listeners:
+            self._call_listener(listener.on_resync, link.config.name, channels)
+        channels = [channel for channel in channels if not self._own_channel(channel)]
         domain_events = link.tracker.resync(channels, started_at)
         lost = sum(1 for e in domain_events if isinstance(e, CallEnded))
         if lost:
@@ -192,6 +221,13 @@ class BridgeService:
                     self._on_event(link, {"Event": "VarSet", "Uniqueid": channel["Uniqueid"],
                                           "Variable": variable, "Value": value,
                                           "_rx": time.time()})  # fmt: skip
+
+    @staticmethod
+    def _call_listener(method: Callable[[str, Any], None], server: str, payload: Any) -> None:
+        try:
+            method(server, payload)
+        except Exception:
+            log.exception("channel listener failed")
 
     def _on_state(self, link: ServerLink, state: AmiState) -> None:
         link.state = state

@@ -259,6 +259,12 @@ class PopHub:
     def disconnect(self, connection: PopConnection) -> None:
         self._connections.discard(connection)
 
+    def push_to_agent(self, agent: str, frame: Frame) -> None:
+        """A frame about ``agent``'s own call (the live transcript) to that agent's pages."""
+        for connection in self._connections:
+            if agent_key(agent) in connection.agents:
+                connection.push(frame)
+
     def bridge_state(self) -> Frame:
         """The AMI state now; pages hear of a change within ``STATE_POLL_SECONDS``."""
         self._refresh_state()

@@ -168,6 +168,19 @@ class Settings(BaseSettings):
     """How long an attempt left without outcome (by a restart) waits for its call to reach the
     call log before it is counted ``lost`` and tried again."""
 
+    live_speech: bool = False
+    """Transcribe answered calls while they go on and raise watch-word alerts
+    (``crm_bridge/live_speech/``); needs ``vosk_model``."""
+    live_speech_host: str = "127.0.0.1"
+    """Where the AudioSocket server listens (the dialplan's global ``CC_LIVE_AUDIO`` points
+    Asterisk at it)."""
+    live_speech_port: int = Field(default=8090, ge=0, le=65535)
+    live_speech_max_streams: int = Field(default=8, ge=0, le=1000)
+    """Call sides transcribed live at once; a call past it gets the post-call transcript only."""
+    live_speech_language: str = "zh"
+    live_speech_workers: int = Field(default=2, ge=1, le=64)
+    """Threads decoding live audio (one core each at most)."""
+
     inbound_contexts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["from-customers", "from-trunk", "from-pstn", "from-external"]
     )
@@ -285,6 +298,12 @@ class Settings(BaseSettings):
     def _relay_needs_postgresql(self) -> Self:
         if self.pop_relay and not self.is_postgresql:
             raise ValueError("pop_relay: needs a PostgreSQL database_url")
+        return self
+
+    @model_validator(mode="after")
+    def _live_speech_needs_a_model(self) -> Self:
+        if self.live_speech and self.vosk_model is None:
+            raise ValueError("live_speech needs vosk_model (a Vosk model folder)")
         return self
 
     @model_validator(mode="after")

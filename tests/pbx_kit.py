@@ -58,8 +58,9 @@ def _cpu_cannot_run(work: Path) -> bool:
     binary, conf = work / "asterisk" / "sbin" / "asterisk", work / "etc" / "pbx" / "asterisk.conf"
     if not binary.exists() or not conf.exists():
         return False
-    probe = subprocess.run([str(binary), "-C", str(conf), "-rx", "core show version"],
-                           capture_output=True, timeout=30)
+    probe = subprocess.run(
+        [str(binary), "-C", str(conf), "-rx", "core show version"], capture_output=True, timeout=30
+    )
     return probe.returncode == -signal.SIGILL
 
 

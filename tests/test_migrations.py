@@ -65,6 +65,7 @@ TABLES = {
     "do_not_call",
     "customer_opt_outs",
     "department_spend",
+    "live_speech_alerts",
 }
 
 

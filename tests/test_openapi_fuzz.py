@@ -149,6 +149,11 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/supervisor/watch-words"): SUPERVISORS,
     ("POST", "/supervisor/watch-words/remove"): SUPERVISORS,
     ("GET", "/supervisor/flags"): SUPERVISORS,
+    # crm_bridge/live_speech/routes.py
+    ("GET", "/api/live-speech/calls"): API,
+    ("GET", "/api/live-speech/alerts"): API,
+    ("GET", "/supervisor/live/{linkedid}"): SUPERVISORS,
+    ("WS", "/ws/live-speech"): SUPERVISORS,
     # crm_bridge/web_campaigns.py
     ("GET", "/campaigns"): SCHEDULERS,
     ("POST", "/campaigns"): SCHEDULERS,
@@ -174,9 +179,11 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
 NOT_FUZZED = {
     ("GET", "/static/{path}"),
     ("WS", "/ws/pops"),
+    ("WS", "/ws/live-speech"),
 }
 """Starlette's static files (fetched once by ``test_the_public_extras_answer``),
-and the pop socket, whose handshake is checked in tests/test_auth.py."""
+and the pop socket, whose handshake is checked in tests/test_auth.py, and the live-speech
+socket (tests/test_live_speech_web.py)."""
 FUZZED = sorted(
     set(ACCESS) - NOT_FUZZED,
     key=lambda route: (route[0] == "POST" and "agent" not in ACCESS[route], route),

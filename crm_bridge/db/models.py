@@ -750,3 +750,28 @@ class TranscriptSegment(Base):
     end_seconds: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     words: Mapped[list[dict[str, Any]]] = mapped_column(JsonList, default=list)
+
+
+# --- live speech (crm_bridge/live_speech/) ---------------------------------------------------
+
+
+class LiveSpeechAlert(Base):
+    """A watch word heard live, kept with its call (by Linkedid: the call's row is written
+    when the call ends) at the moment it was said."""
+
+    __tablename__ = "live_speech_alerts"
+    __table_args__ = (Index(None, "linkedid", "said_at"), Index(None, "said_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server: Mapped[str] = mapped_column(String(64))
+    linkedid: Mapped[str] = mapped_column(String(64))
+    side: Mapped[str] = mapped_column(String(16))
+    agent: Mapped[str | None] = mapped_column(String(64))
+    word: Mapped[str] = mapped_column(String(32))
+    said_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    """UTC wall time of the word's start."""
+    call_second: Mapped[float] = mapped_column(Float)
+    """Seconds from the call's answer to the word's start."""
+    text: Mapped[str] = mapped_column(Text)
+    """The utterance it was said in."""
+    alerted_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

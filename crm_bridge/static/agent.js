@@ -505,6 +505,25 @@
     } else if (frame.type === "pop") showPop(frame);
     else if (frame.type === "update") update(frame);
     else if (frame.type === "bridge") bridgeState(frame);
+    else if (frame.type === "live_speech") liveSpeech(frame);
+  }
+
+  // The live transcript of this agent's own call (the server sends no other call's);
+  // a partial result is shown apart, as tentative, until its final replaces it.
+  function liveSpeech(frame) {
+    const box = document.getElementById("live-transcript");
+    box.hidden = false;
+    const partial = document.getElementById("live-partial");
+    const who = frame.side === "agent" ? "坐席 Agent" : "客户 Customer";
+    if (frame.final) {
+      const item = document.createElement("li");
+      item.dataset.side = frame.side;
+      item.textContent = who + ": " + frame.text;
+      document.getElementById("live-lines").appendChild(item);
+      partial.textContent = "";
+    } else {
+      partial.textContent = who + ": " + frame.text + " …";
+    }
   }
 
   function disconnected() {

