@@ -104,7 +104,10 @@ async def test_replayed_calls_reach_the_call_log_and_the_api(spine):
     assert [c["linkedid"] for c in filtered.json()["calls"]] == [inbound["linkedid"]]
 
 
-async def test_a_call_that_ends_while_the_bridge_is_away_is_closed_on_resync(spine):
+async def test_a_call_cut_by_a_pbx_restart_is_closed_on_resync_as_cut_by_it(spine):
+    """The simulator's ``core restart now`` sends Shutdown and no hangups: the call is gone at
+    the resync, cut by the restart (a call gone without a Shutdown seen is
+    ``lost_while_disconnected``, tests/test_call_tracker.py)."""
     simulator, app, client = spine
     trace = load_trace(TRACES / "sip" / "a_inbound_answered_1001.ami")
     half = len(trace.events) // 2
@@ -118,7 +121,7 @@ async def test_a_call_that_ends_while_the_bridge_is_away_is_closed_on_resync(spi
     await simulator.restart(down_seconds=0.3)
     body = await calls_logged(client, 1)
     (call,) = body["calls"]
-    assert call["end_reason"] == "lost_while_disconnected"
+    assert call["end_reason"] == "pbx_restart"
     assert call["agent"] == "1001"
 
 

@@ -245,7 +245,7 @@ async def test_an_agent_on_the_other_instance_gets_the_pop_and_the_call_is_logge
     async with pair.b.pops("wang") as wang, pair.b.pops("li") as li:
         await pair.a.play("a_inbound_answered_1001")
         pop, answered, ended = await call_frames(wang)
-        assert pop["state"] == "ringing" and pop["call"]["caller"] == "13800138000"
+        assert pop["state"] == "ringing" and pop["call"]["caller"] == "+8613800138000"
         assert pop["lookup"]["kind"] == "known"
         assert [card["name"] for card in pop["lookup"]["cards"]] == ["张三"]
         # A's AMI arrival, carried as wall-clock time, is on B's monotonic clock in B's frame
