@@ -75,6 +75,19 @@ class CampaignError(ValueError):
     """A campaign change that cannot be made now (zh-CN / English)."""
 
 
+NO_GREETING = (
+    "播放录音的活动需要先上传问候录音 / A message campaign needs a greeting recording: "
+    "upload one before starting"
+)
+
+
+def _refuse_unless_runnable(campaign: Campaign) -> None:
+    """A message campaign plays its greeting: without one, its calls would be answered in
+    silence and counted as answered."""
+    if campaign.mode == "message" and not campaign.greeting_file:
+        raise CampaignError(NO_GREETING)
+
+
 class _LostRace(Exception):
     """Another tick moved the target first: roll back, dial nothing."""
 
@@ -92,6 +105,7 @@ def start_campaign(
     """Start a draft (building its targets from the rules, today's in the center's zone) or
     resume a paused campaign. Returns how many targets it has."""
     campaign = _locked(session, campaign_id)
+    _refuse_unless_runnable(campaign)
     if campaign.status == "draft":
         ids = select_audience(
             session, parse_rules(campaign.rules), now_utc.astimezone(zone).date(), zone, region
@@ -126,6 +140,8 @@ def set_status(session: Session, campaign_id: int, action: str, now_utc: datetim
             f"活动状态为 {campaign.status}，不能{action} / Cannot {action} a "
             f"{campaign.status} campaign"
         )
+    if new == "running":
+        _refuse_unless_runnable(campaign)
     campaign.status = new
     if new == "stopped":
         campaign.finished_at = now_utc
