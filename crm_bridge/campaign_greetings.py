@@ -25,7 +25,10 @@ MAX_GREETING_BYTES = 10 * 1024 * 1024
 MAX_GREETING_SECONDS = 300.0
 """A greeting is a few sentences; anything past five minutes is a wrong file."""
 
-NOT_AUDIO = "无法识别的录音文件，请上传 WAV/MP3/FLAC/OGG / Not an audio file we can read: upload WAV, MP3, FLAC or OGG"
+NOT_AUDIO = (
+    "无法识别的录音文件，请上传 WAV/MP3/FLAC/OGG / "
+    "Not an audio file we can read: upload WAV, MP3, FLAC or OGG"
+)
 TOO_BIG = "录音文件超过 10 MB / The greeting is over 10 MB"
 SILENT = "录音文件没有声音内容 / The greeting holds no audio"
 TOO_LONG = "录音超过 5 分钟 / The greeting is longer than 5 minutes"

@@ -86,6 +86,7 @@ def campaign_request(campaign: Campaign, ticket: store.Ticket, region: str) -> O
         action_id=ticket.action_id,
         caller_id=CALLER_ID,
         variables=variables,
+        plays_greeting=campaign.mode == "message",
     )
 
 
@@ -266,10 +267,10 @@ async def start_runner(
     server: AmiConfig,
     calls_in_progress: Callable[[], Iterable[str] | None] = frozenset,
 ) -> CampaignRunner:
-    """The runner of the app: its dialer on its own AMI session to ``server`` (call events
-    only), capped and paced by the settings."""
+    """The runner of the app: its dialer on its own AMI session to ``server`` (call events,
+    and user events for the greeting's report), capped and paced by the settings."""
     dialer = Dialer(
-        dataclasses.replace(server, events="call"),
+        dataclasses.replace(server, events="call,user"),
         max_concurrent=settings.campaign_max_concurrent,
         calls_per_second=settings.campaign_calls_per_second,
     )

@@ -49,6 +49,7 @@ from crm_bridge.db.models import (
     DialAttempt,
     DoNotCall,
 )
+from telephony.dialer import GREETING_NOT_PLAYED
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ DISPOSITION_OUTCOME = {
 }
 """A logged call's disposition as a dial outcome (an outbound call answered by the customer
 and then left in the queue shows as abandoned: the customer did answer)."""
+FINAL_REASONS = (UNSAFE_REASON, GREETING_NOT_PLAYED)
+"""Reasons after which the same campaign calling again would fail the same way: an Originate
+unsafe to send, a greeting Asterisk cannot play (the customer heard silence)."""
 OUTCOMES_SHOWN = ("answered", "busy", "no_answer", "congestion", "failed", "lost", "unknown")
 
 
@@ -368,8 +372,8 @@ def record_outcome(
     """Settle an attempt (once: a second report changes nothing) and move its target on:
     answered -> done; else retried after the outcome's delay, or failed when the attempts are
     used up, or at once when trying again cannot help (an ``unknown`` outcome, or an Originate
-    refused as unsafe to send, which the same campaign would make again). True when this call
-    settled it."""
+    refused as unsafe to send, which the same campaign would make again, or a greeting that did
+    not play). True when this call settled it."""
     with sessions.begin() as session:
         settled = session.execute(
             update(DialAttempt)
@@ -394,7 +398,7 @@ def record_outcome(
             target.state = "done"
         elif (
             outcome == "unknown"
-            or reason_code == UNSAFE_REASON
+            or reason_code in FINAL_REASONS
             or _counted_attempts(session, attempt) >= policy.max_attempts
         ):
             target.state = "failed"
