@@ -69,7 +69,9 @@ def dial_string(e164: str, region: str) -> str:
     return "00" + e164.removeprefix("+")
 
 
-def campaign_request(campaign: Campaign, ticket: store.Ticket, region: str) -> OriginateRequest:
+def campaign_request(
+    campaign: Campaign, ticket: store.Ticket, region: str, ring_seconds: float = 30.0
+) -> OriginateRequest:
     variables = {
         "CAMPAIGN": str(campaign.id),
         "CUSTOMER_ID": str(ticket.customer_id),
@@ -85,6 +87,7 @@ def campaign_request(campaign: Campaign, ticket: store.Ticket, region: str) -> O
         channel_id=ticket.channel_id,
         action_id=ticket.action_id,
         caller_id=CALLER_ID,
+        timeout_ms=round(ring_seconds * 1000),
         variables=variables,
         plays_greeting=campaign.mode == "message",
     )
@@ -103,12 +106,14 @@ class CampaignRunner:
         grace: timedelta = store.UNRESOLVED_GRACE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         calls_in_progress: Callable[[], Iterable[str] | None] = frozenset,
+        ring_seconds: float = 30.0,
     ) -> None:
         self.sessions = sessions
         self.dialer = dialer
         self.center_timezone = center_timezone
         self.region = region
         self.grace = grace
+        self.ring_seconds = ring_seconds
         self.clock = clock
         self.calls_in_progress = calls_in_progress
         """The Linkedids of the calls in progress (the bridge's trackers): their attempts wait;
@@ -212,7 +217,7 @@ class CampaignRunner:
     async def _place(self, ticket: store.Ticket) -> None:
         try:
             campaign = await asyncio.to_thread(self._campaign, ticket.campaign_id)
-            request = campaign_request(campaign, ticket, self.region)
+            request = campaign_request(campaign, ticket, self.region, self.ring_seconds)
             outcome, reason = await self.dialer.dial(
                 request, still_wanted=lambda: self._still_running(ticket.campaign_id)
             )
@@ -282,6 +287,7 @@ async def start_runner(
         region=settings.number_region,
         grace=timedelta(seconds=settings.campaign_unresolved_grace_seconds),
         calls_in_progress=calls_in_progress,
+        ring_seconds=settings.campaign_ring_seconds,
     )
     await runner.start()
     return runner

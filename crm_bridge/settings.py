@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     """How many campaign calls may be placed (ringing or talking) at once."""
     campaign_calls_per_second: float = Field(default=2.0, gt=0, le=100)
     """How many campaign Originates may be sent per second at most."""
+    campaign_ring_seconds: float = Field(default=30.0, ge=5, le=120)
+    """How long a campaign call rings before it counts as not answered."""
     campaign_unresolved_grace_seconds: float = Field(default=180.0, ge=1, le=86400)
     """How long an attempt left without outcome (by a restart) waits for its call to reach the
     call log before it is counted ``lost`` and tried again."""

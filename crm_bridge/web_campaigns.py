@@ -151,10 +151,10 @@ class CampaignForm(BaseModel):
     weekdays: list[int] = Field(default_factory=list)
     blackout: str = Field(default="", max_length=4000)
     max_attempts: int = 3
-    retry_busy: int = 10
-    retry_no_answer: int = 60
-    retry_congestion: int = 5
-    retry_failed: int = 30
+    retry_busy: float = 10
+    retry_no_answer: float = 60
+    retry_congestion: float = 5
+    retry_failed: float = 30
 
     def rules(self) -> list[dict[str, Any]]:
         rules: list[dict[str, Any]] = []
