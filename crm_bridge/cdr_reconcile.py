@@ -30,9 +30,10 @@ import csv
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge.call_log import CallLog
@@ -57,7 +58,7 @@ DISPOSITIONS = {
 _IN_CHUNK = 500
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Cdr:
     """One line of the file (one leg of a call)."""
 
@@ -83,12 +84,18 @@ class Cdr:
         """None for a line that is not one of ours (torn by a crash, another format)."""
         if len(row) != len(COLUMNS) or not row[0]:
             return None
-        values = dict(zip(COLUMNS, row, strict=True))
         try:
-            start, answer, end = (float(values.pop(k)) for k in ("start", "answer", "end"))
+            start, answer, end = float(row[2]), float(row[3]), float(row[4])
         except ValueError:
             return None
-        return cls(start=start, answer=answer or None, end=end, **values)
+        return cls(row[0], row[1], start, answer or None, end, *row[5:])
+
+
+def _ended_before(end: str, moment: float) -> bool:
+    try:
+        return float(end) < moment
+    except ValueError:
+        return False
 
 
 def _interface(channel: str) -> str:
@@ -193,31 +200,31 @@ class CdrReconciler:
     def __call__(self, connected_at: float, skip: set[str]) -> int:
         """Log the calls that ended before ``connected_at`` (the resync's start) and are not
         in ``skip`` (the calls the resync found or ended); how many were logged."""
-        groups = self._read()
+        groups = self._read(since=connected_at - self.lookback_seconds)
         candidates = {
             lid: cdrs
             for lid, cdrs in groups.items()
-            if lid not in skip
-            and max(c.end for c in cdrs) < connected_at
-            and max(c.end for c in cdrs) >= connected_at - self.lookback_seconds
+            if lid not in skip and max(c.end for c in cdrs) < connected_at
         }
         if not candidates:
             return 0
-        logged, dialled = self._known(list(candidates))
-        count = 0
-        for linkedid, cdrs in candidates.items():
-            if linkedid in logged:
-                continue
-            call = call_from_cdrs(cdrs, self.server, self.agent_contexts, dialled.get(linkedid))
+        logged = self._logged_since(min(c.end for cdrs in candidates.values() for c in cdrs))
+        missing = [lid for lid in candidates if lid not in logged]
+        dialled = self._dialled(missing)
+        for linkedid in missing:
+            call = call_from_cdrs(
+                candidates[linkedid], self.server, self.agent_contexts, dialled.get(linkedid)
+            )
             self.call_log.record(call, reconciled=True)
-            count += 1
+        count = len(missing)
         if count:
             log.warning("%s: %d call(s) that ended while the bridge was away logged from "
                         "Asterisk's CDRs", self.server, count)  # fmt: skip
         return count
 
-    def _read(self) -> dict[str, list[Cdr]]:
-        """The CDRs appended since the last read, by Linkedid."""
+    def _read(self, since: float) -> dict[str, list[Cdr]]:
+        """The CDRs appended since the last read, by Linkedid, of the calls still going at
+        ``since`` (each line's end is looked at before anything else is made of it)."""
         groups: dict[str, list[Cdr]] = {}
         try:
             with self.path.open("rb") as f:
@@ -232,6 +239,8 @@ class CdrReconciler:
         self._offset += len(complete)
         torn = 0
         for row in csv.reader(complete.decode("utf-8", errors="replace").splitlines()):
+            if len(row) == len(COLUMNS) and _ended_before(row[4], since):
+                continue
             cdr = Cdr.parse(row)
             if cdr is None:
                 torn += 1
@@ -242,17 +251,22 @@ class CdrReconciler:
                         self.server, torn)  # fmt: skip
         return groups
 
-    def _known(self, linkedids: list[str]) -> tuple[set[str], dict[str, Dialled]]:
-        """Which of these calls are logged, and the campaign attempts among them."""
-        logged: set[str] = set()
+    def _logged_since(self, since: float) -> set[str]:
+        """The Linkedids of the calls logged that ended after ``since`` (an hour's slack for
+        the clocks of Asterisk and the AMI timestamps): one indexed read, not one per call."""
+        after = datetime.fromtimestamp(since - 3600, UTC)
+        query = select(Call.linkedid).where(or_(Call.ended_at >= after, Call.ended_at.is_(None)))
+        with self.sessions() as session:
+            return set(session.scalars(query))
+
+    def _dialled(self, linkedids: list[str]) -> dict[str, Dialled]:
+        """The campaign attempts among these calls, by ChannelId."""
         dialled: dict[str, Dialled] = {}
         with self.sessions() as session:
             for at in range(0, len(linkedids), _IN_CHUNK):
-                chunk = linkedids[at : at + _IN_CHUNK]
-                logged.update(session.scalars(select(Call.linkedid).where(Call.linkedid.in_(chunk))))
                 rows = session.execute(
                     select(DialAttempt.channel_id, DialAttempt.number_e164, DialAttempt.campaign_id)
-                    .where(DialAttempt.channel_id.in_(chunk))
+                    .where(DialAttempt.channel_id.in_(linkedids[at : at + _IN_CHUNK]))
                 )
                 dialled.update({lid: Dialled(number, cid) for lid, number, cid in rows})
-        return logged, dialled
+        return dialled
