@@ -7,17 +7,22 @@ service is down, on the real Asterisk: ``tests/test_cdr_reconcile_realpbx.py``.)
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import time
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
+from test_pops import AMI_SECRET, seed, served, site_settings
 
+from crm_bridge.app import create_app
 from crm_bridge.call_log import CallLog, NumberRules
 from crm_bridge.cdr_reconcile import Cdr, CdrReconciler, Dialled, call_from_cdrs
 from crm_bridge.db.models import Call, Campaign, Customer, CustomerPhone, DialAttempt
 from telephony.call_events import Direction, Disposition
+from telephony.simulator import AmiSimulator
 
 INBOUND = """\
 "1796292685.19","1796292685.19","1796292685.788807","1796292685.789464","1796292689.792053","ANSWERED","13800138000","4008001234","from-customers","PJSIP/carrier-00000005","Local/1002@agents-00000002;1","Queue","support,,,,3600","inbound;cid=13800138000","/var/spool/asterisk/monitor/1796292685.19.wav",""
@@ -124,3 +129,31 @@ def test_the_reconciler_logs_each_missing_call_once(logged, tmp_path):
         rows = {c.linkedid: c for c in session.scalars(select(Call))}
     assert len(rows) == 4 and all(c.reconciled for c in rows.values())
     assert rows["1796300000.1"].disposition == "abandoned"
+
+
+async def test_after_every_reconnect_the_calls_ended_meanwhile_are_logged(tmp_path):
+    """The service running, its AMI connection lost (the simulator over a real socket) while
+    a call ends: once back in step the call is in the call log, reconciled."""
+    cdr_file = tmp_path / "callbridge.csv"
+    cdr_file.write_text("")
+    async with AmiSimulator(username="bridge", secret=AMI_SECRET) as sim:
+        settings = site_settings(tmp_path, sim.port).model_copy(update={"pbx_cdr_file": cdr_file})
+        seed(settings.database_url)
+        app = create_app(settings)
+        async with served(app):
+            bridge = app.state.runtime.bridge
+            assert await bridge.wait_connected(timeout=10)
+            away = asyncio.create_task(sim.restart(down_seconds=2.0))
+            await asyncio.sleep(0.3)
+            ended = int(time.time())  # rung, answered and hung up while the bridge was away
+            with cdr_file.open("a") as f:  # (each time below is this second + under 0.8 s)
+                f.write(INBOUND.replace("1796292685", str(ended - 4))
+                        .replace("1796292687", str(ended - 2))
+                        .replace("1796292689", str(ended)))  # fmt: skip
+            await away
+            await asyncio.sleep(0.2)
+            assert await bridge.wait_connected(timeout=10)
+            with app.state.runtime.sessions() as session:
+                (call,) = session.scalars(select(Call)).all()
+    assert (call.linkedid, call.reconciled) == (f"{ended - 4}.19", True)
+    assert (call.agent, call.disposition) == ("1002", "answered")
