@@ -14,8 +14,9 @@ stopped at any moment and another started on the same database:
   reconnecting): a call still in progress would then look like one that never happened, and
   its customer would be dialled again while still on the line.
 
-Message campaigns play the scheduler's greeting, agent campaigns put the customer through to
-the agents' queue (``CC_MODE`` in ``dialplans/extensions_callbridge.conf``); preview
+Message campaigns play the scheduler's greeting (answered only once the dialplan reports it
+played: :mod:`telephony.dialer`), agent campaigns put the customer through to the agents'
+queue (``CC_MODE`` in ``dialplans/extensions_callbridge.conf``); preview
 campaigns are dialled by an agent's click (``crm_bridge/web_campaigns.py``), and the runner
 only settles their attempts from the call log.
 """

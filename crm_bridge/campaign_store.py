@@ -3,7 +3,8 @@
 All campaign state lives here, so a restarted service carries on where it stopped:
 
 - :func:`start_campaign` builds the targets from the rules (once) and sets the status;
-  :func:`set_status` pauses, resumes and stops.
+  :func:`set_status` pauses, resumes and stops. A message campaign without a greeting never
+  runs (:data:`NO_GREETING`).
 - :func:`claim_attempt` is the one way to a dial: in one transaction it re-reads the customer,
   re-runs :func:`~crm_bridge.campaign_rules.dial_decision`, claims the customer's local day
   (unique per customer and day, across campaigns) and inserts the attempt under its unique key
@@ -11,8 +12,9 @@ All campaign state lives here, so a restarted service carries on where it stoppe
   two instances or a restart racing for the same target: one gets the attempt, the others get
   nothing.
 - :func:`record_outcome` settles an attempt once; :func:`reconcile_unresolved` settles attempts
-  a previous run left without outcome, from the call log (their ChannelId is the Linkedid),
-  or as ``lost`` once the grace period is over.
+  a previous run left without outcome, from the call log (their ChannelId is the Linkedid;
+  a call that ended while the service was down gets there from Asterisk's CDRs,
+  :mod:`crm_bridge.cdr_reconcile`), or as ``lost`` once the grace period is over.
 """
 
 from __future__ import annotations

@@ -144,3 +144,22 @@ async def test_a_message_campaign_without_a_greeting_cannot_start(site):
         url = agent_mode.headers["location"]
         start = await client.post(f"{url}/action", data={"csrf_token": token, "action": "start"})
         assert start.status_code == 303  # an agent campaign needs no greeting
+
+
+async def test_an_edit_with_a_bad_upload_keeps_what_was_typed(site):
+    async with site.signed_in("zhou") as client:
+        token = CSRF_RE.search((await client.get("/campaigns")).text).group(1)
+        created = await client.post("/campaigns", data=campaign_form(token, "端午问候", "agent"))
+        url = created.headers["location"]
+        edited = await client.post(
+            url,
+            data=campaign_form(token, "端午问候 改", "message"),
+            files={"greeting": ("greeting.mp3", b"ID3 but no frames", "audio/mpeg")},
+        )
+        assert edited.status_code == 400
+        page = html.unescape(edited.text)
+        assert greetings.NOT_AUDIO in page and 'value="端午问候 改"' in page
+        assert '<option value="message" selected>' in page
+    with site.sessions()() as session:
+        campaign = session.scalars(select(Campaign)).one()
+    assert (campaign.name, campaign.mode, campaign.greeting_file) == ("端午问候", "agent", None)
