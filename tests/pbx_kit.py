@@ -43,7 +43,8 @@ def pbx(*args: str | Path, timeout: float = 120) -> str:
 def _last_json(output: str) -> dict:
     """The JSON object a kit command prints last (``start`` prints its notes on the product's
     files before it)."""
-    return json.loads(output[output.index("{") if output.startswith("{") else output.index("\n{"):])
+    start = 0 if output.startswith("{") else output.index("\n{") + 1
+    return json.loads(output[start:])
 
 
 def _unavailable(reason: str, *, required_here: bool = True) -> None:
