@@ -31,6 +31,7 @@ from crm_bridge.bridge_service import BridgeService
 from crm_bridge.call_journal import CallJournal
 from crm_bridge.call_log import CallFilter, CallLog, NumberRules, list_calls
 from crm_bridge.campaign_runner import CampaignRunner, start_runner, stop_runner
+from crm_bridge.cdr_reconcile import CdrReconciler
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, find_customers_by_phone
@@ -175,7 +176,18 @@ async def _start(settings: Settings) -> Runtime:
     )
     recordings = RecordingsRoot(settings.recordings_dir, settings.pbx_recordings_dir)
     call_log = CallLog(sessions, numbers, recordings)
-    bridge = BridgeService(servers, call_log, policy, CallJournal.load(settings.journal_dir))
+    reconcilers = {}
+    if settings.pbx_cdr_file is not None and not settings.demo:
+        reconcilers[servers[0].name] = CdrReconciler(
+            settings.pbx_cdr_file,
+            servers[0].name,
+            sessions,
+            call_log,
+            agent_contexts=settings.agent_contexts,
+            lookback_seconds=settings.pbx_cdr_lookback_hours * 3600,
+        )
+    journal = CallJournal.load(settings.journal_dir)
+    bridge = BridgeService(servers, call_log, policy, journal, reconcilers)
     lookup = database_lookup(
         sessions,
         zone=settings.zone,
@@ -361,6 +373,8 @@ class CallOut(BaseModel):
     campaign: str | None
     transferred_to: str | None
     end_reason: str | None
+    reconciled: bool = False
+    """Logged from Asterisk's own records after callbridge was down (not watched live)."""
     wrapup_code: str | None = None
     """The agent's wrap-up code (see ``POST /me/calls/{linkedid}/wrapup``)."""
     note: str | None = None

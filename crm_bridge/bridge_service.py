@@ -8,7 +8,10 @@ What blocks (database writes) runs on one worker thread in the order the calls e
 database never stalls the AMI socket. With a :class:`~crm_bridge.call_journal.CallJournal`, the
 calls that end in one turn of the loop are first appended to it and fsync'd together on a thread
 of its own, then written to the database and marked done; :meth:`BridgeService.start` first
-writes what a previous run left in the journal.
+writes what a previous run left in the journal. With a reconciler
+(:class:`~crm_bridge.cdr_reconcile.CdrReconciler`), every resync (the first connection, and each
+reconnect) is followed, on that same writer thread, by logging the calls Asterisk's own records
+hold and the call log does not; the bridge is not :attr:`~BridgeService.in_step` until it is done.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from telephony.call_tracker import CallTracker, TrackerPolicy
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[DomainEvent], None]
+Reconciler = Callable[[float, set[str]], int]
+"""``(connected_at, linkedids the resync found or ended) -> calls logged``, for one server."""
 
 CALL_VARIABLES = ("CC_RECFILE", "CAMPAIGN")
 """Read back from Asterisk for the calls a resync adopts (see ``_read_call_variables``)."""
@@ -84,8 +89,11 @@ class BridgeService:
         call_log: CallLog,
         policy: TrackerPolicy,
         journal: CallJournal | None = None,
+        reconcilers: dict[str, Reconciler] | None = None,
     ) -> None:
         self._call_log = call_log
+        self._reconcilers = reconcilers or {}
+        self._reconciling = 0
         self._journal = journal
         self._journal_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-journal")
         self._unjournaled: list[CallRecord] = []
@@ -138,9 +146,11 @@ class BridgeService:
 
     @property
     def in_step(self) -> bool:
-        """Every server connected and resynced since: the trackers know every call in
-        progress."""
-        return all(link.state is AmiState.CONNECTED for link in self.links)
+        """Every server connected and resynced since, and what ended while the bridge was
+        away logged: the trackers know every call in progress, the call log every call that
+        ended."""
+        connected = all(link.state is AmiState.CONNECTED for link in self.links)
+        return connected and self._reconciling == 0
 
     async def wait_connected(self, timeout: float) -> bool:
         """Wait until every server is connected and resynced; False if the time ran out."""
@@ -196,6 +206,11 @@ class BridgeService:
         origins = [ch for ch in channels if ch.get("Uniqueid") in adopted]
         if origins:
             self._track(asyncio.ensure_future(self._read_call_variables(link, origins)))
+        reconcile = self._reconcilers.get(link.config.name)
+        if reconcile is not None:
+            known = {call.linkedid for call in link.tracker.active_calls()}
+            known |= {e.call.linkedid for e in domain_events if isinstance(e, CallEnded)}
+            self._reconcile(reconcile, started_at, known)
 
     async def _read_call_variables(
         self, link: ServerLink, origins: list[dict[str, str]]
@@ -228,6 +243,18 @@ class BridgeService:
             method(server, payload)
         except Exception:
             log.exception("channel listener failed")
+
+    def _reconcile(self, reconcile: Reconciler, started_at: float, known: set[str]) -> None:
+        self._reconciling += 1
+        future = asyncio.get_running_loop().run_in_executor(
+            self._writer, reconcile, started_at, known
+        )
+
+        def done(_: asyncio.Future) -> None:
+            self._reconciling -= 1
+
+        future.add_done_callback(done)
+        self._track(future)
 
     def _on_state(self, link: ServerLink, state: AmiState) -> None:
         link.state = state

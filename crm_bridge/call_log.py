@@ -60,8 +60,9 @@ class CallLog:
         self._numbers = numbers
         self._recordings = recordings
 
-    def record(self, call: CallRecord) -> int:
-        """Store one ended call (once); return its row id."""
+    def record(self, call: CallRecord, *, reconciled: bool = False) -> int:
+        """Store one ended call (once); return its row id. ``reconciled``: the call comes from
+        Asterisk's own records, not from watching it (``crm_bridge/cdr_reconcile.py``)."""
         caller = self._numbers.to_e164(call.caller)
         callee = self._numbers.to_e164(call.callee)
         customer_number = caller if call.direction is Direction.INBOUND else callee
@@ -93,6 +94,7 @@ class CallLog:
                 "originate_action_id": call.originate_action_id,
                 "transferred_to": call.transferred_to,
                 "end_reason": str(call.end_reason) if call.end_reason else None,
+                "reconciled": reconciled,
                 "created_at": datetime.now(UTC),
             }
             call_id = connection.scalar(_insert_call(connection.dialect.name), values)

@@ -370,9 +370,10 @@ class PolicyIn(BaseModel):
     """Monday is 0."""
     blackout_dates: list[date] = Field(default_factory=list)
     max_attempts: int = Field(default=3, ge=1, le=10)
-    retry_minutes: dict[Literal["busy", "no_answer", "congestion", "failed", "lost"], int] = Field(
-        default_factory=lambda: dict(DEFAULT_RETRY_MINUTES)
-    )
+    retry_minutes: dict[
+        Literal["busy", "no_answer", "congestion", "failed", "lost"], float
+    ] = Field(default_factory=lambda: dict(DEFAULT_RETRY_MINUTES))
+    """Fractions allowed: 0.5 is half a minute."""
 
     @field_validator("weekdays")
     @classmethod
@@ -383,7 +384,7 @@ class PolicyIn(BaseModel):
 
     @field_validator("retry_minutes")
     @classmethod
-    def _retry(cls, values: dict[str, int]) -> dict[str, int]:
+    def _retry(cls, values: dict[str, float]) -> dict[str, float]:
         if any(not 0 <= v <= 7 * 24 * 60 for v in values.values()):
             raise ValueError("retry delays are 0 to 10080 minutes")
         return {**DEFAULT_RETRY_MINUTES, **values}
@@ -410,7 +411,9 @@ class CallingPolicy:
     weekdays: frozenset[int] = frozenset(range(7))
     blackout_dates: frozenset[date] = frozenset()
     max_attempts: int = 3
-    retry_minutes: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_RETRY_MINUTES))
+    retry_minutes: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_RETRY_MINUTES)
+    )
     center_timezone: str = "Asia/Shanghai"
 
     def local(self, now_utc: datetime, customer_zone: str | None) -> datetime:

@@ -14,8 +14,9 @@ stopped at any moment and another started on the same database:
   reconnecting): a call still in progress would then look like one that never happened, and
   its customer would be dialled again while still on the line.
 
-Message campaigns play the scheduler's greeting, agent campaigns put the customer through to
-the agents' queue (``CC_MODE`` in ``dialplans/extensions_callbridge.conf``); preview
+Message campaigns play the scheduler's greeting (answered only once the dialplan reports it
+played: :mod:`telephony.dialer`), agent campaigns put the customer through to the agents'
+queue (``CC_MODE`` in ``dialplans/extensions_callbridge.conf``); preview
 campaigns are dialled by an agent's click (``crm_bridge/web_campaigns.py``), and the runner
 only settles their attempts from the call log.
 """
@@ -69,7 +70,9 @@ def dial_string(e164: str, region: str) -> str:
     return "00" + e164.removeprefix("+")
 
 
-def campaign_request(campaign: Campaign, ticket: store.Ticket, region: str) -> OriginateRequest:
+def campaign_request(
+    campaign: Campaign, ticket: store.Ticket, region: str, ring_seconds: float = 30.0
+) -> OriginateRequest:
     variables = {
         "CAMPAIGN": str(campaign.id),
         "CUSTOMER_ID": str(ticket.customer_id),
@@ -85,7 +88,9 @@ def campaign_request(campaign: Campaign, ticket: store.Ticket, region: str) -> O
         channel_id=ticket.channel_id,
         action_id=ticket.action_id,
         caller_id=CALLER_ID,
+        timeout_ms=round(ring_seconds * 1000),
         variables=variables,
+        plays_greeting=campaign.mode == "message",
     )
 
 
@@ -102,12 +107,14 @@ class CampaignRunner:
         grace: timedelta = store.UNRESOLVED_GRACE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         calls_in_progress: Callable[[], Iterable[str] | None] = frozenset,
+        ring_seconds: float = 30.0,
     ) -> None:
         self.sessions = sessions
         self.dialer = dialer
         self.center_timezone = center_timezone
         self.region = region
         self.grace = grace
+        self.ring_seconds = ring_seconds
         self.clock = clock
         self.calls_in_progress = calls_in_progress
         """The Linkedids of the calls in progress (the bridge's trackers): their attempts wait;
@@ -211,7 +218,7 @@ class CampaignRunner:
     async def _place(self, ticket: store.Ticket) -> None:
         try:
             campaign = await asyncio.to_thread(self._campaign, ticket.campaign_id)
-            request = campaign_request(campaign, ticket, self.region)
+            request = campaign_request(campaign, ticket, self.region, self.ring_seconds)
             outcome, reason = await self.dialer.dial(
                 request, still_wanted=lambda: self._still_running(ticket.campaign_id)
             )
@@ -266,10 +273,11 @@ async def start_runner(
     server: AmiConfig,
     calls_in_progress: Callable[[], Iterable[str] | None] = frozenset,
 ) -> CampaignRunner:
-    """The runner of the app: its dialer on its own AMI session to ``server`` (call events, and
-    system for FullyBooted and Shutdown), capped and paced by the settings."""
+    """The runner of the app: its dialer on its own AMI session to ``server`` (call events,
+    system for FullyBooted and Shutdown, and user events for the greeting's report), capped and
+    paced by the settings."""
     dialer = Dialer(
-        dataclasses.replace(server, events="call,system", purpose="dialer"),
+        dataclasses.replace(server, events="call,system,user", purpose="dialer"),
         max_concurrent=settings.campaign_max_concurrent,
         calls_per_second=settings.campaign_calls_per_second,
     )
@@ -281,6 +289,7 @@ async def start_runner(
         region=settings.number_region,
         grace=timedelta(seconds=settings.campaign_unresolved_grace_seconds),
         calls_in_progress=calls_in_progress,
+        ring_seconds=settings.campaign_ring_seconds,
     )
     await runner.start()
     return runner

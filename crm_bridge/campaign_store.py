@@ -3,7 +3,8 @@
 All campaign state lives here, so a restarted service carries on where it stopped:
 
 - :func:`start_campaign` builds the targets from the rules (once) and sets the status;
-  :func:`set_status` pauses, resumes and stops.
+  :func:`set_status` pauses, resumes and stops. A message campaign without a greeting never
+  runs (:data:`NO_GREETING`).
 - :func:`claim_attempt` is the one way to a dial: in one transaction it re-reads the customer,
   re-runs :func:`~crm_bridge.campaign_rules.dial_decision`, claims the customer's local day
   (unique per customer and day, across campaigns) and inserts the attempt under its unique key
@@ -11,8 +12,9 @@ All campaign state lives here, so a restarted service carries on where it stoppe
   two instances or a restart racing for the same target: one gets the attempt, the others get
   nothing.
 - :func:`record_outcome` settles an attempt once; :func:`reconcile_unresolved` settles attempts
-  a previous run left without outcome, from the call log (their ChannelId is the Linkedid),
-  or as ``lost`` once the grace period is over.
+  a previous run left without outcome, from the call log (their ChannelId is the Linkedid;
+  a call that ended while the service was down gets there from Asterisk's CDRs,
+  :mod:`crm_bridge.cdr_reconcile`), or as ``lost`` once the grace period is over.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from crm_bridge.db.models import (
     DialAttempt,
     DoNotCall,
 )
+from telephony.dialer import GREETING_NOT_PLAYED
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +71,27 @@ DISPOSITION_OUTCOME = {
 }
 """A logged call's disposition as a dial outcome (an outbound call answered by the customer
 and then left in the queue shows as abandoned: the customer did answer)."""
+FINAL_REASONS = (UNSAFE_REASON, GREETING_NOT_PLAYED)
+"""Reasons after which the same campaign calling again would fail the same way: an Originate
+unsafe to send, a greeting Asterisk cannot play (the customer heard silence)."""
 OUTCOMES_SHOWN = ("answered", "busy", "no_answer", "congestion", "failed", "lost", "unknown")
 
 
 class CampaignError(ValueError):
     """A campaign change that cannot be made now (zh-CN / English)."""
+
+
+NO_GREETING = (
+    "播放录音的活动需要先上传问候录音 / A message campaign needs a greeting recording: "
+    "upload one before starting"
+)
+
+
+def _refuse_unless_runnable(campaign: Campaign) -> None:
+    """A message campaign plays its greeting: without one, its calls would be answered in
+    silence and counted as answered."""
+    if campaign.mode == "message" and not campaign.greeting_file:
+        raise CampaignError(NO_GREETING)
 
 
 class _LostRace(Exception):
@@ -92,6 +111,7 @@ def start_campaign(
     """Start a draft (building its targets from the rules, today's in the center's zone) or
     resume a paused campaign. Returns how many targets it has."""
     campaign = _locked(session, campaign_id)
+    _refuse_unless_runnable(campaign)
     if campaign.status == "draft":
         ids = select_audience(
             session, parse_rules(campaign.rules), now_utc.astimezone(zone).date(), zone, region
@@ -126,6 +146,8 @@ def set_status(session: Session, campaign_id: int, action: str, now_utc: datetim
             f"活动状态为 {campaign.status}，不能{action} / Cannot {action} a "
             f"{campaign.status} campaign"
         )
+    if new == "running":
+        _refuse_unless_runnable(campaign)
     campaign.status = new
     if new == "stopped":
         campaign.finished_at = now_utc
@@ -352,8 +374,8 @@ def record_outcome(
     """Settle an attempt (once: a second report changes nothing) and move its target on:
     answered -> done; else retried after the outcome's delay, or failed when the attempts are
     used up, or at once when trying again cannot help (an ``unknown`` outcome, or an Originate
-    refused as unsafe to send, which the same campaign would make again). True when this call
-    settled it."""
+    refused as unsafe to send, which the same campaign would make again, or a greeting that did
+    not play). True when this call settled it."""
     with sessions.begin() as session:
         settled = session.execute(
             update(DialAttempt)
@@ -378,7 +400,7 @@ def record_outcome(
             target.state = "done"
         elif (
             outcome == "unknown"
-            or reason_code == UNSAFE_REASON
+            or reason_code in FINAL_REASONS
             or _counted_attempts(session, attempt) >= policy.max_attempts
         ):
             target.state = "failed"

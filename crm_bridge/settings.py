@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     """The folder Asterisk records to, as Asterisk names it (``CC_RECDIR`` in
     ``dialplans/extensions_callbridge.conf``): a recording path reported under it is read under
     ``recordings_dir`` (the same folder, or a share of it mounted here)."""
+    pbx_cdr_file: Path | None = None
+    """The CSV file Asterisk's cdr_custom writes (``dialplans/cdr_custom.conf``), read at start
+    and after every reconnect to log the calls that ended while the bridge was away
+    (``crm_bridge/cdr_reconcile.py``). None: such calls are not logged."""
+    pbx_cdr_lookback_hours: float = Field(default=24.0, gt=0, le=24 * 90)
+    """How far back the CDR file is read for calls missing from the call log."""
     journal_dir: Path = DEFAULT_DATA_DIR / "journal"
     """Where ended calls wait on disk until the call log has them (``crm_bridge/call_journal.py``);
     one folder per running instance. Default ``<data_dir>/journal``."""
@@ -164,6 +170,8 @@ class Settings(BaseSettings):
     """How many campaign calls may be placed (ringing or talking) at once."""
     campaign_calls_per_second: float = Field(default=2.0, gt=0, le=100)
     """How many campaign Originates may be sent per second at most."""
+    campaign_ring_seconds: float = Field(default=30.0, ge=5, le=120)
+    """How long a campaign call rings before it counts as not answered."""
     campaign_unresolved_grace_seconds: float = Field(default=180.0, ge=1, le=86400)
     """How long an attempt left without outcome (by a restart) waits for its call to reach the
     call log before it is counted ``lost`` and tried again."""

@@ -20,17 +20,16 @@ Routes (pages and forms are left out of the OpenAPI document):
   that rang the agent (404 otherwise); ``POST /me/campaign-calls/{linkedid}/visit``
   ``{place, visited_at, opinions, suggestions}``: the return-visit form, saved as a visit record.
 
-Every form carries the session's CSRF token. A greeting upload must be a WAV file (checked by
-reading it as one), is stored in ``<data_dir>/greetings`` under a generated name, and is never
-served back.
+Every form carries the session's CSRF token. A greeting upload is converted to what Asterisk
+plays (:mod:`crm_bridge.campaign_greetings`: 8 kHz mono 16-bit WAV, whatever it came as), stored
+in ``<data_dir>/greetings`` under a generated name, and never served back; its length is shown.
+A refused upload keeps the rest of the form as posted. A message campaign cannot start without
+a greeting.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import uuid
-import wave
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from crm_bridge import audit, auth
+from crm_bridge import campaign_greetings as greetings
 from crm_bridge import campaign_store as store
 from crm_bridge.agent_work import (
     ORIGINATE_TIMEOUT_MS,
@@ -97,7 +97,6 @@ PAGE_POLICY = (
 )
 CAMPAIGN_PAGE_HEADERS = PAGE_HEADERS | {"Content-Security-Policy": PAGE_POLICY}
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-MAX_GREETING_BYTES = 10 * 1024 * 1024
 KIND_LABELS = {
     "return_visit": "回访 Return visit",
     "birthday": "生日祝福 Birthday",
@@ -163,10 +162,10 @@ class CampaignForm(BaseModel):
     weekdays: list[int] = Field(default_factory=list)
     blackout: str = Field(default="", max_length=4000)
     max_attempts: int = 3
-    retry_busy: int = 10
-    retry_no_answer: int = 60
-    retry_congestion: int = 5
-    retry_failed: int = 30
+    retry_busy: float = 10
+    retry_no_answer: float = 60
+    retry_congestion: float = 5
+    retry_failed: float = 30
 
     def rules(self) -> list[dict[str, Any]]:
         rules: list[dict[str, Any]] = []
@@ -258,21 +257,10 @@ def _validated(
 
 
 async def save_greeting(upload: UploadFile, folder: Path) -> str:
-    """Store an uploaded WAV greeting under a generated name in ``folder``; return the name.
-    Raises ValueError (zh-CN / English) for anything that is not a readable WAV file."""
-    data = await upload.read(MAX_GREETING_BYTES + 1)
-    if len(data) > MAX_GREETING_BYTES:
-        raise ValueError("录音文件超过 10 MB / The greeting is over 10 MB")
-    try:
-        with wave.open(io.BytesIO(data)) as reader:
-            if reader.getnframes() == 0:
-                raise ValueError("empty")
-    except (wave.Error, EOFError, ValueError):
-        raise ValueError("请上传 WAV 录音文件 / Upload a WAV recording") from None
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"{uuid.uuid4().hex}.wav"
-    (folder / name).write_bytes(data)
-    return name
+    """Convert an uploaded greeting to what Asterisk plays and store it under a generated name
+    in ``folder``; return the name. Raises :class:`GreetingRefused` (zh-CN / English)."""
+    data = await upload.read(greetings.MAX_GREETING_BYTES + 1)
+    return await run_in_threadpool(greetings.store, data, folder)
 
 
 def campaigns_router() -> APIRouter:
@@ -308,12 +296,19 @@ def campaigns_router() -> APIRouter:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="没有这个活动 / No such campaign")
         return campaign
 
-    def list_page(request: Request, user: SignedInUser, errors=(), code=200) -> Response:
+    def list_page(
+        request: Request, user: SignedInUser, errors=(), code=200, posted: Campaign | None = None
+    ) -> Response:
+        """The list and the new-campaign form (refilled with ``posted`` after an error)."""
         with runtime(request).sessions() as session:
             campaigns = session.scalars(select(Campaign).order_by(Campaign.id.desc())).all()
-        return page(
-            request, user, "campaigns.html", {"campaigns": campaigns, "errors": list(errors)}, code
-        )
+        context = {
+            "campaigns": campaigns,
+            "errors": list(errors),
+            "posted": posted,
+            "posted_form": _form_of(posted) if posted is not None else None,
+        }
+        return page(request, user, "campaigns.html", context, code)
 
     @router.get("/campaigns")
     def campaigns_page(request: Request, user: Scheduler) -> Response:
@@ -327,7 +322,9 @@ def campaigns_router() -> APIRouter:
             return list_page(request, user, errors, status.HTTP_400_BAD_REQUEST)
         greeting, errors = await _greeting(request, form, errors)
         if errors:
-            return list_page(request, user, errors, status.HTTP_400_BAD_REQUEST)
+            posted = Campaign(name=data.name, kind=data.kind, mode=data.mode, status="draft",
+                              **stored)  # fmt: skip
+            return list_page(request, user, errors, status.HTTP_400_BAD_REQUEST, posted)
         with runtime(request).sessions.begin() as session:
             campaign = Campaign(
                 name=data.name.strip(),
@@ -348,10 +345,18 @@ def campaigns_router() -> APIRouter:
             return None, errors
         try:
             return await save_greeting(upload, runtime(request).settings.greetings_dir), errors
-        except ValueError as exc:
+        except greetings.GreetingRefused as exc:
             return None, [*errors, str(exc)]
 
-    def detail(request: Request, user: SignedInUser, campaign_id: int, errors=(), done=""):
+    def detail(
+        request: Request,
+        user: SignedInUser,
+        campaign_id: int,
+        errors=(),
+        done="",
+        posted: Campaign | None = None,
+    ):
+        """The campaign's page; its form refilled with ``posted`` after a refused edit."""
         campaign = load(request, campaign_id)
         settings = runtime(request).settings
         now = datetime.now(UTC)
@@ -382,7 +387,8 @@ def campaigns_router() -> APIRouter:
             progress = store.progress(session, campaign_id)
         context = {
             "campaign": campaign,
-            "form": _form_of(campaign),
+            "form": _form_of(posted or campaign),
+            "form_campaign": posted or campaign,
             "preview": result,
             "sample": sample,
             "left_out": left_out,
@@ -390,6 +396,9 @@ def campaigns_router() -> APIRouter:
             "errors": list(errors),
             "done": done,
             "editable": campaign.status in ("draft", "paused"),
+            "greeting_seconds": greetings.seconds_of(
+                settings.greetings_dir, campaign.greeting_file
+            ),
         }
         code = status.HTTP_400_BAD_REQUEST if errors else 200
         return page(request, user, "campaign.html", context, code)
@@ -416,7 +425,13 @@ def campaigns_router() -> APIRouter:
             return detail(request, user, campaign_id, errors)
         greeting, errors = await _greeting(request, form, errors)
         if errors:
-            return detail(request, user, campaign_id, errors)
+            posted = Campaign(
+                name=data.name, kind=data.kind, mode=data.mode, status=campaign.status,
+                greeting_file=campaign.greeting_file,
+                rules=stored["rules"] if campaign.status == "draft" else campaign.rules,
+                policy=stored["policy"],
+            )  # fmt: skip
+            return detail(request, user, campaign_id, errors, posted=posted)
         with runtime(request).sessions.begin() as session:
             row = session.get(Campaign, campaign_id)
             assert row is not None

@@ -17,6 +17,12 @@ maps what Asterisk answers to an outcome:
   CONGESTION, NOANSWER) or the channel's hangup ``Cause`` (17 busy, 34/38/42 congestion, 18/19
   no answer), whichever arrives within :data:`REFINE_WAIT` seconds of the response.
 
+A call that plays a greeting (``plays_greeting``) is not answered until the greeting played:
+the dialplan sends ``UserEvent: CallbridgeGreeting`` with ``PLAYBACKSTATUS`` after its
+``Playback`` (``dialplans/extensions_callbridge.conf``), and a ``FAILED`` there (the file
+missing, or in a format Asterisk refuses) makes the outcome ``failed`` with the reason
+:data:`GREETING_NOT_PLAYED`. A customer who hangs up during the greeting has answered.
+
 No database here: the caller records the attempt before :meth:`Dialer.dial` and the outcome
 after it. An Originate is never resent: a lost connection fails the dial with
 :class:`~telephony.ami_connection.AmiActionLost` or an ``unknown`` outcome.
@@ -59,10 +65,16 @@ CAUSE_OUTCOME: dict[str, Outcome] = {
     "18": "no_answer",
     "19": "no_answer",
 }
+GREETING_EVENT = "CallbridgeGreeting"
+"""The ``UserEvent`` the dialplan sends after a campaign greeting, with ``Status``."""
+GREETING_NOT_PLAYED = "greeting"
+"""The reason of a call answered whose greeting Asterisk could not play."""
 REFINE_WAIT = 1.0
 """How long a failed originate waits for the DialEnd or hangup cause that names its outcome."""
 RESPONSE_MARGIN = 15.0
 """Seconds beyond the ring timeout to wait for the OriginateResponse before ``unknown``."""
+GREETING_WAIT = 600.0
+"""Seconds more a greeting call may take after it is answered before its report is given up."""
 MAX_CALL_SECONDS = 3600.0
 """A call whose hangup is never seen frees its slot after this long."""
 
@@ -91,6 +103,8 @@ class OriginateRequest:
     caller_id: str | None = None
     timeout_ms: int = 30_000
     variables: Mapping[str, str] = field(default_factory=dict)
+    plays_greeting: bool = False
+    """Answered only once the dialplan reports the greeting played (see the module)."""
 
     def headers(self) -> list[tuple[str, str]]:
         headers = [
@@ -130,11 +144,13 @@ class _Call:
     dial_status: str | None = None
     cause: str | None = None
     hung_up: bool = False
+    awaiting_greeting: bool = False
+    greeting_status: str | None = None
     refine: asyncio.TimerHandle | None = None
 
 
 DIALER_EVENTS = frozenset(
-    {"OriginateResponse", "DialEnd", "HangupRequest", "SoftHangupRequest", "Hangup"}
+    {"OriginateResponse", "DialEnd", "HangupRequest", "SoftHangupRequest", "Hangup", "UserEvent"}
 )
 """The events :meth:`Dialer._on_event` reads; its session drops every other one unparsed (the
 ``call`` class it subscribes to is most of what a busy Asterisk sends)."""
@@ -209,6 +225,7 @@ class Dialer:
             raise
         asyncio.get_running_loop().call_later(MAX_CALL_SECONDS, self._release, call)
         wait = request.timeout_ms / 1000 + RESPONSE_MARGIN
+        wait += GREETING_WAIT if request.plays_greeting else 0
         try:
             return await asyncio.wait_for(asyncio.shield(call.outcome), wait)
         except TimeoutError:
@@ -244,19 +261,42 @@ class Dialer:
                 call.cause = str(event.get("Cause", "")) or call.cause
                 if name == "Hangup":
                     call.hung_up = True
+                    if call.awaiting_greeting:
+                        self._settle_greeting(call)
                     self._refined(call)
                     if call.outcome.done():
                         self._release(call)
+        elif name == "UserEvent" and event.get("UserEvent") == GREETING_EVENT:
+            call = self._by_channel.get(event.get("Uniqueid", ""))
+            if call is not None:
+                call.greeting_status = str(event.get("Status", "")).upper()
+                if call.awaiting_greeting:
+                    self._settle_greeting(call)
 
     def _on_response(self, call: _Call, event: AmiEvent) -> None:
         call.reason = str(event.get("Reason", ""))
         outcome = REASON_OUTCOME.get(call.reason, "failed")
+        if outcome == "answered" and call.request.plays_greeting:
+            if call.greeting_status is None and not call.hung_up:
+                call.awaiting_greeting = True  # settled by the greeting's report or the hangup
+            else:
+                self._settle_greeting(call)
+            return
         if outcome != "failed":
             self._settle(call, outcome)
             return
         if not self._refined(call):
             loop = asyncio.get_running_loop()
             call.refine = loop.call_later(REFINE_WAIT, self._settle, call, "failed")
+
+    def _settle_greeting(self, call: _Call) -> None:
+        """An answered greeting call: answered, unless the dialplan said it did not play (a
+        hangup before any report is a customer who hung up during it)."""
+        if call.greeting_status in (None, "SUCCESS"):
+            self._settle(call, "answered")
+        else:
+            call.reason = GREETING_NOT_PLAYED
+            self._settle(call, "failed")
 
     def _refined(self, call: _Call) -> bool:
         """Settle a failed originate from its DialStatus or cause, once both are known."""
@@ -275,6 +315,7 @@ class Dialer:
         for, so its slot is freed now; an answered one frees it when it hangs up."""
         if call.refine is not None:
             call.refine.cancel()
+        call.awaiting_greeting = False
         if not call.outcome.done():
             call.outcome.set_result((outcome, call.reason))
         self._by_action.pop(call.request.action_id, None)

@@ -3,8 +3,10 @@
 ``pbx_kit`` (session): one kit per test run, loading the product's own ``dialplans/`` (never a
 copy), its work dir in a temp folder (``../shared`` is read-only in CI). It yields the kit's
 ``--json`` start info: ``info["ami"]`` holds host, port, username and secret of the product's own
-least-privilege account. ``pbx`` (per test): the far ends put back to their defaults first, and
-the PBX left idle after, so no call leaks into the next test; it is the kit's command runner.
+least-privilege account; ``info["greetings"]`` is the folder the PBX plays as the sounds
+``callbridge/greetings`` (link a test's ``<data_dir>/greetings`` to it). ``pbx`` (per test):
+the far ends put back to their defaults first, and the PBX left idle after, so no call leaks
+into the next test; it is the kit's command runner.
 
 Where the kit cannot start (not there, libraries missing, ports taken, a binary this CPU cannot
 run) the tests that need it are skipped with the reason; under ``CALLBRIDGE_REQUIRE_PBX=1`` (CI)
@@ -80,11 +82,14 @@ def pbx_kit(tmp_path_factory) -> Iterator[dict]:
     if check.returncode != 0:
         _unavailable(f"PBX kit: runtime libraries missing (run {PBX} deps): {check.stdout.strip()}")
     offset = os.environ.get("PBX_PORT_OFFSET", "0")
+    greetings = work / "greetings"  # the sound folder callbridge/greetings of the PBX
+    greetings.mkdir()
     try:
         info = start_info(
             pbx("start", "--dialplans", ROOT / "dialplans", "--recordings", work / "recordings",
-                "--port-offset", offset, "--json")
+                "--greetings", greetings, "--port-offset", offset, "--json")
         )
+        info["greetings"] = str(greetings)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as exc:
         subprocess.run([str(PBX), "stop"], capture_output=True)
         if _cpu_cannot_run(work):

@@ -93,6 +93,7 @@ class Rig:
                 name="回访",
                 kind="return_visit",
                 mode=mode,
+                greeting_file="greeting.wav" if mode == "message" else None,
                 policy=ALL_DAY,
                 rules=[{"kind": "uploaded", "entries": [f"R{i:04d}" for i in range(count)]}],
             )

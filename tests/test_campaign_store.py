@@ -49,6 +49,7 @@ def running_campaign(sessions, ids, name="回访", policy=ALL_DAY) -> int:
             name=name,
             kind="return_visit",
             mode="message",
+            greeting_file="greeting.wav",
             rules=[{"kind": "uploaded", "entries": [f"C{i:05d}" for i in range(len(ids))]}],
             policy=policy,
         )

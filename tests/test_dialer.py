@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 
@@ -11,7 +12,7 @@ import pytest
 
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiConfig
-from telephony.dialer import Dialer, OriginateRequest
+from telephony.dialer import GREETING_EVENT, GREETING_NOT_PLAYED, Dialer, OriginateRequest
 from telephony.simulator import AmiSimulator
 
 SECRET = "dialer-test-secret"
@@ -55,9 +56,11 @@ async def sim() -> AsyncIterator[AmiSimulator]:
         yield simulator
 
 
-async def started(sim: AmiSimulator, max_concurrent: int = 5, cps: float = 50.0) -> Dialer:
+async def started(
+    sim: AmiSimulator, max_concurrent: int = 5, cps: float = 50.0, events: str = "call"
+) -> Dialer:
     config = AmiConfig(
-        host="127.0.0.1", port=sim.port, username="bridge", secret=SECRET, events="call"
+        host="127.0.0.1", port=sim.port, username="bridge", secret=SECRET, events=events
     )
     dialer = Dialer(config, max_concurrent=max_concurrent, calls_per_second=cps)
     await dialer.start()
@@ -152,5 +155,34 @@ async def test_a_refused_originate_frees_its_slot(sim):
             await dialer.dial(refused)
         assert dialer.in_progress == 0
         assert (await dialer.dial(request("13900000002")))[0] == "busy"
+    finally:
+        await dialer.stop()
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [("SUCCESS", ("answered", "4")), ("FAILED", ("failed", GREETING_NOT_PLAYED)), (None, None)],
+    ids=["played", "not-played", "hung-up-during-it"],
+)
+async def test_a_greeting_call_is_answered_only_once_its_greeting_played(sim, report, expected):
+    """The dialplan's CallbridgeGreeting report (dialplans/extensions_callbridge.conf) settles
+    a message call; without one, the hangup does (the customer hung up during the greeting)."""
+    sim.originate_speed = 2  # answered after 1 s, hung up after 4.7 s
+    dialer = await started(sim, events="call,user")
+    greeting_call = dataclasses.replace(request("13900000001"), plays_greeting=True)
+    try:
+        dialing = asyncio.create_task(dialer.dial(greeting_call))
+        await sim.wait_for_action("Originate")
+        await asyncio.sleep(1.5)  # the OriginateResponse (answered) is in
+        assert not dialing.done()
+        if report is not None:
+            await sim.play_events([{
+                "Event": "UserEvent", "Privilege": "user,all", "UserEvent": GREETING_EVENT,
+                "Channel": "PJSIP/carrier-00000001", "Uniqueid": greeting_call.channel_id,
+                "Linkedid": greeting_call.channel_id, "Status": report,
+            }], renumber=False)  # fmt: skip
+            assert await asyncio.wait_for(dialing, 2) == expected
+        else:
+            assert await asyncio.wait_for(dialing, 10) == ("answered", "4")
     finally:
         await dialer.stop()

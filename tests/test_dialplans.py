@@ -386,7 +386,7 @@ def test_the_account_may_send_what_the_bridge_sends_and_nothing_wider(manager):
     account = section(manager, "callbridge")
     read, write = classes(account.one("read")), classes(account.one("write"))
     assert "all" not in read | write
-    assert read == {"system", "call", "agent", "dialplan", "cdr"}
+    assert read == {"system", "call", "agent", "dialplan", "cdr", "user"}
     assert write == {"originate", "reporting"}
     for action, needs in ACTION_CLASSES.items():
         assert not needs or needs & write, action

@@ -204,6 +204,7 @@ def seed(database_url: str) -> int:
                 name="回访",
                 kind="return_visit",
                 mode="message",
+                greeting_file="greeting.wav",
                 policy=POLICY,
                 rules=[{"kind": "uploaded", "entries": [f"R{i:04d}" for i in range(TARGETS)]}],
             )

@@ -357,7 +357,7 @@ def dialled_number(card: str) -> str:
     return f"139{int(card[1:]):08d}"
 
 
-def add_campaign(sessions, name: str, cards: list[str], greeting: str | None = None) -> int:
+def add_campaign(sessions, name: str, cards: list[str], greeting: str = "greeting.wav") -> int:
     with sessions.begin() as session:
         for card in cards:
             number = f"+86{dialled_number(card)}"

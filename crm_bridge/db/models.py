@@ -33,6 +33,7 @@ from sqlalchemy import (
     UniqueConstraint,
     column,
     extract,
+    false,
     select,
     text,
 )
@@ -277,6 +278,9 @@ class Call(Base):
     originate_action_id: Mapped[str | None] = mapped_column(String(64))
     transferred_to: Mapped[str | None] = mapped_column(String(64))
     end_reason: Mapped[str | None] = mapped_column(String(32))
+    reconciled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Logged from Asterisk's own records (``crm_bridge/cdr_reconcile.py``): the call ended
+    while callbridge was not watching."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     customer: Mapped[Customer | None] = relationship()
