@@ -249,7 +249,9 @@ async def test_an_agent_saves_the_return_visit_form_and_an_opt_out(site):
         refused = await agent.post("/me/campaign-calls/L-2/visit", json=form, headers=headers)
         assert refused.status_code == 404
         opted = await agent.post(
-            "/me/opt-out", json={"customer_id": customer_id, "note": "通话中要求"}, headers=headers
+            "/me/opt-out",
+            json={"customer_id": customer_id, "linkedid": "L-1", "note": "通话中要求"},
+            headers=headers,
         )
         assert opted.status_code == 200
     with site.sessions()() as session:
