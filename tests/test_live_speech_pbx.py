@@ -207,7 +207,7 @@ async def test_a_call_past_the_stream_limit_gets_the_post_call_transcript_only(
     settings = kit_site.model_copy(update={"live_speech_max_streams": 1})
     async with running(settings, pbx_commands) as (app, address):
         live = app.state.runtime.live_speech
-        call_in(pbx_commands, hold=6)
+        call_in(pbx_commands)  # long enough to be listed while it goes on, however busy the PBX
         await wait_until(lambda: live.calls)
         listed = await live_calls(address)
         await asyncio.to_thread(pbx_commands, "wait-idle", "--timeout", "60")
