@@ -29,7 +29,7 @@ import time
 from panoramisk.message import Message
 
 from telephony.ami_codec import AmiFramer
-from telephony.ami_connection import _READ_SIZE, _Session
+from telephony.ami_connection.connection import _READ_SIZE, _Session
 from telephony.call_events import CallEnded
 from telephony.call_tracker import CallTracker
 from telephony.trace_files import RECORDED_TRACES, renumber

@@ -38,7 +38,7 @@ from telephony.trace_files import renumber as renumber_events
 log = logging.getLogger(__name__)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
-DEFAULT_TRACES_DIR = Path(__file__).resolve().parent / "traces" / "sip"
+DEFAULT_TRACES_DIR = Path(__file__).resolve().parents[1] / "traces" / "sip"
 ORIGINATE_TRACES = {
     "answered": "d_outbound_return_visit_answered",
     "busy": "e1_outbound_busy",
