@@ -100,7 +100,6 @@ class AmiConfig:
     __str__ = __repr__
 
 
-
 def sends_system_events(events: str) -> bool:
     """Whether a Login with this ``Events:`` value gets the ``system`` class (FullyBooted)."""
     wanted = {part.strip().lower() for part in events.split(",")}
