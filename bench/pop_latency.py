@@ -16,7 +16,7 @@ Set-up: a SQLite file in a temporary folder, migrated like production, seeded wi
 complaints and past calls); the callers of the real 50-call trace
 (telephony/traces/sip/load_50_concurrent.ami) are among the customers. One agent user holds
 every extension the trace rings (its queue members ``Local/20NN@agents-load/n``). The app runs
-under uvicorn on a free loopback port with the AMI simulator (telephony/simulator.py) as its
+under uvicorn on a free loopback port with the AMI simulator (telephony/simulator/) as its
 Asterisk, in a process of its own as Asterisk is; the agent signs in through the sign-in form
 and opens ``/ws/pops`` with the session cookie. The trace is replayed at its recorded pace,
 then 10x, 50x and 100x faster (several rounds each, every call renumbered): once on a quiet

@@ -4,8 +4,8 @@ Replays the real 50-call trace (telephony/traces/sip/load_50_concurrent.ami) man
 replay renumbered so it makes 50 new calls, written back as wire bytes and cut into the 64 KiB
 reads a session takes from its socket. On those bytes, in one run:
 
-* ``path``: what a bridge session does with every read (``telephony/ami_connection.py``
-  ``_Session._handle``): framing on bytes, the tracker's sieve, decoding and parsing the frames it
+* ``path``: what a bridge session does with every read (``telephony/ami_connection/session.py``
+  ``AmiSession._handle``): framing on bytes, the tracker's sieve, decoding and parsing the frames it
   keeps, and ``CallTracker.feed`` for every event delivered;
 * ``panoramisk``: ``panoramisk.message.Message.from_line`` on every frame of the same bytes,
   which is what panoramisk does for every message before any application code runs;
@@ -29,7 +29,7 @@ import time
 from panoramisk.message import Message
 
 from telephony.ami_codec import AmiFramer
-from telephony.ami_connection import _READ_SIZE, _Session
+from telephony.ami_connection.session import READ_SIZE, AmiSession
 from telephony.call_events import CallEnded
 from telephony.call_tracker import CallTracker
 from telephony.trace_files import RECORDED_TRACES, renumber
@@ -50,7 +50,7 @@ def replays(repeat: int) -> tuple[list[bytes], int]:
     framer = AmiFramer()
     events = framer.feed(TRACE.read_bytes())
     body = b"".join(wire_bytes(renumber(events, n)) for n in range(repeat))
-    reads = [body[i : i + _READ_SIZE] for i in range(0, len(body), _READ_SIZE)]
+    reads = [body[i : i + READ_SIZE] for i in range(0, len(body), READ_SIZE)]
     return reads, len(events) * repeat
 
 
@@ -71,7 +71,7 @@ class _Tracked:
 def bench_path(reads: list[bytes]) -> tuple[float, _Tracked]:
     """Seconds for a session to frame, sieve, parse and track every read."""
     tracked = _Tracked()
-    session = _Session(None, None, tracked, tracked.tracker.sieve())  # type: ignore[arg-type]
+    session = AmiSession(None, None, tracked, tracked.tracker.sieve())  # type: ignore[arg-type]
     session.framer.feed_raw(b"Asterisk Call Manager/11.0.0\r\n")
     handle = session._handle
     started = time.perf_counter()

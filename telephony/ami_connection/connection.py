@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import random
@@ -36,318 +35,28 @@ import secrets
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable
 from typing import Any
 
 from panoramisk.message import Message
 
-from telephony.ami_codec import (
-    AmiFramer,
-    AmiProtocolError,
-    EventSieve,
-    encode_action,
-    parse_frame,
-    parse_frame_dict,
+from telephony.ami_codec import AmiProtocolError, EventSieve
+from telephony.ami_connection.config import (
+    AmiActionTimeout,
+    AmiAuthFailed,
+    AmiConfig,
+    AmiError,
+    AmiNotConnected,
+    AmiState,
+    sends_system_events,
 )
+from telephony.ami_connection.session import AmiEvent, AmiSession, Headers, ListResult
 
 log = logging.getLogger(__name__)
 
-Headers = Iterable[tuple[str, str | int]] | Mapping[str, str | int]
-AmiEvent = dict[str, Any]
-ListResult = tuple[Message, list[AmiEvent]]
-
-_READ_SIZE = 64 * 1024
 _JITTER = 0.1
 _MAX_BACKOFF_EXPONENT = 32
 _LOGOFF_TIMEOUT = 2.0
-_LIST_ENDS = ("complete", "cancelled")  # astman_send_list_complete / a list cut short
-
-
-class AmiState(StrEnum):
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"  # logged in, Asterisk fully booted, resynced
-    AUTH_FAILED = "auth_failed"
-    STOPPED = "stopped"
-
-
-class AmiError(Exception):
-    """Base of the errors this connection raises."""
-
-
-class AmiNotConnected(AmiError):
-    """The connection is not logged in and resynced; nothing was sent."""
-
-
-class AmiActionTimeout(AmiError):
-    """Asterisk did not answer the action in time; the connection stays up."""
-
-
-class AmiActionLost(AmiError):
-    """The connection dropped before the answer came. The action may or may not have run on
-    Asterisk; it is never resent."""
-
-
-class AmiAuthFailed(AmiError):
-    """Asterisk refused the login."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class AmiConfig:
-    """How to reach one Asterisk manager. ``secret`` never shows in ``repr``/``str``."""
-
-    host: str
-    port: int = 5038
-    username: str
-    secret: str = field(repr=False)
-    name: str = "default"
-    purpose: str = "bridge"
-    """What the session is for (``bridge``, ``dialer``): two sessions to one server log apart."""
-    use_tls: bool = False
-    ssl_context: ssl.SSLContext | None = None
-    connect_timeout: float = 5.0
-    action_timeout: float = 10.0
-    ping_interval: float = 20.0
-    ping_timeout: float = 5.0
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    events: str = "on"
-    wait_fully_booted: bool = True
-    boot_timeout: float = 60.0
-    """Report ``connected`` only once Asterisk has sent ``FullyBooted`` (it does at once after
-    the login of a booted Asterisk, and when the boot ends for a login during the boot). Needs
-    ``system`` in the account's ``read=``; a session whose ``events`` leave out ``system`` never
-    gets it and does not wait."""
-
-    def __post_init__(self) -> None:
-        for name in (
-            "connect_timeout",
-            "action_timeout",
-            "ping_interval",
-            "ping_timeout",
-            "backoff_initial",
-            "boot_timeout",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"AmiConfig.{name} must be positive")
-        if self.backoff_max < self.backoff_initial:
-            raise ValueError("AmiConfig.backoff_max must be >= backoff_initial")
-        if not 0 < self.port < 65536:
-            raise ValueError("AmiConfig.port must be 1..65535")
-        # Refuse now, not at every reconnect, a login Asterisk would misread (never echoes it).
-        encode_action("Login", self._login_headers())
-
-    @property
-    def label(self) -> str:
-        """How logs name this session: its purpose and server (``bridge@default``)."""
-        return f"{self.purpose}@{self.name}"
-
-    def _login_headers(self) -> list[tuple[str, str]]:
-        return [("Username", self.username), ("Secret", self.secret), ("Events", self.events)]
-
-    def __repr__(self) -> str:
-        shown = (f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
-        return f"AmiConfig({', '.join(shown)}, secret='***')"
-
-    __str__ = __repr__
-
-
-@dataclass(eq=False)
-class _Pending:
-    """An action waiting for its answer (and, for a list action, its events)."""
-
-    action: str
-    future: asyncio.Future[ListResult]
-    is_list: bool = False
-    response: Message | None = None
-    items: list[AmiEvent] = field(default_factory=list)
-    on_complete: Callable[[Message, list[AmiEvent]], None] | None = None
-
-
-def _sends_system_events(events: str) -> bool:
-    """Whether a Login with this ``Events:`` value gets the ``system`` class (FullyBooted)."""
-    wanted = {part.strip().lower() for part in events.split(",")}
-    return bool(wanted & {"on", "all", "system"})
-
-
-def _message(pairs: list[tuple[str, str]]) -> Message:
-    """A panoramisk Message; a repeated header becomes a list, as panoramisk does it."""
-    headers: dict[str, str | list[str]] = {}
-    for key, value in pairs:
-        if key not in headers:
-            headers[key] = value
-        else:
-            previous = headers[key]
-            headers[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
-    return Message(headers)
-
-
-class _Session:
-    """One TCP session: reads and dispatches frames, matches answers to pending actions."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        deliver: Callable[[AmiEvent], None],
-        sieve: EventSieve | None = None,
-    ) -> None:
-        self.framer = AmiFramer()
-        self._keeps = sieve.keeps if sieve is not None else None
-        self.pending: dict[str, _Pending] = {}
-        self.end_reason: str | None = None
-        self._reader = reader
-        self._writer = writer
-        self._deliver = deliver
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def open(self) -> bool:
-        return self.end_reason is None and not self._writer.is_closing()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._read_loop())
-
-    async def wait_closed(self) -> str:
-        assert self._task is not None
-        await asyncio.shield(self._task)
-        return self.end_reason or "session ended"
-
-    def request(
-        self,
-        action: str,
-        action_id: str,
-        headers: Headers,
-        *,
-        is_list: bool = False,
-        on_complete: Callable[[Message, list[AmiEvent]], None] | None = None,
-    ) -> _Pending:
-        pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
-        if any(isinstance(k, str) and k.lower() == "actionid" for k, _ in pairs):
-            raise ValueError("ActionID is set by the connection; pass action_id= instead")
-        data = encode_action(action, [("ActionID", action_id), *pairs])
-        if not self.open:
-            raise AmiNotConnected("the AMI session is closed")
-        if action_id in self.pending:
-            raise ValueError(f"ActionID {action_id!r} is already waiting for an answer")
-        future: asyncio.Future[ListResult] = asyncio.get_running_loop().create_future()
-        pending = _Pending(action, future, is_list=is_list, on_complete=on_complete)
-        self.pending[action_id] = pending
-        self._writer.write(data)
-        log.debug("sent %s (%s)", action, action_id)
-        return pending
-
-    def forget(self, action_id: str, pending: _Pending) -> None:
-        if self.pending.get(action_id) is pending:
-            del self.pending[action_id]
-
-    def abort(self, reason: str) -> None:
-        """Drop the socket at once (a half-open peer would never complete a clean close)."""
-        self._end(reason)
-        self._writer.transport.abort()
-
-    async def aclose(self) -> None:
-        self._end("closed by us")
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await self._writer.wait_closed()
-
-    # -- reading
-
-    async def _read_loop(self) -> None:
-        try:
-            while self.end_reason is None:
-                data = await self._reader.read(_READ_SIZE)
-                if not data:
-                    self._end("connection closed by Asterisk")
-                    break
-                self._handle(data, time.time())
-        except AmiProtocolError as exc:
-            self._end(f"AMI protocol error: {exc}")
-        except (OSError, ssl.SSLError) as exc:
-            self._end(f"{type(exc).__name__}: {exc}")
-        finally:
-            self._fail_pending()
-            self._writer.close()
-
-    def _handle(self, data: bytes, rx: float) -> None:
-        keeps = self._keeps
-        for raw in self.framer.feed_raw(data):
-            if keeps is not None and not keeps(raw):
-                continue
-            frame: AmiEvent = parse_frame_dict(raw)
-            if not frame:
-                continue
-            if self._dispatch(raw, frame, rx):
-                self._end("Asterisk is shutting down (Event: Shutdown)")
-                return
-
-    def _dispatch(self, raw: bytes, frame: AmiEvent, rx: float) -> bool:
-        """Route one frame; True when it announced Asterisk's shutdown.
-
-        Events, nearly every frame, are read as a dict in one pass (``parse_frame_dict``); an
-        action's response, whose headers may repeat, is read again keeping every one.
-        ``Event`` is tested first: an OriginateResponse event also has a ``Response`` header.
-        """
-        if "Event" not in frame:
-            if "Response" in frame:
-                self._on_response(parse_frame(raw), frame.get("ActionID", ""))
-            else:
-                log.debug("AMI frame with neither Event nor Response ignored")
-            return False
-        frame["_rx"] = rx
-        pending = self.pending.get(frame.get("ActionID", ""))
-        if pending is not None and pending.is_list and pending.response is not None:
-            self._on_list_item(frame["ActionID"], pending, frame)
-            return False
-        self._deliver(frame)
-        return frame["Event"] == "Shutdown"
-
-    def _on_response(self, pairs: list[tuple[str, str]], action_id: str) -> None:
-        pending = self.pending.get(action_id)
-        if pending is None:
-            log.debug("answer to an action we no longer wait for dropped")
-            return
-        message = _message(pairs)
-        if pending.is_list and message.success and message.eventlist.lower() == "start":
-            pending.response = message
-            return
-        self._complete(action_id, pending, message, [])
-
-    def _on_list_item(self, action_id: str, pending: _Pending, event: AmiEvent) -> None:
-        if str(event.get("EventList", "")).lower() in _LIST_ENDS:
-            assert pending.response is not None
-            self._complete(action_id, pending, pending.response, pending.items)
-        else:
-            pending.items.append(event)
-
-    def _complete(
-        self, action_id: str, pending: _Pending, message: Message, items: list[AmiEvent]
-    ) -> None:
-        del self.pending[action_id]
-        if pending.future.done():
-            return
-        if pending.on_complete is not None and message.success:
-            pending.on_complete(message, items)
-        pending.future.set_result((message, items))
-
-    def _end(self, reason: str) -> None:
-        if self.end_reason is None:
-            self.end_reason = reason
-
-    def _fail_pending(self) -> None:
-        pending, self.pending = self.pending, {}
-        for action_id, item in pending.items():
-            if not item.future.done():
-                item.future.set_exception(
-                    AmiActionLost(f"{item.action} ({action_id}): connection lost before the answer")
-                )
 
 
 class AmiConnection:
@@ -381,7 +90,7 @@ class AmiConnection:
         self._on_state = on_state
         self._on_resync = on_resync
         self._state = AmiState.DISCONNECTED
-        self._session: _Session | None = None
+        self._session: AmiSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._ids = itertools.count(1)
@@ -463,7 +172,7 @@ class AmiConnection:
 
     # -- plumbing shared by our own and the callers' actions
 
-    def _connected_session(self) -> _Session:
+    def _connected_session(self) -> AmiSession:
         session = self._session
         if self._state is not AmiState.CONNECTED or session is None or not session.open:
             raise AmiNotConnected(f"AMI {self.config.label} is {self._state}")
@@ -471,7 +180,7 @@ class AmiConnection:
 
     async def _exchange(
         self,
-        session: _Session,
+        session: AmiSession,
         action: str,
         headers: Headers,
         *,
@@ -533,7 +242,7 @@ class AmiConnection:
 
         Raises when the session fails before it is connected."""
         reader, writer = await self._open()
-        session = _Session(reader, writer, self._deliver_event, self._sieve)
+        session = AmiSession(reader, writer, self._deliver_event, self._sieve)
         self._session = session
         session.start()
         try:
@@ -560,7 +269,7 @@ class AmiConnection:
         except TimeoutError:
             raise AmiError(f"connect to {self._where} timed out") from None
 
-    async def _login(self, session: _Session) -> None:
+    async def _login(self, session: AmiSession) -> None:
         cfg = self.config
         response, _ = await self._exchange(session, "Login", cfg._login_headers())
         if not response.success:
@@ -568,11 +277,11 @@ class AmiConnection:
             raise AmiAuthFailed(f"login as {cfg.username!r} refused: {refusal}")
         log.info("AMI %s: logged in to %s (%s)", cfg.label, self._where, session.framer.banner)
 
-    async def _wait_fully_booted(self, session: _Session) -> None:
+    async def _wait_fully_booted(self, session: AmiSession) -> None:
         """Until Asterisk says it is ready: a login during its boot succeeds before the modules
         (queues, PJSIP) are loaded, and calls placed or listed then would fail or be missing."""
         cfg = self.config
-        if not cfg.wait_fully_booted or not _sends_system_events(cfg.events):
+        if not cfg.wait_fully_booted or not sends_system_events(cfg.events):
             return
         if self._booted.is_set():
             return
@@ -592,7 +301,7 @@ class AmiConnection:
                 f"no FullyBooted from Asterisk ({why}); the AMI user needs read=system"
             )
 
-    async def _resync(self, session: _Session) -> None:
+    async def _resync(self, session: AmiSession) -> None:
         started_at = time.time()
 
         def resynced(_response: Message, channels: list[AmiEvent]) -> None:
@@ -613,7 +322,7 @@ class AmiConnection:
                 "(or write=system)"
             )
 
-    async def _keepalive(self, session: _Session) -> None:
+    async def _keepalive(self, session: AmiSession) -> None:
         """Ping every ping_interval; a peer that stays silent past ping_timeout is dropped."""
         cfg = self.config
         while session.open:

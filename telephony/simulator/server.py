@@ -25,20 +25,26 @@ import hmac
 import itertools
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from telephony.ami_codec import AmiFramer, AmiProtocolError, parse_frame
+from telephony.ami_codec import AmiProtocolError, parse_frame
+from telephony.simulator.protocol import (
+    ClientAction,
+    ClientSession,
+    encode_message,
+    parse_event_mask,
+)
+from telephony.simulator.replay import LiveChannels, OriginateRewrite, recorded_number
 from telephony.trace_files import Trace, load_trace, replay_times, without_session_events
 from telephony.trace_files import renumber as renumber_events
 
 log = logging.getLogger(__name__)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
-DEFAULT_TRACES_DIR = Path(__file__).resolve().parent / "traces" / "sip"
+DEFAULT_TRACES_DIR = Path(__file__).resolve().parents[1] / "traces" / "sip"
 ORIGINATE_TRACES = {
     "answered": "d_outbound_return_visit_answered",
     "busy": "e1_outbound_busy",
@@ -46,156 +52,11 @@ ORIGINATE_TRACES = {
     "congestion": "e3_outbound_congestion",
 }
 _PRE_LOGIN_ACTIONS = frozenset({"login", "logoff", "challenge"})
-_SNAPSHOT_FIELDS = (
-    "Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum", "CallerIDName",
-    "ConnectedLineNum", "ConnectedLineName", "Language", "AccountCode", "Context", "Exten",
-    "Priority", "Uniqueid", "Linkedid",
-)  # fmt: skip
-_DIALLED = re.compile(r"^[^/]+/([^@/]+)")
-
-Pairs = Iterable[tuple[str, str]]
-
-
-def _encode(pairs: Pairs) -> bytes:
-    """One server-side message. (What we send *to* Asterisk goes through ``encode_action``.)"""
-    return b"".join(f"{key}: {value}\r\n".encode() for key, value in pairs) + b"\r\n"
 
 
 def always_answered(_headers: Mapping[str, str]) -> str | None:
     """The default ``originate_outcome``: every call is answered."""
     return "answered"
-
-
-class _Action:
-    """A received action; header lookup is case-insensitive and the first match wins, as in
-    Asterisk's ``astman_get_header``."""
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self.pairs = pairs
-        self.headers: dict[str, str] = {}
-        for key, value in pairs:
-            self.headers.setdefault(key, value)
-
-    def get(self, key: str) -> str:
-        folded = key.lower()
-        return next((v for k, v in self.pairs if k.lower() == folded), "")
-
-    @property
-    def name(self) -> str:
-        return self.get("Action")
-
-    def variables(self) -> dict[str, str]:
-        """``Variable`` headers, each split on commas as Asterisk does."""
-        found: dict[str, str] = {}
-        for key, value in self.pairs:
-            if key.lower() != "variable":
-                continue
-            for item in value.split(","):
-                name, sep, var_value = item.partition("=")
-                if sep and name.strip():
-                    found[name.strip()] = var_value
-        return found
-
-    def response(self, status: str, *extra: tuple[str, str], message: str | None = None) -> bytes:
-        pairs = [("Response", status)]
-        if action_id := self.get("ActionID"):
-            pairs.append(("ActionID", action_id))
-        pairs.extend(extra)
-        if message is not None:
-            pairs.append(("Message", message))
-        return _encode(pairs)
-
-
-def _event_mask(value: str) -> frozenset[str] | None:
-    """``Events:`` of a Login: None for every event, else the classes wanted."""
-    text = value.strip().lower()
-    if text in ("", "on", "yes", "true", "all"):
-        return None
-    if text in ("off", "no", "false"):
-        return frozenset()
-    return frozenset(part.strip() for part in text.split(","))
-
-
-class _SimSession:
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-        self.raw = bytearray()
-        self.framer = AmiFramer(expect_banner=False)
-        self.logged_in = False
-        self.event_mask: frozenset[str] | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self.writer.is_closing()
-
-    def wants(self, event: Mapping[str, str]) -> bool:
-        if not self.logged_in:
-            return False
-        if self.event_mask is None:
-            return True
-        classes = set(event.get("Privilege", "").split(",")) - {"all"}
-        return bool(self.event_mask & classes)
-
-    def send(self, data: bytes) -> None:
-        if data and not self.closed:
-            self.writer.write(data)
-
-
-class _LiveChannels:
-    """The channels the replayed events created and did not hang up, as CoreShowChannels
-    reports them."""
-
-    def __init__(self) -> None:
-        self._channels: dict[str, dict[str, str]] = {}
-        self._created: dict[str, float] = {}
-
-    def __len__(self) -> int:
-        return len(self._channels)
-
-    def clear(self) -> None:
-        self._channels.clear()
-        self._created.clear()
-
-    def apply(self, event: Mapping[str, str], now: float) -> None:
-        name = event.get("Event")
-        uid = event.get("Uniqueid", "")
-        if name == "Newchannel" and uid:
-            self._channels[uid] = {f: event.get(f, "") for f in _SNAPSHOT_FIELDS}
-            self._channels[uid].update(BridgeId="", Application="", ApplicationData="")
-            self._created[uid] = now
-        elif name == "Hangup":
-            self._channels.pop(uid, None)
-            self._created.pop(uid, None)
-        else:
-            self._update(event)
-
-    def _update(self, event: Mapping[str, str]) -> None:
-        for prefix in ("", "Dest"):
-            channel = self._channels.get(event.get(f"{prefix}Uniqueid", ""))
-            if channel is not None:
-                for f in _SNAPSHOT_FIELDS:
-                    if f"{prefix}{f}" in event:
-                        channel[f] = event[f"{prefix}{f}"]
-        channel = self._channels.get(event.get("Uniqueid", ""))
-        if channel is None:
-            return
-        name = event.get("Event")
-        if name == "Newexten":
-            channel["Application"] = event.get("Application", "")
-            channel["ApplicationData"] = event.get("AppData", "")
-        elif name == "BridgeEnter":
-            channel["BridgeId"] = event.get("BridgeUniqueid", "")
-        elif name == "BridgeLeave":
-            channel["BridgeId"] = ""
-
-    def listing(self, now: float) -> list[list[tuple[str, str]]]:
-        """One CoreShowChannel body (without Event/ActionID) per live channel."""
-        rows = []
-        for uid, channel in self._channels.items():
-            seconds = int(now - self._created[uid])
-            duration = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-            rows.append([*channel.items(), ("Duration", duration)])
-        return rows
 
 
 class AmiSimulator:
@@ -224,8 +85,8 @@ class AmiSimulator:
         self.logins = 0
         self._port = port
         self._server: asyncio.Server | None = None
-        self._sessions: list[_SimSession] = []
-        self._channels = _LiveChannels()
+        self._sessions: list[ClientSession] = []
+        self._channels = LiveChannels()
         self._stalled = False
         self._ignored: frozenset[str] = frozenset()
         self._offsets = itertools.count(1)
@@ -234,7 +95,7 @@ class AmiSimulator:
         self._serving: set[asyncio.Task[None]] = set()
         self._booted = time.monotonic()
         self._progress = asyncio.Event()
-        self._handlers: dict[str, Callable[[_SimSession, _Action], Awaitable[None]]] = {
+        self._handlers: dict[str, Callable[[ClientSession, ClientAction], Awaitable[None]]] = {
             "login": self._login,
             "logoff": self._logoff,
             "ping": self._ping,
@@ -332,7 +193,7 @@ class AmiSimulator:
         ]
         for session in self._sessions:
             if session.wants(dict(shutdown)):
-                session.send(_encode(shutdown))
+                session.send(encode_message(shutdown))
             session.writer.close()
         await self._close_listener()
         self._channels.clear()
@@ -394,14 +255,14 @@ class AmiSimulator:
             self._channels.apply(event, now)
         if self._stalled:
             return
-        encoded = [(event, _encode(event.items())) for event in events]
+        encoded = [(event, encode_message(event.items())) for event in events]
         for session in self._sessions:
             session.send(b"".join(data for event, data in encoded if session.wants(event)))
 
     # -- sessions
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = _SimSession(writer)
+        session = ClientSession(writer)
         self._sessions.append(session)
         task = asyncio.current_task()
         assert task is not None
@@ -418,13 +279,13 @@ class AmiSimulator:
                 self._notify()
                 for raw in session.framer.feed_raw(data):
                     if not self._stalled and (pairs := parse_frame(raw)):
-                        await self._handle(session, _Action(pairs))
+                        await self._handle(session, ClientAction(pairs))
         except (OSError, AmiProtocolError) as exc:
             log.debug("simulator session ended: %s", type(exc).__name__)
         finally:
             writer.close()
 
-    async def _handle(self, session: _SimSession, action: _Action) -> None:
+    async def _handle(self, session: ClientSession, action: ClientAction) -> None:
         name = action.name.lower()
         self.actions.append(action.headers)
         self._notify()
@@ -439,7 +300,7 @@ class AmiSimulator:
         else:
             session.send(action.response("Error", message="Invalid/unknown command"))
 
-    async def _login(self, session: _SimSession, action: _Action) -> None:
+    async def _login(self, session: ClientSession, action: ClientAction) -> None:
         if session.logged_in:
             session.send(action.response("Success", message="Already authenticated"))
             return
@@ -451,7 +312,7 @@ class AmiSimulator:
             session.writer.close()
             return
         session.logged_in = True
-        session.event_mask = _event_mask(action.get("Events"))
+        session.event_mask = parse_event_mask(action.get("Events"))
         self.logins += 1
         self._notify()
         session.send(action.response("Success", message="Authentication accepted"))
@@ -463,27 +324,27 @@ class AmiSimulator:
             ("Status", "Fully Booted"),
         ]
         if session.wants(dict(booted)):
-            session.send(_encode(booted))
+            session.send(encode_message(booted))
 
-    async def _logoff(self, session: _SimSession, action: _Action) -> None:
+    async def _logoff(self, session: ClientSession, action: ClientAction) -> None:
         session.send(action.response("Goodbye", message="Thanks for all the fish."))
         session.writer.close()
 
-    async def _ping(self, session: _SimSession, action: _Action) -> None:
+    async def _ping(self, session: ClientSession, action: ClientAction) -> None:
         session.send(
             action.response("Success", ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))
         )
 
-    async def _core_show_channels(self, session: _SimSession, action: _Action) -> None:
+    async def _core_show_channels(self, session: ClientSession, action: ClientAction) -> None:
         action_id = [("ActionID", v) for v in [action.get("ActionID")] if v]
         rows = self._channels.listing(time.time())
         parts = [action.response("Success", ("EventList", "start"), message="Channels will follow")]
-        parts += [_encode([("Event", "CoreShowChannel"), *action_id, *row]) for row in rows]
+        parts += [encode_message([("Event", "CoreShowChannel"), *action_id, *row]) for row in rows]
         complete = [("EventList", "Complete"), ("ListItems", str(len(rows)))]
-        parts.append(_encode([("Event", "CoreShowChannelsComplete"), *action_id, *complete]))
+        parts.append(encode_message([("Event", "CoreShowChannelsComplete"), *action_id, *complete]))
         session.send(b"".join(parts))
 
-    async def _originate(self, session: _SimSession, action: _Action) -> None:
+    async def _originate(self, session: ClientSession, action: ClientAction) -> None:
         if not action.get("Channel"):
             session.send(action.response("Error", message="Channel not specified"))
             return
@@ -508,14 +369,14 @@ class AmiSimulator:
             self._traces[name] = load_trace(self.traces_dir / f"{name}.ami")
         return self._traces[name]
 
-    def _originate_events(self, action: _Action, trace: Trace) -> list[dict[str, str]]:
+    def _originate_events(self, action: ClientAction, trace: Trace) -> list[dict[str, str]]:
         """The recorded call, as if it had been placed by this Originate."""
         events = trace.call_events
         channel_id = action.get("ChannelId")
         originated = next((e["Uniqueid"] for e in events if e["Event"] == "Newchannel"), None)
         fixed = {originated: channel_id} if channel_id and originated else None
         fresh = renumber_events(events, next(self._offsets), start_at=time.time(), fixed_ids=fixed)
-        rewrite = _OriginateRewrite(action, _recorded_number(fresh))
+        rewrite = OriginateRewrite(action, recorded_number(fresh))
         return [rewrite(event) for event in fresh]
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
@@ -523,47 +384,3 @@ class AmiSimulator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-
-def _recorded_number(events: Sequence[Mapping[str, str]]) -> str | None:
-    """The number the recorded Originate dialled: DialBegin ``DialString: 13900000001@carrier``."""
-    for event in events:
-        if event["Event"] == "DialBegin" and "DialString" in event:
-            return event["DialString"].split("@", 1)[0]
-    return None
-
-
-class _OriginateRewrite:
-    """Makes a recorded outbound call's events answer a new Originate."""
-
-    def __init__(self, action: _Action, recorded_number: str | None) -> None:
-        self.action_id = action.get("ActionID")
-        self.channel = action.get("Channel")
-        self.channel_id = action.get("ChannelId")
-        self.variables = action.variables()
-        match = _DIALLED.match(self.channel)
-        self.old = recorded_number
-        self.new = match.group(1) if match else None
-
-    def __call__(self, headers: Mapping[str, str]) -> dict[str, str]:
-        out = dict(headers)
-        if out.get("Event") == "OriginateResponse":
-            self._originate_response(out)
-        elif self.old and self.new:
-            for key in ("DialString", "Channel"):
-                if key in out:
-                    out[key] = out[key].replace(self.old, self.new)
-        if out.get("Event") == "VarSet" and out.get("Variable") in self.variables:
-            out["Value"] = self.variables[out["Variable"]]
-        if out.get("Event") == "Cdr" and "Campaign" in out and "CAMPAIGN" in self.variables:
-            out["Campaign"] = self.variables["CAMPAIGN"]
-        return out
-
-    def _originate_response(self, out: dict[str, str]) -> None:
-        if self.action_id:
-            out["ActionID"] = self.action_id
-        else:
-            out.pop("ActionID", None)
-        if self.channel_id:
-            out["Uniqueid"] = self.channel_id
-        if self.old and self.old in out.get("Channel", ""):
-            out["Channel"] = self.channel
