@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
@@ -24,45 +23,45 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.agent_work import calls_in_progress_when_known, notes_by_linkedid
-from crm_bridge.audit import audit_router
-from crm_bridge.auth import SessionRefreshMiddleware, api_access
-from crm_bridge.bridge_service import BridgeService
-from crm_bridge.call_journal import CallJournal
-from crm_bridge.call_log import CallFilter, CallLog, NumberRules, list_calls
-from crm_bridge.campaign_runner import CampaignRunner, start_runner, stop_runner
-from crm_bridge.cdr_reconcile import CdrReconciler
+from crm_bridge.accounts.auth import SessionRefreshMiddleware, api_access
+from crm_bridge.accounts.routes import users_router
+from crm_bridge.accounts.session_revocation import SessionRevocations
+from crm_bridge.calls.bridge import BridgeService
+from crm_bridge.calls.call_log import CallFilter, CallLog, NumberRules, list_calls
+from crm_bridge.calls.cdr_reconcile import CdrReconciler
+from crm_bridge.calls.journal import CallJournal
+from crm_bridge.calls.recordings import RecordingsRoot
+from crm_bridge.campaigns.pages import campaigns_router
+from crm_bridge.campaigns.runner import CampaignRunner, start_runner, stop_runner
+from crm_bridge.customers.numbers import PhoneKind, normalize_phone
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, find_customers_by_phone
-from crm_bridge.demo import DemoFeed
+from crm_bridge.demo.feed import DemoFeed
 from crm_bridge.live_speech.hub import LiveSpeechHub
 from crm_bridge.live_speech.metrics import LiveSpeechCollector
 from crm_bridge.live_speech.routes import live_speech_router
 from crm_bridge.live_speech.service import LiveSpeech, LiveSpeechConfig
 from crm_bridge.metrics import metrics_registry, metrics_router, pop_latency_histogram
-from crm_bridge.periodic_jobs import supervision_jobs
-from crm_bridge.phones import PhoneKind, normalize_phone
-from crm_bridge.pops import PopHub, database_campaign_lookup, database_lookup
-from crm_bridge.recordings import RecordingsRoot
-from crm_bridge.request_guards import RequestGuardMiddleware
-from crm_bridge.security_headers import SecurityHeadersMiddleware
-from crm_bridge.session_revocation import SessionRevocations
+from crm_bridge.pops.api import agent_api_router
+from crm_bridge.pops.hub import PopHub, database_campaign_lookup, database_lookup
+from crm_bridge.pops.page import agent_router
+from crm_bridge.pops.work import calls_in_progress_when_known, notes_by_linkedid
 from crm_bridge.settings import Settings
-from crm_bridge.web_agent import agent_router
-from crm_bridge.web_agent_api import agent_api_router
-from crm_bridge.web_campaigns import campaigns_router
-from crm_bridge.web_supervisor import supervisor_router
-from crm_bridge.web_users import MAX_ROW_ID, RowId, users_router
+from crm_bridge.supervision.audit import audit_router
+from crm_bridge.supervision.pages import supervisor_router
+from crm_bridge.supervision.periodic import supervision_jobs
+from crm_bridge.web.pages import MAX_ROW_ID, STATIC_DIR, RowId
+from crm_bridge.web.request_guards import RequestGuardMiddleware
+from crm_bridge.web.security_headers import SecurityHeadersMiddleware
 from telephony.ami_connection import AmiConfig
 from telephony.call_tracker import TrackerPolicy
 
 if TYPE_CHECKING:  # psycopg (the relay's driver) is in the `postgres` extra only
-    from crm_bridge.pop_relay import PopRelay
+    from crm_bridge.pops.relay import PopRelay
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 @dataclass
@@ -233,7 +232,7 @@ def _start_pop_relay(settings: Settings, bridge: BridgeService, pops: PopHub) ->
     the ``postgres`` extra) is imported only then, so the bare install runs the demo."""
     if not settings.pop_relay_enabled:
         return None
-    from crm_bridge.pop_relay import start_pop_relay
+    from crm_bridge.pops.relay import start_pop_relay
 
     return start_pop_relay(settings, bridge, pops)
 async def start_live_speech(

@@ -15,9 +15,9 @@ import soundfile
 from sqlalchemy import select
 from test_pops import CHEAP_ARGON2, running_site
 
-from crm_bridge import campaign_greetings as greetings
-from crm_bridge import campaign_store as store
-from crm_bridge import users
+from crm_bridge.accounts import users
+from crm_bridge.campaigns import greetings as greetings
+from crm_bridge.campaigns import store as store
 from crm_bridge.db.models import Campaign
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

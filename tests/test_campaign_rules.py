@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from crm_bridge.campaign_rules import (
+from crm_bridge.campaigns.rules import (
     AfterPurchaseRule,
     BirthdayRule,
     CallingPolicy,

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event
 
-from crm_bridge.customer_card import (
+from crm_bridge.customers.card import (
     MAX_CARDS,
     OPEN_COMPLAINTS_SHOWN,
     PopLookup,
@@ -23,8 +23,8 @@ from crm_bridge.customer_card import (
     lunar_date,
     lunar_day_name,
 )
+from crm_bridge.customers.numbers import normalize_phone
 from crm_bridge.db.models import Call, Complaint, Customer, CustomerPhone, Purchase, VisitRecord
-from crm_bridge.phones import normalize_phone
 
 ZONE = ZoneInfo("Asia/Shanghai")
 TODAY = date(2026, 9, 25)  # 中秋节: lunar 8/15

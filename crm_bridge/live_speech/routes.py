@@ -16,16 +16,16 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnect
 
-from crm_bridge import auth
+from crm_bridge.accounts import auth
 from crm_bridge.db.models import LiveSpeechAlert
 from crm_bridge.live_speech.service import LiveSpeech
-from crm_bridge.web_supervisor import (
+from crm_bridge.supervision.pages import (
     NAV,
     SUPERVISOR_PAGE_HEADERS,
     SUPERVISOR_ROLES,
     Supervisor,
 )
-from crm_bridge.web_users import ROLE_LABELS, TEMPLATES_DIR
+from crm_bridge.web.pages import ROLE_LABELS, TEMPLATES_DIR
 
 OWN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 PING_SECONDS = 20.0
