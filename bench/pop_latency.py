@@ -69,7 +69,8 @@ from crm_bridge.customers.numbers import normalize_phone
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, Complaint, Customer, CustomerPhone, Purchase, VisitRecord
-from crm_bridge.pops.hub import agent_key, database_lookup
+from crm_bridge.pops.hub import agent_key
+from crm_bridge.pops.lookups import database_lookup
 from crm_bridge.settings import Settings
 from crm_bridge.speech.jobs import WORKER_NICENESS
 from telephony.simulator import AmiSimulator

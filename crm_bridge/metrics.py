@@ -28,6 +28,7 @@ from crm_bridge.accounts.auth import api_access
 from crm_bridge.calls.bridge import BridgeService
 from crm_bridge.db.models import JOB_STATUSES, TranscriptionJob
 from crm_bridge.pops.hub import PopHub
+from crm_bridge.runtime import RuntimeDep
 
 if TYPE_CHECKING:  # imported only where the relay runs: psycopg is in an extra
     from crm_bridge.pops.relay import PopRelay
@@ -161,17 +162,15 @@ def metrics_registry(
     return registry
 
 
-def metrics_router() -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
 
-    @router.get(
-        "/metrics",
-        summary="Prometheus metrics (API token or supervisor session)",
-        dependencies=[Depends(api_access)],
-        response_class=Response,
-    )
-    def metrics(request: Request) -> Response:
-        registry = request.app.state.runtime.metrics
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    return router
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (API token or supervisor session)",
+    dependencies=[Depends(api_access)],
+    response_class=Response,
+)
+def metrics(request: Request, runtime: RuntimeDep) -> Response:
+    registry = runtime.metrics
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

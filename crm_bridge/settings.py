@@ -360,7 +360,7 @@ class Settings(BaseSettings):
 
     @property
     def pop_relay_enabled(self) -> bool:
-        """Whether this instance relays screen pops (see ``pop_relay``)."""
+        """Whether this instance relays screen pops (see ``crm_bridge.pops.relay``)."""
         return self.is_postgresql if self.pop_relay is None else self.pop_relay
 
     @property

@@ -17,6 +17,9 @@ from crm_bridge.accounts.auth import SESSION_COOKIE, SessionCodec
 from crm_bridge.accounts.users import UserInputError
 from crm_bridge.app import create_app
 from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.calls.dialing import originate_click_to_call, outside_line_exten
+from crm_bridge.calls.in_progress import agent_may_act, agents_of_calls_in_progress
+from crm_bridge.calls.notes import link_customer, save_wrapup
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import (
@@ -29,16 +32,7 @@ from crm_bridge.db.models import (
     User,
 )
 from crm_bridge.pops.api import NOT_THE_CALLERS_NUMBER
-from crm_bridge.pops.work import (
-    agent_may_act,
-    agents_of_calls_in_progress,
-    create_customer_for_call,
-    link_customer,
-    open_complaint,
-    originate_click_to_call,
-    outside_line_exten,
-    save_wrapup,
-)
+from crm_bridge.pops.work import create_customer_for_call, open_complaint
 from crm_bridge.settings import Settings
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.call_events import CallEnded

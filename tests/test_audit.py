@@ -13,8 +13,8 @@ from test_auth import every_route
 from test_pops import CHEAP_ARGON2, PASSWORD, Site, hashed, running_site
 
 from crm_bridge.accounts import users
+from crm_bridge.accounts.audit import AuditFilter, read_entries, record
 from crm_bridge.db.models import AuditEntry, User
-from crm_bridge.supervision.audit import AuditFilter, read_entries, record
 
 
 @dataclass(frozen=True)

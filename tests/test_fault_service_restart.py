@@ -6,7 +6,7 @@ recorded outbound call (answered, or busy for one number).
 
 - Mid-campaign: nobody is dialled more often than the outcome allows, no attempt is placed
   twice, and an attempt whose call the dead service never saw is settled as documented
-  (``crm_bridge/campaigns/store.py``: from the call log, else ``lost`` after the grace period,
+  (``crm_bridge/campaigns/store/``: from the call log, else ``lost`` after the grace period,
   here ``CALLBRIDGE_CAMPAIGN_UNRESOLVED_GRACE_SECONDS=3``, and tried again). The scheduler's
   page and ``/health`` say the right thing after the restart.
 - While PostgreSQL is away (reached through a relay that the test cuts): the calls that end are

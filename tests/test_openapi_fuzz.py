@@ -105,7 +105,7 @@ SCHEDULERS = frozenset({"scheduler", "admin"})
 ADMINS = frozenset({"admin"})
 
 ACCESS: dict[tuple[str, str], frozenset[str]] = {
-    # crm_bridge/app.py
+    # crm_bridge/app.py, crm_bridge/calls/api.py
     ("GET", "/health"): EVERYONE,
     ("GET", "/api/calls"): API,
     ("GET", "/api/calls/{call_id}"): API,
@@ -124,7 +124,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/admin/users/{user_id}/sign-out"): ADMINS,
     ("POST", "/admin/users/{user_id}/unlock"): ADMINS,
     ("POST", "/admin/users/{user_id}"): ADMINS,
-    # crm_bridge/supervision/audit.py
+    # crm_bridge/accounts/audit.py
     ("GET", "/admin/audit"): ADMINS,
     # crm_bridge/pops/page.py, crm_bridge/pops/api.py
     ("GET", "/agent"): AGENT_DESK,
@@ -134,7 +134,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/me/calls/{linkedid}/wrapup"): AGENT_DESK,
     ("POST", "/me/complaints"): AGENT_DESK,
     ("POST", "/me/click-to-call"): AGENT_DESK,
-    # crm_bridge/supervision/pages.py
+    # crm_bridge/supervision/call_pages.py, crm_bridge/supervision/pages.py
     ("GET", "/supervisor/calls"): SUPERVISORS,
     ("GET", "/supervisor/calls/{call_id}"): SUPERVISORS,
     ("GET", "/supervisor/recordings/{recording_id}/audio"): SUPERVISORS,
@@ -154,7 +154,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/live-speech/alerts"): API,
     ("GET", "/supervisor/live/{linkedid}"): SUPERVISORS,
     ("WS", "/ws/live-speech"): SUPERVISORS,
-    # crm_bridge/campaigns/pages.py
+    # crm_bridge/campaigns/pages.py, do_not_call.py, agent.py
     ("GET", "/campaigns"): SCHEDULERS,
     ("POST", "/campaigns"): SCHEDULERS,
     ("GET", "/campaigns/{campaign_id}"): SCHEDULERS,

@@ -38,17 +38,19 @@ from crm_bridge.app import create_app
 from crm_bridge.calls.call_log import CallLog
 from crm_bridge.db.models import Call
 from crm_bridge.pops.relay import (
-    AGENTS_RUNG_KEPT,
     APPLICATION_NAME,
     CHANNEL,
     LIVE_SILENCE,
+    PopPublisher,
+    libpq_conninfo,
+)
+from crm_bridge.pops.relay_payload import (
+    AGENTS_RUNG_KEPT,
     MAX_PAYLOAD_BYTES,
     PayloadTooLong,
-    PopPublisher,
     decode,
     encode,
     encode_live,
-    libpq_conninfo,
 )
 from crm_bridge.settings import ConfigurationError, Settings
 from telephony.call_events import AgentRinging, CallOffered, CallRecord, DomainEvent

@@ -253,6 +253,12 @@ def require_role(*roles: str) -> Callable[..., Any]:
     return dependency
 
 
+AGENT_DESK_ROLES = ("agent", "supervisor", "admin")
+"""The roles that work at an agent's desk: the agent page and its API."""
+AgentUser = Annotated[SignedInUser, Depends(require_role(*AGENT_DESK_ROLES))]
+AdminUser = Annotated[SignedInUser, Depends(require_role("admin"))]
+
+
 _bearer = HTTPBearer(auto_error=False, description="CALLBRIDGE_API_TOKEN")
 
 

@@ -6,7 +6,8 @@ before, so it is told: each pop socket watches the :class:`SessionRevocations` o
 user, and the routes that end sessions (sign-out, a new password, deactivation, an admin's "sign
 out everywhere") call
 :meth:`SessionRevocations.end` after their commit. Sockets held by another instance of the
-service notice on their next periodic check of the user row (``web_agent.SESSION_CHECK_SECONDS``).
+service notice on their next periodic check of the user row
+(``crm_bridge.pops.page.SESSION_CHECK_SECONDS``).
 """
 
 from __future__ import annotations

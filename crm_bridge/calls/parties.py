@@ -1,7 +1,7 @@
 """Who is on a call: the customer's number and the customers an agent may act for on it.
 
 An agent takes a complaint, records an opt-out or adds a new caller only on a call that rang
-them (``agent_work.agent_may_act``), and only for a customer who is on that call:
+them (``crm_bridge.calls.in_progress.agent_may_act``), and only for a customer who is on that call:
 
 - the customer the agent confirmed on the call (``call_notes``), or that the call log linked;
 - the customer a campaign dialled on it (its attempt's ChannelId is the call's Linkedid);
@@ -17,9 +17,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crm_bridge.accounts.users import UserInputError
 from crm_bridge.calls.call_log import NumberRules
 from crm_bridge.db.models import Call, CallNote, CustomerPhone, DialAttempt
 from telephony.call_events import CallRecord, Direction
+
+NOT_ON_CALL = "该客户不在这通电话上 / This customer is not on this call"
 
 
 def party_number(
@@ -52,3 +55,17 @@ def customers_on_call(session: Session, linkedid: str, number: str | None) -> se
     for statement in linked:
         found.update(customer for customer in session.scalars(statement) if customer is not None)
     return found
+
+
+def check_customer_on_call(
+    session: Session,
+    linkedid: str,
+    customer_id: int,
+    live: dict[str, CallRecord],
+    numbers: NumberRules,
+) -> None:
+    """Raises :class:`~crm_bridge.accounts.users.UserInputError` unless the customer is on the
+    call (the caller has been checked to be the agent's first)."""
+    number = party_number(session, linkedid, live.get(linkedid), numbers)
+    if customer_id not in customers_on_call(session, linkedid, number):
+        raise UserInputError({"customer_id": NOT_ON_CALL})

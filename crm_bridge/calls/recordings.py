@@ -26,9 +26,9 @@ from sqlalchemy import Insert, Select, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from crm_bridge.db.models import Recording
+from crm_bridge.db.dialect import database_now, dialect_insert
+from crm_bridge.db.models import Recording, TranscriptionJob
 from crm_bridge.settings import ASTERISK_MONITOR_DIR
-from crm_bridge.speech.jobs import queue_job
 from telephony.masking import mask_number
 from transcription.recording_files import SIDE_SUFFIXES
 
@@ -190,3 +190,14 @@ def _recording_id() -> Select:
     return select(Recording.id).where(
         Recording.call_id == bindparam("of_call"), Recording.path == bindparam("file")
     )
+
+
+def queue_job(session: Session, recording_id: int) -> None:
+    """Put a checked recording on the transcription queue (once: a recording has at most one
+    job). The queue's row is how the calls side announces a recording with audio: the speech
+    workers (:mod:`crm_bridge.speech.jobs`) claim from it, in the same transaction as the
+    recording row, so neither exists without the other."""
+    statement = dialect_insert(session)(TranscriptionJob).values(
+        recording_id=recording_id, status="queued", attempts=0, not_before=database_now(session)
+    )
+    session.execute(statement.on_conflict_do_nothing(index_elements=["recording_id"]))

@@ -28,14 +28,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import openpyxl
 from openpyxl.utils.exceptions import InvalidFileException
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from crm_bridge.customers.numbers import PhoneKind, normalize_phone
+from crm_bridge.customers.import_rows import (
+    LABELS,
+    PHONE_COLUMNS,
+    Columns,
+    ImportRow,
+    RowError,
+    parse_row,
+)
 from crm_bridge.db.models import Customer, CustomerPhone, utcnow
 
 CHUNK_ROWS = 500
@@ -66,50 +72,8 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "consent": ("同意回访", "接受电话", "接受回访", "consent", "consent_to_calls"),
     "timezone": ("时区", "timezone", "time_zone"),
 }
-LABELS = {
-    "card_no": "卡号",
-    "name": "姓名",
-    "gender": "性别",
-    "mobile": "手机",
-    "home_phone": "电话",
-    "work_phone": "单位电话",
-    "birthday": "生日",
-    "lunar": "农历生日",
-    "employer": "工作单位",
-    "department": "部门",
-    "vip_level": "会员等级",
-    "tags": "标签",
-    "consent": "同意回访",
-    "timezone": "时区",
-}
-PHONE_COLUMNS = {"mobile": "mobile", "home_phone": "home", "work_phone": "work"}
-MAX_LENGTHS = {
-    "card_no": 32,
-    "name": 64,
-    "employer": 128,
-    "department": 64,
-    "vip_level": 16,
-    "timezone": 64,
-}
-TEXT_FIELDS = ("employer", "department", "vip_level")
 
-_GENDERS = {"男": "M", "m": "M", "male": "M", "女": "F", "f": "F", "female": "F"}
-_YES = {"是", "对", "有", "√", "✓", "同意", "接受", "y", "yes", "true", "1"}
-_NO = {"否", "不", "无", "×", "✗", "不同意", "拒绝", "n", "no", "false", "0"}
-_LIST_SEPARATORS = re.compile(r"[,，;；、]")
-_PHONE_SEPARATORS = re.compile(r"[,，;；、/]")
 _EXCEL_TEXT = re.compile(r'^="(.*)"$')
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_TIME_SUFFIX = re.compile(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$")
-_FULL_DATES = (
-    re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$"),
-    re.compile(r"^(\d{4})(\d{2})(\d{2})$"),
-    re.compile(r"^(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日?$"),
-)
-_MONTH_DAYS = (
-    re.compile(r"^(\d{1,2})[-/.](\d{1,2})$"),
-    re.compile(r"^(\d{1,2})\s*月\s*(\d{1,2})\s*日?$"),
-)
 
 
 class ImportFileError(ValueError):
@@ -133,17 +97,6 @@ _BROKEN_OFF = _DamagedRow(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RowError:
-    """One problem of one rejected row; ``column`` is the header as written in the file."""
-
-    row: int
-    field: str
-    column: str
-    reason_zh: str
-    reason_en: str
-
-
 @dataclass(slots=True)
 class ImportReport:
     inserted: int = 0
@@ -157,28 +110,6 @@ class ImportReport:
     def total(self) -> int:
         """Data rows read (blank rows aside)."""
         return self.inserted + self.updated + self.unchanged + self.rejected
-
-
-@dataclass(slots=True)
-class _Columns:
-    """Where each known field sits in the file, and what the file calls it."""
-
-    index: dict[str, int]
-    header: dict[str, str]
-
-    def label(self, name: str) -> str:
-        return self.header.get(name, LABELS[name])
-
-
-@dataclass(slots=True)
-class _Row:
-    """A row that passed every check, ready to be written."""
-
-    row: int
-    card_no: str
-    values: dict[str, Any]
-    consent: bool | None
-    phones: dict[str, str]  # E.164 -> kind, in file order
 
 
 def import_customers(
@@ -196,7 +127,7 @@ def import_customers(
     report = ImportReport()
     columns = _find_header(rows, report)
     first_seen: dict[str, int] = {}
-    batch: list[_Row] = []
+    batch: list[ImportRow] = []
     for row_number, cells in rows:
         if isinstance(cells, _DamagedRow):
             report.rejected += 1
@@ -207,8 +138,8 @@ def import_customers(
         values = [_text(cell) for cell in cells]
         if not any(values):
             continue
-        parsed = _parse_row(row_number, values, columns, region, outside_line_prefix, first_seen)
-        if isinstance(parsed, _Row):
+        parsed = parse_row(row_number, values, columns, region, outside_line_prefix, first_seen)
+        if isinstance(parsed, ImportRow):
             batch.append(parsed)
         else:
             report.rejected += 1
@@ -343,7 +274,7 @@ _FIELD_BY_HEADER = {
 }
 
 
-def _find_header(rows: Iterator[_FileRow], report: ImportReport) -> _Columns:
+def _find_header(rows: Iterator[_FileRow], report: ImportReport) -> Columns:
     for number, cells in rows:
         if isinstance(cells, _DamagedRow):
             raise ImportFileError(f"第 {number} 行: {cells.reason_zh} ({cells.reason_en})")
@@ -359,8 +290,8 @@ def _find_header(rows: Iterator[_FileRow], report: ImportReport) -> _Columns:
     )
 
 
-def _columns(headers: list[str], fields: list[str | None], report: ImportReport) -> _Columns:
-    columns = _Columns(index={}, header={})
+def _columns(headers: list[str], fields: list[str | None], report: ImportReport) -> Columns:
+    columns = Columns(index={}, header={})
     for position, (header, name) in enumerate(zip(headers, fields, strict=True)):
         if name is None:
             if header:
@@ -391,205 +322,13 @@ def _text(value: Any) -> str:
     return excel_text.group(1).strip() if excel_text else text
 
 
-# --- checking --------------------------------------------------------------------------------
-
-
-class _Problems:
-    """Collects the problems of one row."""
-
-    def __init__(self, row: int, columns: _Columns) -> None:
-        self.row = row
-        self.columns = columns
-        self.errors: list[RowError] = []
-
-    def add(self, name: str, reason_zh: str, reason_en: str) -> None:
-        self.errors.append(RowError(self.row, name, self.columns.label(name), reason_zh, reason_en))
-
-
-def _parse_row(
-    row: int,
-    values: list[str],
-    columns: _Columns,
-    region: str,
-    outside_line_prefix: str | None,
-    first_seen: dict[str, int],
-) -> _Row | list[RowError]:
-    def cell(name: str) -> str:
-        position = columns.index.get(name)
-        return values[position] if position is not None and position < len(values) else ""
-
-    problems = _Problems(row, columns)
-    for name in columns.index:
-        if _CONTROL.search(cell(name)):
-            problems.add(
-                name,
-                "含有控制字符（换行、NUL 等）",
-                "contains a control character (line break, NUL...)",
-            )
-    card_no = _check_card_no(cell("card_no"), row, first_seen, problems)
-    record: dict[str, Any] = {"name": cell("name")}
-    if not record["name"]:
-        problems.add("name", "缺少姓名", "missing name")
-    if "gender" in columns.index:
-        record["gender"] = _check_gender(cell("gender"), problems)
-    for name in TEXT_FIELDS:
-        if name in columns.index:
-            record[name] = cell(name) or None
-    if "tags" in columns.index:
-        record["tags"] = _split_tags(cell("tags"))
-    if "timezone" in columns.index:
-        record["timezone"] = _check_timezone(cell("timezone"), problems)
-    if "birthday" in columns.index:
-        lunar = _check_yes_no("lunar", cell("lunar"), False, problems)
-        record.update(_check_birthday(cell("birthday"), lunar, problems))
-    for name in MAX_LENGTHS:
-        value = card_no if name == "card_no" else record.get(name)
-        if value and len(value) > MAX_LENGTHS[name]:
-            problems.add(
-                name,
-                f"太长，最多 {MAX_LENGTHS[name]} 个字符",
-                f"too long, at most {MAX_LENGTHS[name]} characters",
-            )
-    consent = _check_yes_no("consent", cell("consent"), None, problems)
-    phones = _check_phones(cell, columns, region, outside_line_prefix, problems)
-    if problems.errors:
-        return problems.errors
-    return _Row(row, card_no, record, consent, phones)
-
-
-def _check_card_no(card_no: str, row: int, first_seen: dict[str, int], problems: _Problems) -> str:
-    if not card_no:
-        problems.add("card_no", "缺少卡号", "missing card no.")
-    elif card_no in first_seen:
-        first = first_seen[card_no]
-        problems.add(
-            "card_no", f"卡号重复，与第 {first} 行相同", f"duplicate card no., as row {first}"
-        )
-    else:
-        first_seen[card_no] = row
-    return card_no
-
-
-def _check_gender(value: str, problems: _Problems) -> str | None:
-    if not value:
-        return None
-    gender = _GENDERS.get(value.lower())
-    if gender is None:
-        problems.add("gender", "性别无法识别（应为 男/女）", "unknown gender (expected 男/女, M/F)")
-    return gender
-
-
-def _check_yes_no(name: str, value: str, default: bool | None, problems: _Problems) -> bool | None:
-    if not value:
-        return default
-    if value.lower() in _YES:
-        return True
-    if value.lower() in _NO:
-        return False
-    problems.add(name, "应为 是/否", "expected yes/no (是/否, 1/0)")
-    return default
-
-
-def _check_timezone(value: str, problems: _Problems) -> str | None:
-    if not value:
-        return None
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.add("timezone", "时区无法识别", "unknown time zone (e.g. Asia/Shanghai)")
-        return None
-    return value
-
-
-def _check_birthday(value: str, lunar: bool | None, problems: _Problems) -> dict[str, Any]:
-    """The birthday columns: a solar date, or a lunar month and day when ``lunar``."""
-    solar: dict[str, Any] = {
-        "birthday": None,
-        "lunar_birthday": False,
-        "lunar_birth_month": None,
-        "lunar_birth_day": None,
-    }
-    if not value:
-        return solar
-    parts = _date_parts(value)
-    if lunar:
-        if parts is None or not (1 <= parts[1] <= 12 and 1 <= parts[2] <= 30):
-            problems.add("birthday", "农历日期无效", "bad lunar date (month 1-12, day 1-30)")
-            return solar
-        return {
-            **solar,
-            "lunar_birthday": True,
-            "lunar_birth_month": parts[1],
-            "lunar_birth_day": parts[2],
-        }
-    birthday = _solar_date(parts)
-    if birthday is None:
-        problems.add("birthday", "日期无效", "bad date (e.g. 1990-01-31, 1990年1月31日)")
-    return {**solar, "birthday": birthday}
-
-
-def _date_parts(value: str) -> tuple[int | None, int, int] | None:
-    text = _TIME_SUFFIX.sub("", value.strip())
-    for pattern in _FULL_DATES:
-        match = pattern.match(text)
-        if match:
-            year, month, day = (int(part) for part in match.groups())
-            return year, month, day
-    for pattern in _MONTH_DAYS:
-        match = pattern.match(text)
-        if match:
-            month, day = (int(part) for part in match.groups())
-            return None, month, day
-    return None
-
-
-def _solar_date(parts: tuple[int | None, int, int] | None) -> date | None:
-    if parts is None or parts[0] is None:
-        return None
-    try:
-        birthday = date(parts[0], parts[1], parts[2])
-    except ValueError:
-        return None
-    return birthday if date(1900, 1, 1) <= birthday <= date.today() else None
-
-
-def _split_tags(value: str) -> list[str]:
-    tags = (tag.strip() for tag in _LIST_SEPARATORS.split(value))
-    return list(dict.fromkeys(tag for tag in tags if tag))
-
-
-def _check_phones(
-    cell: Any,
-    columns: _Columns,
-    region: str,
-    outside_line_prefix: str | None,
-    problems: _Problems,
-) -> dict[str, str]:
-    phones: dict[str, str] = {}
-    for name, kind in PHONE_COLUMNS.items():
-        if name not in columns.index:
-            continue
-        for raw in _PHONE_SEPARATORS.split(cell(name)):
-            if not raw.strip():
-                continue
-            number = normalize_phone(raw, region, outside_line_prefix)
-            if number.kind is PhoneKind.E164:
-                phones.setdefault(number.value, kind)
-            elif number.kind is PhoneKind.INTERNAL:
-                problems.add(name, "号码无效", "invalid phone: an extension, not an outside number")
-            else:
-                reason = number.reason.value if number.reason else "not a phone number"
-                problems.add(name, "号码无效", f"invalid phone: {reason}")
-    return phones
-
-
 # --- writing ---------------------------------------------------------------------------------
 
 
 def _write(
     session_factory: sessionmaker[Session],
-    batch: list[_Row],
-    columns: _Columns,
+    batch: list[ImportRow],
+    columns: Columns,
     report: ImportReport,
 ) -> None:
     """Upsert one chunk in one transaction; counts are added once it is committed."""
@@ -623,7 +362,7 @@ def _write(
     report.unchanged += unchanged
 
 
-def _insert(session: Session, rows: list[_Row]) -> None:
+def _insert(session: Session, rows: list[ImportRow]) -> None:
     """Bulk INSERT of new customers and their numbers (far faster than one object each)."""
     if not rows:
         return
@@ -647,7 +386,7 @@ def _insert(session: Session, rows: list[_Row]) -> None:
         session.execute(insert(CustomerPhone), phones)
 
 
-def _update(customer: Customer, row: _Row, kinds: set[str]) -> bool:
+def _update(customer: Customer, row: ImportRow, kinds: set[str]) -> bool:
     """Apply the row to ``customer``; True when anything changed."""
     changed = False
     for name, value in row.values.items():

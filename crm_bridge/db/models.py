@@ -541,7 +541,7 @@ Index(None, Call.direction, Call.offered_at)
 Index(None, Customer.name)
 
 
-# --- outbound campaigns (crm_bridge/campaigns/rules.py, crm_bridge/campaigns/store.py) ---------
+# --- outbound campaigns (crm_bridge/campaigns/rules.py, crm_bridge/campaigns/store/) ---------
 
 CAMPAIGN_KINDS = ("return_visit", "birthday", "festival", "complaint_followup", "promotion")
 CAMPAIGN_MODES = ("message", "agent", "preview")

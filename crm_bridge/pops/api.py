@@ -2,7 +2,7 @@
 
 Every route needs a signed-in agent, supervisor or admin, and the session's CSRF token in the
 ``X-CSRF-Token`` header (403 without it). A route naming a call answers 404 unless the call
-rang one of the user's extensions (:func:`crm_bridge.pops.work.agent_may_act`): in progress,
+rang one of the user's extensions (:func:`crm_bridge.calls.in_progress.agent_may_act`): in progress,
 by the bridge's trackers; ended, by the call log.
 
 - ``POST /me/calls/{linkedid}/customer`` ``{customer_id}``: the caller is this customer.
@@ -28,95 +28,58 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from crm_bridge.accounts.auth import SignedInUser, require_role
+from crm_bridge.accounts.auth import AgentUser, SignedInUser
 from crm_bridge.accounts.users import UserInputError
-from crm_bridge.calls.parties import customers_on_call, party_number
+from crm_bridge.calls.dialing import (
+    AMI_DOWN,
+    AMI_NO_ANSWER,
+    NO_EXTENSION,
+    ORIGINATE_REFUSED,
+    OriginateRefused,
+    interface_of,
+    originate_click_to_call,
+)
+from crm_bridge.calls.in_progress import (
+    LINKEDID_PATTERN,
+    NO_SUCH_CALL,
+    LinkedId,
+    LiveCalls,
+    Rang,
+    agent_may_act,
+)
+from crm_bridge.calls.notes import WRAPUP_LABELS, link_customer, save_wrapup
+from crm_bridge.calls.parties import check_customer_on_call, party_number
 from crm_bridge.customers.card import CustomerCard, build_cards
 from crm_bridge.customers.numbers import normalize_phone
 from crm_bridge.db.models import MAX_NOTE_CHARS, Customer, CustomerPhone
-from crm_bridge.pops.work import (
-    WRAPUP_LABELS,
-    OriginateRefused,
-    agent_may_act,
-    agents_of_calls_in_progress,
-    create_customer_for_call,
-    interface_of,
-    link_customer,
-    open_complaint,
-    originate_click_to_call,
-    save_wrapup,
-)
-from crm_bridge.web.pages import MAX_ROW_ID
+from crm_bridge.pops.work import create_customer_for_call, open_complaint
+from crm_bridge.runtime import Runtime, RuntimeDep
+from crm_bridge.web.pages import CustomerId, input_error
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiActionLost, AmiActionTimeout, AmiNotConnected
 from telephony.call_events import CallRecord
-
-if TYPE_CHECKING:
-    from crm_bridge.app import Runtime
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_FIELD = 20_000
 """The most characters a text field of a request may have at all; the rules of what may be
 saved (2000 for a note) are checked after, with a clear message."""
-LINKEDID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
-NO_SUCH_CALL = "没有这个通话 / No such call"
-NO_EXTENSION = "您的账号没有分机，无法外呼 / Your account has no extension to call from"
-AMI_DOWN = "电话系统未连接，请稍后再试 / The phone system is not connected: try again shortly"
-AMI_NO_ANSWER = (
-    "电话系统未确认外呼，请查看话机后再试 / The phone system did not confirm the call: "
-    "check your phone before trying again"
-)
-ORIGINATE_REFUSED = "电话系统拒绝了外呼 / The phone system refused the call"
 CODES_DOC = ", ".join(f"`{code}` {label}" for code, label in WRAPUP_LABELS.items())
 
-AgentUser = Annotated[SignedInUser, Depends(require_role("agent", "supervisor", "admin"))]
-LinkedId = Annotated[str, Path(pattern=LINKEDID_PATTERN, description="Asterisk Linkedid")]
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Any, Depends(_runtime)]
-
-
-async def _rung_now(runtime: RuntimeDep) -> dict[str, set[str]]:
-    """The agents of each call in progress; async, so it runs on the event loop, where the
-    trackers change (the handlers run on worker threads)."""
-    return agents_of_calls_in_progress(runtime.bridge)
-
-
-Rang = Annotated[dict[str, set[str]], Depends(_rung_now)]
-
-
-async def _live_calls(runtime: RuntimeDep) -> dict[str, CallRecord]:
-    """The calls in progress by Linkedid, copied on the event loop (see :func:`_rung_now`)."""
-    return {
-        call.linkedid: call.snapshot()
-        for link in runtime.bridge.links
-        for call in link.tracker.active_calls()
-    }
-
-
-LiveCalls = Annotated[dict[str, CallRecord], Depends(_live_calls)]
-NOT_ON_CALL = "该客户不在这通电话上 / This customer is not on this call"
 NOT_THE_CALLERS_NUMBER = "只能登记这通电话的号码 / Only the number of this call can be saved"
 NO_NUMBER_ON_CALL = "这通电话没有可登记的号码 / This call has no number to save"
 
 
 # ------------------------------------------------------------------------------- bodies
-
-
-CustomerId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 
 
 class LinkIn(BaseModel):
@@ -184,8 +147,7 @@ class ClickToCallOut(BaseModel):
 
 
 def _input_error(exc: UserInputError) -> HTTPException:
-    detail: dict[str, Any] = {"message": str(exc), "errors": exc.errors}
-    return HTTPException(status.HTTP_400_BAD_REQUEST, detail=detail)
+    return input_error(str(exc), exc.errors)
 
 
 @contextmanager
@@ -203,20 +165,6 @@ def _check_call(
 ) -> None:
     if not agent_may_act(session, linkedid, user.extensions, lambda lid: rung.get(lid, set())):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_SUCH_CALL)
-
-
-def check_customer_on_call(
-    session: Session,
-    linkedid: str,
-    customer_id: int,
-    live: dict[str, CallRecord],
-    runtime: Runtime,
-) -> None:
-    """400 unless the customer is on the call (the caller has been checked to be the
-    agent's with :func:`_check_call` first)."""
-    number = party_number(session, linkedid, live.get(linkedid), runtime.numbers)
-    if customer_id not in customers_on_call(session, linkedid, number):
-        raise _input_error(UserInputError({"customer_id": NOT_ON_CALL}))
 
 
 def _callers_number(
@@ -256,104 +204,106 @@ def _customers_number(session: Session, customer_id: int, phone: str, runtime: R
 # ------------------------------------------------------------------------------- routes
 
 
-def agent_api_router() -> APIRouter:
-    router = APIRouter(prefix="/me", tags=["agent"])
+router = APIRouter(prefix="/me", tags=["agent"])
 
-    @router.post("/calls/{linkedid}/customer", summary="The caller is this customer")
-    def post_customer(
-        linkedid: LinkedId, body: LinkIn, user: AgentUser, runtime: RuntimeDep, rang: Rang
-    ) -> LinkOut:
+
+@router.post("/calls/{linkedid}/customer", summary="The caller is this customer")
+def post_customer(
+    linkedid: LinkedId, body: LinkIn, user: AgentUser, runtime: RuntimeDep, rang: Rang
+) -> LinkOut:
+    with _work(runtime) as session:
+        _check_call(session, linkedid, user, rang)
+        link_customer(session, linkedid, body.customer_id, user.username)
+    return LinkOut(linkedid=linkedid, customer_id=body.customer_id)
+
+
+@router.post("/calls/{linkedid}/new-customer", summary="Add the caller to the archive")
+def post_new_customer(
+    linkedid: LinkedId,
+    body: NewCustomerIn,
+    user: AgentUser,
+    runtime: RuntimeDep,
+    rang: Rang,
+    live: LiveCalls,
+) -> NewCustomerOut:
+    settings = runtime.settings
+    with _work(runtime) as session:
+        _check_call(session, linkedid, user, rang)
+        customer_id = create_customer_for_call(
+            session,
+            linkedid,
+            name=body.name,
+            gender=body.gender,
+            phone_raw=_callers_number(session, linkedid, body.phone, live, runtime),
+            card_no=body.card_no,
+            agent=user.username,
+            region=settings.number_region,
+            outside_prefix=settings.outside_line_prefix,
+        )
+        today = datetime.now(settings.zone).date()
+        (card,) = build_cards(session, [customer_id], today=today, zone=settings.zone)
+    return NewCustomerOut(customer_id=customer_id, card=card)
+
+
+@router.post(
+    "/calls/{linkedid}/wrapup",
+    summary="Wrap up the call: code and note",
+    description=f"Codes: {CODES_DOC}. Saving again replaces code and note.",
+)
+def post_wrapup(
+    linkedid: LinkedId, body: WrapupIn, user: AgentUser, runtime: RuntimeDep, rang: Rang
+) -> WrapupOut:
+    with _work(runtime) as session:
+        _check_call(session, linkedid, user, rang)
+        save_wrapup(session, linkedid, body.code, body.note, user.username)
+    note = (body.note or "").strip() or None
+    label = WRAPUP_LABELS[body.code]
+    return WrapupOut(linkedid=linkedid, wrapup_code=body.code, wrapup_label=label, note=note)
+
+
+@router.post("/complaints", summary="Take a complaint said on a call, for its customer")
+def post_complaint(
+    body: ComplaintIn, user: AgentUser, runtime: RuntimeDep, rang: Rang, live: LiveCalls
+) -> ComplaintOut:
+    with _work(runtime) as session:
+        _check_call(session, body.linkedid, user, rang)
+        check_customer_on_call(session, body.linkedid, body.customer_id, live, runtime.numbers)
+        complaint_id = open_complaint(
+            session, body.customer_id, body.content, user.username, body.linkedid
+        )
+    return ComplaintOut(complaint_id=complaint_id)
+
+
+@router.post("/click-to-call", summary="Ring my phone, then the customer")
+async def post_click_to_call(
+    body: ClickToCallIn, user: AgentUser, runtime: RuntimeDep
+) -> ClickToCallOut:
+    if not user.extensions:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=NO_EXTENSION)
+
+    def number() -> str:
         with _work(runtime) as session:
-            _check_call(session, linkedid, user, rang)
-            link_customer(session, linkedid, body.customer_id, user.username)
-        return LinkOut(linkedid=linkedid, customer_id=body.customer_id)
+            return _customers_number(session, body.customer_id, body.phone, runtime)
 
-    @router.post("/calls/{linkedid}/new-customer", summary="Add the caller to the archive")
-    def post_new_customer(
-        linkedid: LinkedId,
-        body: NewCustomerIn,
-        user: AgentUser,
-        runtime: RuntimeDep,
-        rang: Rang,
-        live: LiveCalls,
-    ) -> NewCustomerOut:
-        settings = runtime.settings
+    e164 = await run_in_threadpool(number)
+    interface = interface_of(user.extensions[0])
+    try:
+        channel_id = await originate_click_to_call(
+            runtime.bridge, interface, e164, runtime.settings
+        )
+    except AmiNotConnected:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=AMI_DOWN) from None
+    except (AmiActionTimeout, AmiActionLost):
+        raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, detail=AMI_NO_ANSWER) from None
+    except OriginateRefused as exc:
+        log.warning("click-to-call by %s refused: %s", user.username, exc)
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=ORIGINATE_REFUSED) from None
+    except UnsafeAmiValue as exc:
+        raise _input_error(UserInputError({"request": str(exc)})) from None
+
+    def link() -> None:
         with _work(runtime) as session:
-            _check_call(session, linkedid, user, rang)
-            customer_id = create_customer_for_call(
-                session,
-                linkedid,
-                name=body.name,
-                gender=body.gender,
-                phone_raw=_callers_number(session, linkedid, body.phone, live, runtime),
-                card_no=body.card_no,
-                agent=user.username,
-                region=settings.number_region,
-                outside_prefix=settings.outside_line_prefix,
-            )
-            today = datetime.now(settings.zone).date()
-            (card,) = build_cards(session, [customer_id], today=today, zone=settings.zone)
-        return NewCustomerOut(customer_id=customer_id, card=card)
+            link_customer(session, channel_id, body.customer_id, user.username)
 
-    @router.post(
-        "/calls/{linkedid}/wrapup",
-        summary="Wrap up the call: code and note",
-        description=f"Codes: {CODES_DOC}. Saving again replaces code and note.",
-    )
-    def post_wrapup(
-        linkedid: LinkedId, body: WrapupIn, user: AgentUser, runtime: RuntimeDep, rang: Rang
-    ) -> WrapupOut:
-        with _work(runtime) as session:
-            _check_call(session, linkedid, user, rang)
-            save_wrapup(session, linkedid, body.code, body.note, user.username)
-        note = (body.note or "").strip() or None
-        label = WRAPUP_LABELS[body.code]
-        return WrapupOut(linkedid=linkedid, wrapup_code=body.code, wrapup_label=label, note=note)
-
-    @router.post("/complaints", summary="Take a complaint said on a call, for its customer")
-    def post_complaint(
-        body: ComplaintIn, user: AgentUser, runtime: RuntimeDep, rang: Rang, live: LiveCalls
-    ) -> ComplaintOut:
-        with _work(runtime) as session:
-            _check_call(session, body.linkedid, user, rang)
-            check_customer_on_call(session, body.linkedid, body.customer_id, live, runtime)
-            complaint_id = open_complaint(
-                session, body.customer_id, body.content, user.username, body.linkedid
-            )
-        return ComplaintOut(complaint_id=complaint_id)
-
-    @router.post("/click-to-call", summary="Ring my phone, then the customer")
-    async def post_click_to_call(
-        body: ClickToCallIn, user: AgentUser, runtime: RuntimeDep
-    ) -> ClickToCallOut:
-        if not user.extensions:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=NO_EXTENSION)
-
-        def number() -> str:
-            with _work(runtime) as session:
-                return _customers_number(session, body.customer_id, body.phone, runtime)
-
-        e164 = await run_in_threadpool(number)
-        interface = interface_of(user.extensions[0])
-        try:
-            channel_id = await originate_click_to_call(
-                runtime.bridge, interface, e164, runtime.settings
-            )
-        except AmiNotConnected:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=AMI_DOWN) from None
-        except (AmiActionTimeout, AmiActionLost):
-            raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, detail=AMI_NO_ANSWER) from None
-        except OriginateRefused as exc:
-            log.warning("click-to-call by %s refused: %s", user.username, exc)
-            raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=ORIGINATE_REFUSED) from None
-        except UnsafeAmiValue as exc:
-            raise _input_error(UserInputError({"request": str(exc)})) from None
-
-        def link() -> None:
-            with _work(runtime) as session:
-                link_customer(session, channel_id, body.customer_id, user.username)
-
-        await run_in_threadpool(link)
-        return ClickToCallOut(channel_id=channel_id)
-
-    return router
+    await run_in_threadpool(link)
+    return ClickToCallOut(channel_id=channel_id)

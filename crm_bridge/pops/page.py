@@ -27,20 +27,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, WebSocket, status
+from fastapi import APIRouter, Request, WebSocket, status
 from fastapi.responses import Response
-from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from crm_bridge.accounts import auth
 from crm_bridge.accounts.auth import SessionData, SignedInUser
 from crm_bridge.pops.hub import PopConnection
-from crm_bridge.web.pages import PAGE_HEADERS, ROLE_LABELS, TEMPLATES_DIR
+from crm_bridge.runtime import RuntimeDep
+from crm_bridge.web.pages import PAGE_HEADERS, ROLE_LABELS, page_templates
 
-PAGE_ROLES = ("agent", "supervisor", "admin")
+PAGE_ROLES = auth.AGENT_DESK_ROLES
 PING_SECONDS = 20.0
 """A page that hears nothing for three times this long reconnects."""
 SESSION_CHECK_SECONDS = 60.0
@@ -55,51 +55,48 @@ AGENT_PAGE_HEADERS = PAGE_HEADERS | {
     ),
 }
 
-PageUser = Annotated[SignedInUser, Depends(auth.require_role(*PAGE_ROLES))]
+PageUser = auth.AgentUser
 
 
-def agent_router() -> APIRouter:
-    templates = Jinja2Templates(directory=TEMPLATES_DIR)
-    router = APIRouter(include_in_schema=False)
+templates = page_templates()
+router = APIRouter(include_in_schema=False)
 
-    @router.get("/agent")
-    def agent_page(request: Request, user: PageUser) -> Response:
-        context = {
-            "user": user,
-            "csrf_token": user.csrf_token,
-            "role_labels": ROLE_LABELS,
-            "extensions": user.extensions,
-            "timezone": request.app.state.runtime.settings.timezone,
+
+@router.get("/agent")
+def agent_page(request: Request, runtime: RuntimeDep, user: PageUser) -> Response:
+    context = {
+        "user": user,
+        "csrf_token": user.csrf_token,
+        "role_labels": ROLE_LABELS,
+        "extensions": user.extensions,
+        "timezone": runtime.settings.timezone,
+    }
+    return templates.TemplateResponse(request, "agent.html", context, headers=AGENT_PAGE_HEADERS)
+
+
+@router.websocket("/ws/pops")
+async def pops_socket(websocket: WebSocket) -> None:
+    user = await auth.user_from_websocket(websocket, *PAGE_ROLES)
+    session = auth.read_session(websocket)
+    assert session is not None  # user_from_websocket refused the socket otherwise
+    runtime = websocket.app.state.runtime
+    hub = runtime.pops
+    await websocket.accept()
+    connection = hub.connect(user.username, user.extensions)
+    try:
+        hello = {
+            "type": "hello",
+            "user": user.username,
+            "extensions": list(user.extensions),
+            "bridge_state": hub.bridge_state(),
+            "live": sorted(connection.linkedids),
         }
-        return templates.TemplateResponse(
-            request, "agent.html", context, headers=AGENT_PAGE_HEADERS
-        )
-
-    @router.websocket("/ws/pops")
-    async def pops_socket(websocket: WebSocket) -> None:
-        user = await auth.user_from_websocket(websocket, *PAGE_ROLES)
-        session = auth.read_session(websocket)
-        assert session is not None  # user_from_websocket refused the socket otherwise
-        runtime = websocket.app.state.runtime
-        hub = runtime.pops
-        await websocket.accept()
-        connection = hub.connect(user.username, user.extensions)
-        try:
-            hello = {
-                "type": "hello",
-                "user": user.username,
-                "extensions": list(user.extensions),
-                "bridge_state": hub.bridge_state(),
-                "live": sorted(connection.linkedids),
-            }
-            await websocket.send_json(hello)
-            with runtime.revocations.watch(user.id) as ended:
-                ends = _session_ends(websocket, session, user, ended)
-                await _serve(websocket, connection, ends)
-        finally:
-            hub.disconnect(connection)
-
-    return router
+        await websocket.send_json(hello)
+        with runtime.revocations.watch(user.id) as ended:
+            ends = _session_ends(websocket, session, user, ended)
+            await _serve(websocket, connection, ends)
+    finally:
+        hub.disconnect(connection)
 
 
 async def _serve(

@@ -12,7 +12,8 @@ instance reads the same archive.
 Only the hub hears a relayed event. The call log is written by the instance whose bridge saw
 the call, so a relayed ``CallEnded`` is never written twice.
 
-The payload (:func:`encode`, :func:`decode`) is compact JSON: the format version, the origin
+The payload (:func:`~crm_bridge.pops.relay_payload.encode`,
+:func:`~crm_bridge.pops.relay_payload.decode`) is compact JSON: the format version, the origin
 instance (an instance ignores its own notifications, which PostgreSQL delivers to it too), the
 wall-clock time at which the AMI event's bytes arrived at the origin (each process moves it to
 and from its own monotonic clock, so a pop frame's ``ami_rx`` means the same on every
@@ -50,45 +51,40 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import make_url
 
 from crm_bridge.calls.bridge import BridgeService, monotonic_of
 from crm_bridge.pops.hub import PopHub
+from crm_bridge.pops.relay_payload import (
+    LiveCalls,
+    LiveParts,
+    PayloadTooLong,
+    decode,
+    encode,
+    encode_live,
+    wall_of,
+)
 from crm_bridge.settings import Settings
 from telephony.call_events import (
-    AgentRinging,
-    AgentRingStopped,
-    CallAnswered,
     CallEnded,
-    CallOffered,
     CallRecord,
-    CallTransferred,
     DomainEvent,
     EndReason,
-    RecordingStarted,
 )
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "callbridge_pops"
-FORMAT = 1
-"""The payload's format version; a payload of another version is refused."""
-MAX_PAYLOAD_BYTES = 7999
-"""PostgreSQL refuses a NOTIFY payload of 8000 bytes or more (in its default build)."""
-AGENTS_RUNG_KEPT = 32
-"""How many of the agents a call rang an over-long payload keeps (the last ones)."""
 OUTBOX_SIZE = 1000
 """Payloads waiting for the publisher's connection; past this, events are dropped."""
 BATCH_MAX = 100
@@ -111,129 +107,8 @@ LIVE_EVERY = 5.0
 LIVE_SILENCE = 20.0
 """An instance not heard for this long (while the listener was connected) is taken for gone,
 and the cards of its calls are ended."""
-LIVE_PART_BYTES = 7000
-"""Linkedids per part of that list, in encoded bytes (the rest of the payload fits beside)."""
 APPLICATION_NAME = "callbridge-pop-relay"
 """The ``application_name`` of both relay connections (as ``pg_stat_activity`` shows them)."""
-
-_EVENT_TYPES: dict[str, type[Any]] = {
-    cls.__name__: cls
-    for cls in (
-        CallOffered,
-        AgentRinging,
-        AgentRingStopped,
-        CallAnswered,
-        CallTransferred,
-        RecordingStarted,
-        CallEnded,
-    )
-}
-_ADAPTERS = {name: TypeAdapter(cls) for name, cls in _EVENT_TYPES.items()}
-
-
-class PayloadTooLong(ValueError):
-    """The event does not fit in one NOTIFY payload, even with its agents cut."""
-
-
-@dataclass(frozen=True, slots=True)
-class Relayed:
-    """A decoded payload."""
-
-    origin: str
-    event: DomainEvent
-    received_at: float | None
-    """Wall-clock (``time.time()``) arrival of the AMI event's bytes at the origin, if known."""
-
-
-@dataclass(frozen=True, slots=True)
-class LiveCalls:
-    """One part of the list of the calls an instance has in flight (see the module docstring)."""
-
-    origin: str
-    seq: int
-    part: int
-    parts: int
-    linkedids: frozenset[str]
-
-
-# ------------------------------------------------------------------------------- payload
-
-
-def encode(event: DomainEvent, origin: str, received_at: float | None) -> str:
-    """The NOTIFY payload of ``event``; ``received_at`` is wall-clock. Raises
-    :class:`PayloadTooLong` for an event that cannot be made to fit."""
-    payload = _dumps(event, origin, received_at)
-    if len(payload.encode()) <= MAX_PAYLOAD_BYTES:
-        return payload
-    call = replace(event.call, agents_rung=event.call.agents_rung[-AGENTS_RUNG_KEPT:])
-    payload = _dumps(replace(event, call=call), origin, received_at)
-    size = len(payload.encode())
-    if size > MAX_PAYLOAD_BYTES:
-        raise PayloadTooLong(f"{type(event).__name__} of call {event.call.linkedid}: {size} bytes")
-    return payload
-
-
-def _dumps(event: DomainEvent, origin: str, received_at: float | None) -> str:
-    name = type(event).__name__
-    fields = _ADAPTERS[name].dump_python(event, mode="json", exclude_defaults=True)
-    return _json({"v": FORMAT, "o": origin, "rx": received_at, "t": name, "e": fields})
-
-
-def encode_live(origin: str, seq: int, linkedids: Iterable[str]) -> list[str]:
-    """The payloads of list number ``seq`` of an instance's calls in flight: one per
-    :data:`LIVE_PART_BYTES` of linkedids (always at least one, so an empty list is heard)."""
-    parts: list[list[str]] = [[]]
-    size = 0
-    for linkedid in sorted(linkedids):
-        cost = len(json.dumps(linkedid, ensure_ascii=False).encode()) + 1
-        if cost > LIVE_PART_BYTES:
-            continue  # no event of such a call fitted a payload either
-        if size + cost > LIVE_PART_BYTES:
-            parts.append([])
-            size = 0
-        parts[-1].append(linkedid)
-        size += cost
-    return [
-        _json({"v": FORMAT, "o": origin, "seq": seq, "part": i, "parts": len(parts), "live": ids})
-        for i, ids in enumerate(parts)
-    ]
-
-
-def _json(message: dict[str, Any]) -> str:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-
-
-def decode(payload: str) -> Relayed | LiveCalls:
-    """What a payload carries; ``ValueError`` for anything that is not a payload of ours."""
-    try:
-        message = json.loads(payload)
-        if not isinstance(message, dict) or message.get("v") != FORMAT:
-            raise ValueError("not a pop relay payload of this version")
-        origin = message["o"]
-        if not isinstance(origin, str):
-            raise TypeError("origin")
-        if "live" in message:
-            return _live_calls(origin, message)
-        rx, adapter = message["rx"], _ADAPTERS[message["t"]]
-        event = adapter.validate_python(message["e"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as exc:
-        raise ValueError(f"malformed pop relay payload: {type(exc).__name__}") from None
-    if not (rx is None or type(rx) in (int, float)):
-        raise ValueError("malformed pop relay payload: time")
-    return Relayed(origin, event, None if rx is None else float(rx))
-
-
-def _live_calls(origin: str, message: dict[str, Any]) -> LiveCalls:
-    seq, part, parts, ids = message["seq"], message["part"], message["parts"], message["live"]
-    numbers_fit = all(type(n) is int for n in (seq, part, parts)) and 0 <= part < parts
-    if not numbers_fit or not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise TypeError("live calls")
-    return LiveCalls(origin, seq, part, parts, frozenset(ids))
-
-
-def wall_of(monotonic: float | None) -> float | None:
-    """A ``time.monotonic()`` of this process as wall-clock time."""
-    return None if monotonic is None else time.time() - (time.monotonic() - monotonic)
 
 
 def libpq_conninfo(database_url: str) -> str:
@@ -440,15 +315,6 @@ class PopPublisher(_RelayConnection):
         self._dropped_in_outage += count
 
 
-@dataclass
-class _LiveParts:
-    """The parts heard so far of one list of an instance's calls in flight."""
-
-    seq: int
-    parts_heard: set[int] = field(default_factory=set)
-    linkedids: set[str] = field(default_factory=set)
-
-
 class PopListener(_RelayConnection):
     """Runs ``LISTEN`` on the channel and hands the other instances' events to ``deliver``.
 
@@ -474,7 +340,7 @@ class PopListener(_RelayConnection):
         """Linkedid -> the instance that relays the call, and the call's last snapshot."""
         self._heard: dict[str, float] = {}
         """Instance -> when it was last heard (``time.monotonic()``)."""
-        self._live: dict[str, _LiveParts] = {}
+        self._live: dict[str, LiveParts] = {}
         self.received = 0
         self.malformed = 0
         self.ended_unheard = 0
@@ -525,7 +391,7 @@ class PopListener(_RelayConnection):
     def _live_part(self, message: LiveCalls) -> None:
         heard = self._live.get(message.origin)
         if heard is None or heard.seq != message.seq:
-            heard = self._live[message.origin] = _LiveParts(message.seq)
+            heard = self._live[message.origin] = LiveParts(message.seq)
         heard.parts_heard.add(message.part)
         heard.linkedids |= message.linkedids
         if len(heard.parts_heard) == message.parts:

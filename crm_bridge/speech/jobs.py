@@ -35,12 +35,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import DateTime, and_, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.db.models import Recording, TranscriptionJob, TranscriptSegment, utcnow
+from crm_bridge.calls.recordings import queue_job
+from crm_bridge.db.dialect import database_now
+from crm_bridge.db.models import Recording, TranscriptionJob, TranscriptSegment
 from transcription.errors import AudioError
 from transcription.transcript import Transcript
 
@@ -84,25 +85,6 @@ class ClaimedJob:
     attempts: int
 
 
-def _now(session: Session) -> Any:
-    """The current time: the database's on PostgreSQL, this machine's on SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.statement_timestamp(type_=DateTime(timezone=True))
-    return utcnow()
-
-
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
-def queue_job(session: Session, recording_id: int) -> None:
-    """Queue the transcription of a recording (once: a recording has at most one job)."""
-    statement = _insert(session)(TranscriptionJob).values(
-        recording_id=recording_id, status="queued", attempts=0, not_before=_now(session)
-    )
-    session.execute(statement.on_conflict_do_nothing(index_elements=["recording_id"]))
-
-
 def rerun_job(session: Session, recording_id: int) -> None:
     """Queue a recording again, from its first attempt; its transcript is replaced when done.
 
@@ -114,12 +96,12 @@ def rerun_job(session: Session, recording_id: int) -> None:
         .values(
             status="queued",
             attempts=0,
-            not_before=_now(session),
+            not_before=database_now(session),
             error=None,
             worker=None,
             lease_expires_at=None,
             finished_at=None,
-            updated_at=_now(session),
+            updated_at=database_now(session),
         )
     )
 
@@ -127,7 +109,7 @@ def rerun_job(session: Session, recording_id: int) -> None:
 def claim_job(session: Session, worker: str, lease_seconds: float) -> ClaimedJob | None:
     """Take the oldest due job for ``worker`` (queued and due, or running with its lease
     expired), or None. Commit the session to make the claim visible."""
-    now = _now(session)
+    now = database_now(session)
     jobs = TranscriptionJob
     due = (
         select(jobs.id)
@@ -165,7 +147,7 @@ def _ours(job_id: int, worker: str) -> Any:
 
 def renew_lease(session: Session, job_id: int, worker: str, lease_seconds: float) -> bool:
     """Push the lease on; False when the job is no longer this worker's."""
-    now = _now(session)
+    now = database_now(session)
     result = session.execute(
         update(TranscriptionJob)
         .where(_ours(job_id, worker))
@@ -177,7 +159,7 @@ def renew_lease(session: Session, job_id: int, worker: str, lease_seconds: float
 def finish_job(session: Session, job: ClaimedJob, worker: str, transcript: Transcript) -> bool:
     """Mark the job done and replace the recording's transcript; False (nothing written) when
     the job is no longer this worker's. The caller commits."""
-    now = _now(session)
+    now = database_now(session)
     done = session.execute(
         update(TranscriptionJob)
         .where(_ours(job.id, worker))
@@ -212,7 +194,7 @@ def fail_job(
 ) -> str | None:
     """Record a failed try: back to ``queued`` after a back-off while ``retry`` allows another
     attempt, else ``failed``. Returns the new status, or None when the job was not ours."""
-    now = _now(session)
+    now = database_now(session)
     again = retry is not None and job.attempts < retry.max_attempts
     values: dict[str, Any] = {
         "error": reason[:MAX_ERROR_CHARS],

@@ -2,8 +2,8 @@
 ``complaint_events`` (who, when, from which status to which).
 
 Resolving can schedule the follow-up call: the customer becomes a target of a complaint
-follow-up campaign (crm_bridge/campaigns/store.py's ``add_targets``), not to be called before
-the chosen time (the target's ``next_attempt_at``); the time is also kept on the resolve
+follow-up campaign (crm_bridge/campaigns/store/'s ``add_follow_up_target``), not to be called
+before the chosen time (the target's ``next_attempt_at``); the time is also kept on the resolve
 event. Without a campaign chosen the time is only kept, and a running ``complaint_followup``
 campaign picks the customer by the day the complaint was resolved.
 
@@ -16,14 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm_bridge.accounts.users import UserInputError
-from crm_bridge.campaigns.store import add_targets
+from crm_bridge.campaigns.store import add_follow_up_target
 from crm_bridge.db.models import (
     Campaign,
-    CampaignTarget,
     Complaint,
     ComplaintEvent,
     Customer,
@@ -129,16 +128,7 @@ def resolve(
     before = complaint.status
     complaint.status, complaint.resolution, complaint.resolved_at = "resolved", text, now
     if campaign is not None:
-        add_targets(session, campaign.id, [complaint.customer_id])
-        session.execute(
-            update(CampaignTarget)
-            .where(
-                CampaignTarget.campaign_id == campaign.id,
-                CampaignTarget.customer_id == complaint.customer_id,
-                CampaignTarget.state == "pending",
-            )
-            .values(next_attempt_at=follow_up_at)
-        )
+        add_follow_up_target(session, campaign.id, complaint.customer_id, follow_up_at)
     return _event(
         session, complaint, actor, "resolve", before, comment=text, follow_up_at=follow_up_at,
         target=campaign.name[:MAX_NAME] if campaign is not None else None,

@@ -7,8 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+from fastapi import HTTPException, status
 from fastapi import Path as PathParam
 from fastapi.templating import Jinja2Templates
+from pydantic import Field
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -23,6 +25,8 @@ MAX_ROW_ID = 2**31 - 1
 refused with 422 before it reaches the database, where it would overflow (a 500)."""
 RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
 """A path parameter that names a database row."""
+CustomerId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+"""A field of a JSON body that names a customer."""
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
@@ -37,3 +41,8 @@ PAGE_HEADERS = {
 def page_templates(*own_dirs: Path) -> Jinja2Templates:
     """The templates of a feature: its own folders first, then the shared ones (base.html)."""
     return Jinja2Templates(directory=[*own_dirs, TEMPLATES_DIR])
+
+
+def input_error(message: str, errors: dict[str, str]) -> HTTPException:
+    """The 400 a request with bad input gets: the message and the error of each field."""
+    return HTTPException(status.HTTP_400_BAD_REQUEST, detail={"message": message, "errors": errors})

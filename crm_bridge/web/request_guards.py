@@ -37,8 +37,8 @@ MIB = 1024 * KIB
 DEFAULT_BODY_LIMIT = 64 * KIB
 """JSON and form bodies: a note or a complaint is at most a few thousand characters."""
 UPLOAD_BODY_LIMIT = 11 * MIB
-"""A campaign form with its greeting (``web_campaigns.MAX_GREETING_BYTES``, 10 MiB) and a
-pasted list of numbers."""
+"""A campaign form with its greeting (10 MiB,
+``crm_bridge.campaigns.greetings.MAX_GREETING_BYTES``) and a pasted list of numbers."""
 LIST_BODY_LIMIT = 1 * MIB
 """A pasted list of numbers (the do-not-call list)."""
 ROUTE_BODY_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (

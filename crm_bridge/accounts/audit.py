@@ -13,17 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from crm_bridge.accounts import auth
-from crm_bridge.accounts.auth import SignedInUser
+from crm_bridge.accounts.auth import AdminUser
 from crm_bridge.db.models import AuditEntry
+from crm_bridge.runtime import RuntimeDep
 from crm_bridge.web.local_days import form_days, utc_range
-from crm_bridge.web.pages import MAX_ROW_ID, PAGE_HEADERS, ROLE_LABELS, TEMPLATES_DIR
+from crm_bridge.web.pages import (
+    MAX_ROW_ID,
+    PAGE_HEADERS,
+    ROLE_LABELS,
+    page_templates,
+)
 
 PAGE_SIZE = 100
 ACTION_LABELS = {
@@ -32,8 +36,6 @@ ACTION_LABELS = {
     "export": "导出 Export",
     "view_transcript": "查看转写 Transcript",
 }
-
-AdminUser = Annotated[SignedInUser, Depends(auth.require_role("admin"))]
 
 
 class Actor(Protocol):
@@ -107,38 +109,34 @@ def read_entries(
     return rows, (rows[-1].id if more else None)
 
 
-def audit_router() -> APIRouter:
-    templates = Jinja2Templates(directory=TEMPLATES_DIR)
-    router = APIRouter(include_in_schema=False)
+templates = page_templates()
+router = APIRouter(include_in_schema=False)
 
-    @router.get("/admin/audit")
-    def audit_page(
-        request: Request,
-        admin: AdminUser,
-        username: Annotated[str, Query(max_length=64)] = "",
-        action: Annotated[str, Query(max_length=32)] = "",
-        since: Annotated[str, Query(max_length=10)] = "",
-        until: Annotated[str, Query(max_length=10)] = "",
-        before: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
-    ) -> Response:
-        runtime = request.app.state.runtime
-        zone = runtime.settings.zone
-        start, end = utc_range(*form_days(since, until), zone)
-        flt = AuditFilter(username.strip() or None, action or None, start, end)
-        with runtime.sessions() as session:
-            entries, next_before = read_entries(session, flt, before_id=before)
-        context = {
-            "user": admin,
-            "csrf_token": admin.csrf_token,
-            "role_labels": ROLE_LABELS,
-            "entries": entries,
-            "next_before": next_before,
-            "zone": zone,
-            "actions": ACTION_LABELS,
-            "form": {"username": username, "action": action, "since": since, "until": until},
-        }
-        return templates.TemplateResponse(
-            request, "admin_audit.html", context, headers=PAGE_HEADERS
-        )
 
-    return router
+@router.get("/admin/audit")
+def audit_page(
+    request: Request,
+    runtime: RuntimeDep,
+    admin: AdminUser,
+    username: Annotated[str, Query(max_length=64)] = "",
+    action: Annotated[str, Query(max_length=32)] = "",
+    since: Annotated[str, Query(max_length=10)] = "",
+    until: Annotated[str, Query(max_length=10)] = "",
+    before: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+) -> Response:
+    zone = runtime.settings.zone
+    start, end = utc_range(*form_days(since, until), zone)
+    flt = AuditFilter(username.strip() or None, action or None, start, end)
+    with runtime.sessions() as session:
+        entries, next_before = read_entries(session, flt, before_id=before)
+    context = {
+        "user": admin,
+        "csrf_token": admin.csrf_token,
+        "role_labels": ROLE_LABELS,
+        "entries": entries,
+        "next_before": next_before,
+        "zone": zone,
+        "actions": ACTION_LABELS,
+        "form": {"username": username, "action": action, "since": since, "until": until},
+    }
+    return templates.TemplateResponse(request, "admin_audit.html", context, headers=PAGE_HEADERS)

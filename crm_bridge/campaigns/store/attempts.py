@@ -1,205 +1,61 @@
-"""Campaigns in the database: their state, targets, dial attempts, outcomes and results.
+"""Dialling a campaign's targets: :func:`claim_attempt` is the one way to a dial: in one
+transaction it re-reads the customer, re-runs
+:func:`~crm_bridge.campaigns.dial_decision.dial_decision`, claims the customer's local day
+(unique per customer and day, across campaigns) and inserts the attempt under its unique key
+(campaign, customer, attempt no.), then commits, before any Originate is sent. Two ticks,
+two instances or a restart racing for the same target: one gets the attempt, the others get
+nothing.
 
-All campaign state lives here, so a restarted service carries on where it stopped:
-
-- :func:`start_campaign` builds the targets from the rules (once) and sets the status;
-  :func:`set_status` pauses, resumes and stops. A message campaign without a greeting never
-  runs (:data:`NO_GREETING`).
-- :func:`claim_attempt` is the one way to a dial: in one transaction it re-reads the customer,
-  re-runs :func:`~crm_bridge.campaigns.rules.dial_decision`, claims the customer's local day
-  (unique per customer and day, across campaigns) and inserts the attempt under its unique key
-  (campaign, customer, attempt no.), then commits, before any Originate is sent. Two ticks,
-  two instances or a restart racing for the same target: one gets the attempt, the others get
-  nothing.
-- :func:`record_outcome` settles an attempt once; :func:`reconcile_unresolved` settles attempts
-  a previous run left without outcome, from the call log (their ChannelId is the Linkedid;
-  a call that ended while the service was down gets there from Asterisk's CDRs,
-  :mod:`crm_bridge.calls.cdr_reconcile`), or as ``lost`` once the grace period is over.
+:func:`record_outcome` settles an attempt once; :func:`reconcile_unresolved` settles attempts
+a previous run left without outcome, from the call log (their ChannelId is the Linkedid; a call
+that ended while the service was down gets there from Asterisk's CDRs,
+:mod:`crm_bridge.calls.cdr_reconcile`), or as ``lost`` once the grace period is over.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.campaigns.rules import (
+from crm_bridge.campaigns.dial_decision import (
     PERMANENT_REASONS,
     CallingPolicy,
-    PolicyIn,
     dial_decision,
     load_facts,
-    parse_rules,
     retry_after,
-    select_audience,
+)
+from crm_bridge.campaigns.store.status import (
+    DISPOSITION_OUTCOME,
+    FINAL_REASONS,
+    LostRace,
+    campaign_policy,
+    count_of,
+    insert_of,
+    lock_first,
 )
 from crm_bridge.db.models import (
     Call,
     Campaign,
     CampaignDayClaim,
     CampaignTarget,
-    Customer,
-    CustomerOptOut,
     DialAttempt,
-    DoNotCall,
 )
-from telephony.dialer import GREETING_NOT_PLAYED
 
 log = logging.getLogger(__name__)
 
 RECHECK_AFTER = timedelta(minutes=5)
 """When a target outside calling hours (or days) is looked at again."""
+
+
 UNRESOLVED_GRACE = timedelta(minutes=3)
 """How long an attempt without outcome waits for its call to reach the call log."""
-UNSAFE_REASON = "unsafe"
-"""The ``reason_code`` of an attempt whose Originate was not sent: a value of it (from the
-campaign) could be misread by Asterisk."""
-DISPOSITION_OUTCOME = {
-    "answered": "answered",
-    "busy": "busy",
-    "no_answer": "no_answer",
-    "failed": "failed",
-    "abandoned": "answered",
-}
-"""A logged call's disposition as a dial outcome (an outbound call answered by the customer
-and then left in the queue shows as abandoned: the customer did answer)."""
-FINAL_REASONS = (UNSAFE_REASON, GREETING_NOT_PLAYED)
-"""Reasons after which the same campaign calling again would fail the same way: an Originate
-unsafe to send, a greeting Asterisk cannot play (the customer heard silence)."""
-OUTCOMES_SHOWN = ("answered", "busy", "no_answer", "congestion", "failed", "lost", "unknown")
-
-
-class CampaignError(ValueError):
-    """A campaign change that cannot be made now (zh-CN / English)."""
-
-
-NO_GREETING = (
-    "播放录音的活动需要先上传问候录音 / A message campaign needs a greeting recording: "
-    "upload one before starting"
-)
-
-
-def _refuse_unless_runnable(campaign: Campaign) -> None:
-    """A message campaign plays its greeting: without one, its calls would be answered in
-    silence and counted as answered."""
-    if campaign.mode == "message" and not campaign.greeting_file:
-        raise CampaignError(NO_GREETING)
-
-
-class _LostRace(Exception):
-    """Another tick moved the target first: roll back, dial nothing."""
-
-
-def campaign_policy(campaign: Campaign, center_timezone: str) -> CallingPolicy:
-    return PolicyIn.model_validate(campaign.policy or {}).policy(center_timezone)
-
-
-# --------------------------------------------------------------------------- status
-
-
-def start_campaign(
-    session: Session, campaign_id: int, now_utc: datetime, zone: ZoneInfo, region: str
-) -> int:
-    """Start a draft (building its targets from the rules, today's in the center's zone) or
-    resume a paused campaign. Returns how many targets it has."""
-    campaign = _locked(session, campaign_id)
-    _refuse_unless_runnable(campaign)
-    if campaign.status == "draft":
-        ids = select_audience(
-            session, parse_rules(campaign.rules), now_utc.astimezone(zone).date(), zone, region
-        )
-        add_targets(session, campaign_id, ids)
-        campaign.started_at = now_utc
-    elif campaign.status != "paused":
-        raise CampaignError(
-            f"活动状态为 {campaign.status}，不能开始 / Cannot start a {campaign.status} campaign"
-        )
-    campaign.status = "running"
-    session.flush()
-    return _count(
-        session,
-        select(func.count(CampaignTarget.id)).where(CampaignTarget.campaign_id == campaign_id),
-    )
-
-
-TRANSITIONS = {
-    "pause": ({"running"}, "paused"),
-    "resume": ({"paused"}, "running"),
-    "stop": ({"running", "paused", "draft"}, "stopped"),
-}
-
-
-def set_status(session: Session, campaign_id: int, action: str, now_utc: datetime) -> str:
-    """Pause, resume or stop; the runner sees it on its next look (well within a second)."""
-    allowed, new = TRANSITIONS[action]
-    campaign = _locked(session, campaign_id)
-    if campaign.status not in allowed:
-        raise CampaignError(
-            f"活动状态为 {campaign.status}，不能{action} / Cannot {action} a "
-            f"{campaign.status} campaign"
-        )
-    if new == "running":
-        _refuse_unless_runnable(campaign)
-    campaign.status = new
-    if new == "stopped":
-        campaign.finished_at = now_utc
-    session.flush()
-    return new
-
-
-def _lock_first(session: Session, table, row_id: int) -> int:
-    """Take the row's write lock before reading anything (a no-op UPDATE): on SQLite this
-    takes the database's write lock up front, so the transaction waits its turn (busy
-    timeout) instead of failing when it later writes over a stale read; on PostgreSQL it
-    locks the row. Returns how many rows matched (0: no such row)."""
-    return session.execute(update(table).where(table.id == row_id).values(id=table.id)).rowcount
-
-
-def _locked(session: Session, campaign_id: int) -> Campaign:
-    _lock_first(session, Campaign, campaign_id)
-    campaign = session.get(Campaign, campaign_id, populate_existing=True)
-    if campaign is None:
-        raise CampaignError("没有这个活动 / No such campaign")
-    return campaign
-
-
-def add_targets(session: Session, campaign_id: int, customer_ids: Iterable[int]) -> None:
-    """Insert the targets, once each (a second start adds nobody twice)."""
-    rows = [
-        {
-            "campaign_id": campaign_id,
-            "customer_id": cid,
-            "state": "pending",
-            "attempts": 0,
-            "updated_at": datetime.now(UTC),
-        }
-        for cid in customer_ids
-    ]
-    for at in range(0, len(rows), 1000):
-        insert = _insert(session, CampaignTarget).values(rows[at : at + 1000])
-        session.execute(
-            insert.on_conflict_do_nothing(index_elements=["campaign_id", "customer_id"])
-        )
-
-
-def _insert(session: Session, table):
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
-def _count(session: Session, query) -> int:
-    return int(session.scalar(query) or 0)
-
-
-# --------------------------------------------------------------------------- dialling
 
 
 @dataclass(frozen=True)
@@ -250,13 +106,13 @@ def claim_attempt(
     try:
         with sessions.begin() as session:
             return _claim(session, target_id, now_utc, center_timezone)
-    except (IntegrityError, OperationalError, _LostRace) as exc:
+    except (IntegrityError, OperationalError, LostRace) as exc:
         log.info("target %s taken by another tick (%s)", target_id, type(exc).__name__)
         return None
 
 
 def _claim(session: Session, target_id: int, now: datetime, center_tz: str) -> Ticket | None:
-    _lock_first(session, CampaignTarget, target_id)
+    lock_first(session, CampaignTarget, target_id)
     target = session.get(CampaignTarget, target_id)
     if target is None or target.state != "pending":
         return None
@@ -284,7 +140,7 @@ def _claim(session: Session, target_id: int, now: datetime, center_tz: str) -> T
         .values(state="dialing", attempts=attempt_no, updated_at=now)
     )
     if moved.rowcount != 1:
-        raise _LostRace
+        raise LostRace
     channel_id = str(uuid.uuid4())
     attempt = DialAttempt(
         campaign_id=campaign.id,
@@ -316,7 +172,7 @@ def _claim_day(session: Session, customer_id: int, day: date, campaign_id: int, 
         "campaign_id": campaign_id,
         "claimed_at": now,
     }
-    insert = _insert(session, CampaignDayClaim).values(row)
+    insert = insert_of(session, CampaignDayClaim).values(row)
     session.execute(insert.on_conflict_do_nothing(index_elements=["customer_id", "local_day"]))
     holder = session.scalar(
         select(CampaignDayClaim.campaign_id).where(
@@ -347,7 +203,7 @@ def withdraw_attempt(sessions: sessionmaker[Session], attempt_id: int) -> None:
     """Take back an attempt whose Originate was never sent (the campaign was paused or
     stopped while it waited for the pace): the target is pending again, as before."""
     with sessions.begin() as session:
-        _lock_first(session, DialAttempt, attempt_id)
+        lock_first(session, DialAttempt, attempt_id)
         attempt = session.get(DialAttempt, attempt_id)
         if attempt is None or attempt.outcome is not None:
             return
@@ -413,7 +269,7 @@ def record_outcome(
 
 def _counted_attempts(session: Session, attempt: DialAttempt) -> int:
     """The attempts that count against the cap: all but the ``lost`` ones (never placed)."""
-    return _count(
+    return count_of(
         session,
         select(func.count(DialAttempt.id)).where(
             DialAttempt.campaign_id == attempt.campaign_id,
@@ -517,101 +373,3 @@ def next_preview_target(
         if dial_decision(facts[customers[target_id]], now_utc, policy, campaign_id).ok:
             return target_id
     return None
-
-
-# --------------------------------------------------------------------------- progress, results
-
-
-@dataclass
-class Progress:
-    status: str
-    targets: int
-    by_state: dict[str, int]
-    by_outcome: dict[str, int]
-
-    @property
-    def finished(self) -> int:
-        return sum(self.by_state.get(s, 0) for s in ("done", "failed", "skipped"))
-
-
-def progress(session: Session, campaign_id: int) -> Progress:
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise CampaignError("没有这个活动 / No such campaign")
-    states = dict(
-        session.execute(
-            select(CampaignTarget.state, func.count())
-            .where(CampaignTarget.campaign_id == campaign_id)
-            .group_by(CampaignTarget.state)
-        ).all()
-    )
-    outcomes = dict(
-        session.execute(
-            select(DialAttempt.outcome, func.count())
-            .where(DialAttempt.campaign_id == campaign_id, DialAttempt.outcome.is_not(None))
-            .group_by(DialAttempt.outcome)
-        ).all()
-    )
-    return Progress(
-        status=campaign.status,
-        targets=sum(states.values()),
-        by_state={str(k): int(v) for k, v in states.items()},
-        by_outcome={o: int(outcomes.get(o, 0)) for o in OUTCOMES_SHOWN},
-    )
-
-
-RESULT_HEADERS = (
-    "卡号 Card no.",
-    "姓名 Name",
-    "状态 State",
-    "尝试次数 Attempts",
-    "最后结果 Last outcome",
-    "原因 Reason",
-    "更新时间 Updated (UTC)",
-)
-
-
-def result_rows(session: Session, campaign_id: int) -> list[tuple]:
-    """One row per target, for the export (no phone numbers: the card no. finds them)."""
-    rows = session.execute(
-        select(
-            Customer.card_no,
-            Customer.name,
-            CampaignTarget.state,
-            CampaignTarget.attempts,
-            CampaignTarget.last_outcome,
-            CampaignTarget.skip_reason,
-            CampaignTarget.updated_at,
-        )
-        .join(Customer, Customer.id == CampaignTarget.customer_id)
-        .where(CampaignTarget.campaign_id == campaign_id)
-        .order_by(CampaignTarget.id)
-    ).all()
-    return [
-        (*row[:6], row[6].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if row[6] else "")
-        for row in rows
-    ]
-
-
-# --------------------------------------------------------------------------- do-not-call, opt-out
-
-
-def add_do_not_call(session: Session, e164: str, note: str | None, by: str) -> None:
-    insert = _insert(session, DoNotCall).values(
-        number_e164=e164, note=note, added_by=by, added_at=datetime.now(UTC)
-    )
-    session.execute(insert.on_conflict_do_nothing(index_elements=["number_e164"]))
-
-
-def opt_out(session: Session, customer_id: int, source: str, note: str | None, by: str) -> None:
-    """Record that the customer does not want campaign calls (once; later ones change nothing)."""
-    if session.get(Customer, customer_id) is None:
-        raise CampaignError("客户不存在 / No such customer")
-    insert = _insert(session, CustomerOptOut).values(
-        customer_id=customer_id,
-        source=source,
-        note=note,
-        recorded_by=by,
-        recorded_at=datetime.now(UTC),
-    )
-    session.execute(insert.on_conflict_do_nothing(index_elements=["customer_id"]))
