@@ -1,9 +1,9 @@
 """Ended-call journal benchmark: what journaling every call costs.
 
-Times :meth:`crm_bridge.call_journal.CallJournal.append` (write and fsync) for ``--calls`` calls
+Times :meth:`crm_bridge.calls.journal.CallJournal.append` (write and fsync) for ``--calls`` calls
 one at a time, then in batches of ``--batch`` (the calls that end in one turn of the bridge's
 event loop share one fsync), in a temporary folder on the file system of ``--folder``; and
-:meth:`~crm_bridge.call_journal.CallJournal.done` (no fsync) for each.
+:meth:`~crm_bridge.calls.journal.CallJournal.done` (no fsync) for each.
 
 The last line printed is one JSON object with the per-call figures in milliseconds.
 
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from crm_bridge.call_journal import CallJournal
+from crm_bridge.calls.journal import CallJournal
 from telephony.call_events import CallRecord, Direction, Disposition, EndReason
 
 

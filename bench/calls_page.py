@@ -33,12 +33,12 @@ import uvicorn
 from scratch_database import scratch_database
 from sqlalchemy import insert
 
+from crm_bridge.accounts.users import hash_password
 from crm_bridge.app import create_app
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Customer, CustomerPhone, User
 from crm_bridge.settings import Settings
-from crm_bridge.users import hash_password
 from telephony.simulator import AmiSimulator
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

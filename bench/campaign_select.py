@@ -3,7 +3,7 @@
 1. Fills a fresh database (SQLite in a temporary folder, or ``--database-url``) with
    ``--customers`` customers (one in ten keeps a lunar birthday, one in a hundred is tagged
    重要) and as many purchases over the last half month in 20 departments, then times
-   :func:`crm_bridge.campaign_rules.select_audience` for today's solar and lunar birthdays plus
+   :func:`crm_bridge.campaigns.rules.select_audience` for today's solar and lunar birthdays plus
    the half month's top 10 spenders of each department and the important customers.
 2. Dials ``--calls`` Originates through the AMI simulator (a real socket) at ``--pace`` calls
    per second, and compares the pace achieved (first to last Originate sent) with the set one.
@@ -34,7 +34,7 @@ from scratch_database import scratch_database
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from crm_bridge.campaign_rules import (
+from crm_bridge.campaigns.rules import (
     BirthdayRule,
     TopSpendersRule,
     last_half_month,

@@ -3,7 +3,7 @@
 Writes a ``dialplans/cdr_custom.conf``-shaped file of ``--calls`` inbound calls (two CDRs each:
 the customer's leg and the answering agent's), of which all but ``--missing`` are already in
 the call log (a migrated SQLite database in a temporary folder), then times one
-:class:`crm_bridge.cdr_reconcile.CdrReconciler` pass: reading the file, checking which calls
+:class:`crm_bridge.calls.cdr_reconcile.CdrReconciler` pass: reading the file, checking which calls
 are logged, logging the missing ones. The service is not in step (no campaign attempt is
 settled as lost) while this runs.
 
@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from crm_bridge.call_log import CallLog, NumberRules
-from crm_bridge.cdr_reconcile import CdrReconciler
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.calls.cdr_reconcile import CdrReconciler
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from telephony.call_events import CallRecord, Direction, Disposition

@@ -3,12 +3,12 @@
 What is measured, both ends in the bridge's process and on one clock (``time.monotonic()``):
 
 * ``pop``: from the moment the read that brought an ``AgentCalled``/``DialBegin`` event's bytes
-  returned on the bridge's AMI socket (the ``ami_rx`` of the frame, see crm_bridge/pops.py) to
+  returned on the bridge's AMI socket (the ``ami_rx`` of the frame, see crm_bridge/pops/hub.py) to
   the moment the ``pop`` frame it caused arrived at a WebSocket client signed in as the agent.
   The path in between is the whole product: framing and parsing, the call tracker, the hub,
   the caller lookup in the database (made when the call is offered), uvicorn and the
   WebSocket.
-* ``lookup``: the lookup alone, number -> pop (crm_bridge/pops.py ``database_lookup``), for
+* ``lookup``: the lookup alone, number -> pop (crm_bridge/pops/hub.py ``database_lookup``), for
   random numbers of the archive, one at a time, after a short warm-up.
 
 Set-up: a SQLite file in a temporary folder, migrated like production, seeded with Core
@@ -62,16 +62,17 @@ import uvicorn
 from sqlalchemy import Engine, insert, text
 from websockets.asyncio.client import ClientConnection, connect
 
+from crm_bridge.accounts.auth import SESSION_COOKIE
+from crm_bridge.accounts.users import create_user
 from crm_bridge.app import create_app
-from crm_bridge.auth import SESSION_COOKIE
+from crm_bridge.customers.numbers import normalize_phone
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, Complaint, Customer, CustomerPhone, Purchase, VisitRecord
-from crm_bridge.phones import normalize_phone
-from crm_bridge.pops import agent_key, database_lookup
+from crm_bridge.pops.hub import agent_key
+from crm_bridge.pops.lookups import database_lookup
 from crm_bridge.settings import Settings
-from crm_bridge.transcription_jobs import WORKER_NICENESS
-from crm_bridge.users import create_user
+from crm_bridge.speech.jobs import WORKER_NICENESS
 from telephony.simulator import AmiSimulator
 from telephony.trace_files import RECORDED_TRACES, Trace, load_trace
 

@@ -3,7 +3,7 @@
 What is measured (``pop``): from the moment the read that brought an ``AgentCalled`` event's
 bytes returned on instance A's AMI socket to the moment the ``pop`` frame it caused arrived at a
 WebSocket client signed in as the agent on instance B. In between: A's framing, call tracker
-and pop relay publisher (crm_bridge/pop_relay.py: a ``pg_notify`` of each domain event, those
+and pop relay publisher (crm_bridge/pops/relay.py: a ``pg_notify`` of each domain event, those
 that queued behind a send batched in one statement), PostgreSQL, B's listener, B's hub with
 its own caller lookup (started at the relayed offer), B's uvicorn and the WebSocket.
 

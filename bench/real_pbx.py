@@ -45,9 +45,9 @@ import uvicorn
 from argon2 import PasswordHasher
 from websockets.asyncio.client import connect
 
-from crm_bridge import users
+from crm_bridge.accounts import users
+from crm_bridge.accounts.auth import SESSION_COOKIE
 from crm_bridge.app import create_app
-from crm_bridge.auth import SESSION_COOKIE
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Customer, CustomerPhone, User

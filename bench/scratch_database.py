@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from crm_bridge.pop_relay import libpq_conninfo
+from crm_bridge.pops.relay import libpq_conninfo
 
 
 @contextmanager

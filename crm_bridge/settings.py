@@ -129,16 +129,16 @@ class Settings(BaseSettings):
     pbx_cdr_file: Path | None = None
     """The CSV file Asterisk's cdr_custom writes (``dialplans/cdr_custom.conf``), read at start
     and after every reconnect to log the calls that ended while the bridge was away
-    (``crm_bridge/cdr_reconcile.py``). None: such calls are not logged."""
+    (``crm_bridge/calls/cdr_reconcile.py``). None: such calls are not logged."""
     pbx_cdr_lookback_hours: float = Field(default=24.0, gt=0, le=24 * 90)
     """How far back the CDR file is read for calls missing from the call log."""
     journal_dir: Path = DEFAULT_DATA_DIR / "journal"
-    """Where ended calls wait on disk until the call log has them (``crm_bridge/call_journal.py``);
+    """Where ended calls wait on disk until the call log has them (``crm_bridge/calls/journal.py``);
     one folder per running instance. Default ``<data_dir>/journal``."""
     vosk_model: Path | None = None
     pop_relay: bool | None = None
     """Share screen pops with the other instances on the same PostgreSQL database
-    (``crm_bridge/pop_relay.py``); None: on exactly when the database is PostgreSQL."""
+    (``crm_bridge/pops/relay.py``); None: on exactly when the database is PostgreSQL."""
 
     ami_host: str = "127.0.0.1"
     ami_port: int = Field(default=5038, ge=1, le=65535)
@@ -360,7 +360,7 @@ class Settings(BaseSettings):
 
     @property
     def pop_relay_enabled(self) -> bool:
-        """Whether this instance relays screen pops (see ``pop_relay``)."""
+        """Whether this instance relays screen pops (see ``crm_bridge.pops.relay``)."""
         return self.is_postgresql if self.pop_relay is None else self.pop_relay
 
     @property

@@ -31,7 +31,7 @@ from test_pops import (
     wait_for,
 )
 
-from crm_bridge import users, web_agent
+from crm_bridge.accounts import users
 from crm_bridge.app import create_app
 from crm_bridge.db.models import (
     Call,
@@ -43,6 +43,7 @@ from crm_bridge.db.models import (
     User,
     VisitRecord,
 )
+from crm_bridge.pops import page as web_agent
 from telephony.simulator import AmiSimulator
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

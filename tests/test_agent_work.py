@@ -12,20 +12,14 @@ import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 
-from crm_bridge import users
-from crm_bridge.agent_work import (
-    agent_may_act,
-    agents_of_calls_in_progress,
-    create_customer_for_call,
-    link_customer,
-    open_complaint,
-    originate_click_to_call,
-    outside_line_exten,
-    save_wrapup,
-)
+from crm_bridge.accounts import users
+from crm_bridge.accounts.auth import SESSION_COOKIE, SessionCodec
+from crm_bridge.accounts.users import UserInputError
 from crm_bridge.app import create_app
-from crm_bridge.auth import SESSION_COOKIE, SessionCodec
-from crm_bridge.call_log import CallLog, NumberRules
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.calls.dialing import originate_click_to_call, outside_line_exten
+from crm_bridge.calls.in_progress import agent_may_act, agents_of_calls_in_progress
+from crm_bridge.calls.notes import link_customer, save_wrapup
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import (
@@ -37,9 +31,9 @@ from crm_bridge.db.models import (
     CustomerPhone,
     User,
 )
+from crm_bridge.pops.api import NOT_THE_CALLERS_NUMBER
+from crm_bridge.pops.work import create_customer_for_call, open_complaint
 from crm_bridge.settings import Settings
-from crm_bridge.users import UserInputError
-from crm_bridge.web_agent_api import NOT_THE_CALLERS_NUMBER
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.call_events import CallEnded
 from telephony.call_tracker import CallTracker

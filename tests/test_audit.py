@@ -12,8 +12,8 @@ from sqlalchemy.exc import DatabaseError
 from test_auth import every_route
 from test_pops import CHEAP_ARGON2, PASSWORD, Site, hashed, running_site
 
-from crm_bridge import users
-from crm_bridge.audit import AuditFilter, read_entries, record
+from crm_bridge.accounts import users
+from crm_bridge.accounts.audit import AuditFilter, read_entries, record
 from crm_bridge.db.models import AuditEntry, User
 
 

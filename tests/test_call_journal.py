@@ -1,4 +1,4 @@
-"""The ended-call journal (``crm_bridge/call_journal.py``): calls survive on disk until the call
+"""The ended-call journal (``crm_bridge/calls/journal.py``): calls survive on disk until the call
 log has them, a torn last line is dropped, the replay is idempotent, the file is compacted.
 
 The bridge tests run the real pipeline: the AMI simulator replays recorded calls over a real
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from crm_bridge import call_journal
-from crm_bridge.bridge_service import BridgeService
-from crm_bridge.call_journal import JOURNAL_FILE, CallJournal, JournalInUse
-from crm_bridge.call_log import CallLog, NumberRules
+from crm_bridge.calls import journal as call_journal
+from crm_bridge.calls.bridge import BridgeService
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.calls.journal import JOURNAL_FILE, CallJournal, JournalInUse
 from crm_bridge.db.models import Call
 from telephony.ami_connection import AmiConfig
 from telephony.call_events import CallRecord, Direction, Disposition, EndReason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm_bridge.call_log import CallFilter, CallLog, NumberRules, list_calls
+from crm_bridge.calls.call_log import CallFilter, CallLog, NumberRules, list_calls
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, Customer, CustomerPhone

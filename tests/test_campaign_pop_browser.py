@@ -20,9 +20,9 @@ import pytest
 from playwright.async_api import Browser, Page, Route, expect
 from test_pops import AMI_SECRET, CHEAP_ARGON2, PASSWORD, Site, seed, served
 
-from crm_bridge import campaign_store as store
-from crm_bridge import users
+from crm_bridge.accounts import users
 from crm_bridge.app import create_app
+from crm_bridge.campaigns import store as store
 from crm_bridge.db.models import Campaign, Customer, CustomerOptOut, CustomerPhone, VisitRecord
 from crm_bridge.settings import Settings
 from telephony.simulator import DEFAULT_TRACES_DIR, ORIGINATE_TRACES, AmiSimulator

@@ -9,21 +9,23 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from crm_bridge.campaign_rules import (
+from crm_bridge.campaigns.dial_decision import (
+    CallingPolicy,
+    DialFacts,
+    PolicyIn,
+    dial_decision,
+    preview,
+)
+from crm_bridge.campaigns.rules import (
     AfterPurchaseRule,
     BirthdayRule,
-    CallingPolicy,
     ComplaintFollowupRule,
-    DialFacts,
     FestivalRule,
-    PolicyIn,
     TopSpendersRule,
     UploadedListRule,
-    dial_decision,
     festivals_on,
     last_half_month,
     parse_rules,
-    preview,
     select_audience,
 )
 from crm_bridge.db.models import (

@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from crm_bridge import campaign_store as store
-from crm_bridge.bridge_service import BridgeService
-from crm_bridge.call_log import CallLog, NumberRules
-from crm_bridge.campaign_runner import TICK_SECONDS, CampaignRunner, dial_string
+from crm_bridge.calls.bridge import BridgeService
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.campaigns import store as store
+from crm_bridge.campaigns.runner import TICK_SECONDS, CampaignRunner, dial_string
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import (
@@ -260,5 +260,5 @@ async def test_a_failing_tick_is_logged_once_not_four_times_a_second(rig: Rig, c
     finally:
         await runner.stop()
         await dialer.stop()
-    failures = [r for r in caplog.records if r.name == "crm_bridge.campaign_runner"]
+    failures = [r for r in caplog.records if r.name == "crm_bridge.campaigns.runner"]
     assert len(failures) == 1 and failures[0].exc_info is not None

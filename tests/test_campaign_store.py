@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from crm_bridge import campaign_store as store
+from crm_bridge.campaigns import store as store
 from crm_bridge.db.models import (
     Call,
     Campaign,

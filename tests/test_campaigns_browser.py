@@ -18,9 +18,9 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 from test_pops import AMI_SECRET, CHEAP_ARGON2, PASSWORD, Site, hashed, seed, served
 
-from crm_bridge import campaign_store as store
-from crm_bridge import users
+from crm_bridge.accounts import users
 from crm_bridge.app import create_app
+from crm_bridge.campaigns import store as store
 from crm_bridge.db.models import (
     AuditEntry,
     Call,

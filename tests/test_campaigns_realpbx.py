@@ -32,7 +32,7 @@ import soundfile
 from sqlalchemy import select
 from test_pops import CHEAP_ARGON2, Site, next_frame, seed, served
 
-from crm_bridge import users
+from crm_bridge.accounts import users
 from crm_bridge.app import create_app
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.models import (

@@ -1,4 +1,4 @@
-"""Calls rebuilt from Asterisk's own CDRs (``crm_bridge/cdr_reconcile.py``), on lines the PBX
+"""Calls rebuilt from Asterisk's own CDRs (``crm_bridge/calls/cdr_reconcile.py``), on lines the PBX
 kit's Asterisk 22 wrote with ``dialplans/cdr_custom.conf`` (the abandoned call is made up in
 the same shape), and the reconciler on a real file
 and a real SQLite database: each missing call logged once, marked reconciled, a logged or
@@ -18,8 +18,8 @@ from sqlalchemy import select
 from test_pops import AMI_SECRET, seed, served, site_settings
 
 from crm_bridge.app import create_app
-from crm_bridge.call_log import CallLog, NumberRules
-from crm_bridge.cdr_reconcile import Cdr, CdrReconciler, Dialled, call_from_cdrs
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.calls.cdr_reconcile import Cdr, CdrReconciler, Dialled, call_from_cdrs
 from crm_bridge.db.models import Call, Campaign, Customer, CustomerPhone, DialAttempt
 from telephony.call_events import Direction, Disposition
 from telephony.simulator import AmiSimulator

@@ -1,7 +1,7 @@
 """Nothing lost while callbridge is down, on the real Asterisk of the PBX kit: Asterisk writes
 its CDRs with the product's ``dialplans/cdr_custom.conf`` (the kit leaves cdr_custom unloaded,
 as it has no use for it; a center's stock modules.conf loads it, so the test loads it), and the
-service reads them at start (``crm_bridge/cdr_reconcile.py``).
+service reads them at start (``crm_bridge/calls/cdr_reconcile.py``).
 
 - A customer's call answered by an agent and ended while the service is stopped is in the call
   log after the start, marked reconciled, with its agent, queue and recording (transcription
@@ -24,7 +24,7 @@ from sqlalchemy import select
 from test_campaigns_realpbx import CUSTOMERS, campaign_form, tone_wav
 from test_pops import CHEAP_ARGON2, Site, seed, served
 
-from crm_bridge import users
+from crm_bridge.accounts import users
 from crm_bridge.app import create_app
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.models import (

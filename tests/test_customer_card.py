@@ -10,21 +10,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event
 
-from crm_bridge.customer_card import (
-    MAX_CARDS,
-    OPEN_COMPLAINTS_SHOWN,
-    PopLookup,
+from crm_bridge.customers.birthdays import (
     age_on,
     birthday_label,
-    build_cards,
     is_birthday_today,
-    lookup_caller,
-    lookup_callers,
     lunar_date,
     lunar_day_name,
 )
+from crm_bridge.customers.card import PopLookup, build_cards, lookup_caller, lookup_callers
+from crm_bridge.customers.card_queries import MAX_CARDS, OPEN_COMPLAINTS_SHOWN
+from crm_bridge.customers.numbers import normalize_phone
 from crm_bridge.db.models import Call, Complaint, Customer, CustomerPhone, Purchase, VisitRecord
-from crm_bridge.phones import normalize_phone
 
 ZONE = ZoneInfo("Asia/Shanghai")
 TODAY = date(2026, 9, 25)  # 中秋节: lunar 8/15

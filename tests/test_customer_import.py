@@ -10,15 +10,15 @@ import openpyxl
 import pytest
 import sqlalchemy as sa
 
-from crm_bridge import customer_import
-from crm_bridge.customer_import import (
+from crm_bridge.customers import importer as customer_import
+from crm_bridge.customers.importer import (
     ImportFileError,
     ImportReport,
     format_report,
     import_customers,
 )
+from crm_bridge.customers.numbers import normalize_phone
 from crm_bridge.db.models import Customer, find_customers_by_phone
-from crm_bridge.phones import normalize_phone
 
 COLUMNS = {
     "card": "卡号",

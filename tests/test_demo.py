@@ -9,19 +9,20 @@ import httpx
 from argon2 import PasswordHasher
 from typer.testing import CliRunner
 
-from crm_bridge import cli, users
+from crm_bridge import cli
+from crm_bridge.accounts import users
+from crm_bridge.accounts.users import ROLES, authenticate, find_user
 from crm_bridge.app import create_app
 from crm_bridge.db.engine import make_engine, make_session_factory
-from crm_bridge.demo import (
+from crm_bridge.demo.feed import (
     DEMO_ROUND,
     DEMO_USERS,
     TRACE_DIR,
     ensure_demo_users,
     new_demo_password,
 )
-from crm_bridge.pops import agent_key
+from crm_bridge.pops.hub import agent_key
 from crm_bridge.settings import Settings
-from crm_bridge.users import ROLES, authenticate, find_user
 from telephony.trace_files import load_trace
 
 TOKEN = "demo-test-token"

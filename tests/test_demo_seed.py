@@ -18,7 +18,7 @@ from crm_bridge.db.models import (
     VisitRecord,
     find_customers_by_phone,
 )
-from crm_bridge.demo_seed import seed_demo
+from crm_bridge.demo.seed import seed_demo
 
 TODAY = date(2024, 5, 20)
 COUNTED = (Customer, CustomerPhone, Purchase, VisitRecord, Complaint)

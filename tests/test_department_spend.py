@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy import delete, func, select, update
 
-from crm_bridge.campaign_rules import last_half_month, top_spender_ids
+from crm_bridge.campaigns.rules import last_half_month, top_spender_ids
 from crm_bridge.db.models import Customer, DepartmentSpend, Purchase
 
 DEPARTMENTS = ["家电", "服装", "食品"]

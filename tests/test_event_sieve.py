@@ -95,7 +95,7 @@ def test_the_sieve_drops(raw: bytes) -> None:
 
 
 def test_a_bridge_connection_reads_only_what_its_tracker_needs() -> None:
-    """The sieve the bridge installs is the tracker's own (crm_bridge/bridge_service.py)."""
+    """The sieve the bridge installs is the tracker's own (crm_bridge/calls/bridge.py)."""
     sieve = CallTracker().sieve()
     assert sieve.keeps(b"Event: AgentCalled\r\nQueue: support")
     assert not sieve.keeps(b"Event: QueueMemberStatus\r\nQueue: support")

@@ -6,11 +6,11 @@ recorded outbound call (answered, or busy for one number).
 
 - Mid-campaign: nobody is dialled more often than the outcome allows, no attempt is placed
   twice, and an attempt whose call the dead service never saw is settled as documented
-  (``crm_bridge/campaign_store.py``: from the call log, else ``lost`` after the grace period,
+  (``crm_bridge/campaigns/store/``: from the call log, else ``lost`` after the grace period,
   here ``CALLBRIDGE_CAMPAIGN_UNRESOLVED_GRACE_SECONDS=3``, and tried again). The scheduler's
   page and ``/health`` say the right thing after the restart.
 - While PostgreSQL is away (reached through a relay that the test cuts): the calls that end are
-  kept in the ended-call journal (``crm_bridge/call_journal.py``), so a kill meanwhile loses none
+  kept in the ended-call journal (``crm_bridge/calls/journal.py``), so a kill meanwhile loses none
   of them; the next start writes each to the call log once.
 """
 
@@ -35,8 +35,8 @@ from sqlalchemy.engine import make_url
 from test_fault_database import CuttableRelay
 from test_pops import PASSWORD, hashed
 
-from crm_bridge import campaign_store as store
-from crm_bridge.call_journal import JOURNAL_FILE
+from crm_bridge.calls.journal import JOURNAL_FILE
+from crm_bridge.campaigns import store as store
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import (

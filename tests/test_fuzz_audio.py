@@ -1,4 +1,4 @@
-"""Broken audio through the whole recording path: measured by ``crm_bridge/recordings.py``
+"""Broken audio through the whole recording path: measured by ``crm_bridge/calls/recordings.py``
 without raising, transcribed by the real Vosk engine (the Korean test model, see
 tests/speech_fixtures.py) into a transcript or an :class:`AudioError`, and failed at once and
 for good by the transcription worker, which goes on with the next job.
@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from speech_fixtures import ASR_SAMPLES, dither_free_model
 from sqlalchemy import select
 
+from crm_bridge.calls.recordings import FileCheck, RecordingsRoot, check_file, link_recording
 from crm_bridge.db.models import Call, Recording, TranscriptionJob, TranscriptSegment
-from crm_bridge.recordings import FileCheck, RecordingsRoot, check_file, link_recording
-from crm_bridge.transcription_jobs import RetryPolicy, Worker, queue_job
+from crm_bridge.speech.jobs import RetryPolicy, Worker, queue_job
 from transcription.engine import Transcriber
 from transcription.errors import AudioError
 from transcription.transcript import Transcript

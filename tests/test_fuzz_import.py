@@ -4,7 +4,7 @@ in the archive changes; a file that cannot be read at all is refused as a whole.
 Hypothesis writes CSV files with any text in their cells (control characters, formulas, quotes,
 Chinese, very long values) between good rows; explicit cases cover encodings, broken and
 oversized .xlsx files, dates out of range, and formula cells going out again through the
-exports (``crm_bridge/exports.py``).
+exports (``crm_bridge/web/exports.py``).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm_bridge import customer_import
-from crm_bridge.customer_import import ImportFileError, ImportReport, import_customers
+from crm_bridge.customers import importer as customer_import
+from crm_bridge.customers.importer import ImportFileError, ImportReport, import_customers
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Customer, CustomerPhone
-from crm_bridge.exports import FORMULA_STARTS, to_csv, to_xlsx
+from crm_bridge.web.exports import FORMULA_STARTS, to_csv, to_xlsx
 
 FUZZ = settings(
     max_examples=40,

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_agent_work import FAMILY, Desk, desk  # noqa: F401 - desk is the fixture used here
 
-from crm_bridge import campaign_store as store
-from crm_bridge.bridge_service import BridgeService
-from crm_bridge.call_log import CallLog, NumberRules
-from crm_bridge.campaign_runner import CampaignRunner
+from crm_bridge.calls.bridge import BridgeService
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.campaigns import store as store
+from crm_bridge.campaigns.runner import CampaignRunner
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import (

@@ -4,7 +4,7 @@ and the call is still logged.
 
 Paths come from Hypothesis (``..``, absolute paths, symbolic links out and in loops, NUL and
 other control characters, URL-encoded and look-alike dots, names too long for the file system,
-the folder itself) and from explicit cases; they go through ``crm_bridge/recordings.py``, the
+the folder itself) and from explicit cases; they go through ``crm_bridge/calls/recordings.py``, the
 call log, the bridge fed by the AMI simulator over TCP, and the supervisor's HTTP routes.
 """
 
@@ -25,13 +25,13 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from test_pops import CHEAP_ARGON2, Site, running_site
 
-from crm_bridge import users
-from crm_bridge.bridge_service import BridgeService
-from crm_bridge.call_log import CallLog, NumberRules
+from crm_bridge.accounts import users
+from crm_bridge.calls.bridge import BridgeService
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.calls.recordings import RecordingsRoot, check_file
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, Recording, TranscriptionJob
-from crm_bridge.recordings import RecordingsRoot, check_file
 from telephony.ami_connection import AmiConfig
 from telephony.call_events import CallEnded
 from telephony.call_tracker import CallTracker, TrackerPolicy
@@ -100,7 +100,7 @@ LINKEDIDS = count(1)
 
 
 @contextmanager
-def captured(logger: str = "crm_bridge.recordings") -> Iterator[list[logging.LogRecord]]:
+def captured(logger: str = "crm_bridge.calls.recordings") -> Iterator[list[logging.LogRecord]]:
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.DEBUG)
     handler.emit = records.append

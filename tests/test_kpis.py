@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crm_bridge.call_log import CallLog, NumberRules
-from crm_bridge.kpis import Period, campaign_results, inbound_kpis
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.supervision.kpis import Period, campaign_results, inbound_kpis
 from telephony.call_events import CallEnded
 from telephony.call_tracker import CallTracker
 from telephony.trace_files import RECORDED_TRACES, load_trace
@@ -139,7 +139,7 @@ def test_campaign_results(logged):
 async def site(tmp_path, monkeypatch):
     from test_pops import CHEAP_ARGON2, running_site
 
-    from crm_bridge import users
+    from crm_bridge.accounts import users
 
     monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
     async with running_site(tmp_path) as running:
@@ -201,7 +201,7 @@ async def test_the_supervisor_sets_the_threshold_and_only_admins_the_retention(s
     from test_pops import PASSWORD, hashed
 
     from crm_bridge.db.models import User
-    from crm_bridge.supervision_settings import get_setting
+    from crm_bridge.supervision.settings import get_setting
 
     async with site.signed_in("lin") as lin:
         token = re.search(r'name="csrf_token" value="([^"]+)"',

@@ -26,9 +26,9 @@ from sqlalchemy import select
 from test_pops import CHEAP_ARGON2, CSRF_RE, PASSWORD, seed, served
 from websockets.asyncio.client import ClientConnection, connect
 
-from crm_bridge import users
+from crm_bridge.accounts import users
+from crm_bridge.accounts.auth import SESSION_COOKIE
 from crm_bridge.app import create_app
-from crm_bridge.auth import SESSION_COOKIE
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.models import Call, LiveSpeechAlert, WatchWord
 from crm_bridge.settings import Settings

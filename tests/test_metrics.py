@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 from test_pops import CHEAP_ARGON2, pops_of_calls, running_site
 
-from crm_bridge import users
+from crm_bridge.accounts import users
 from crm_bridge.app import create_app
 from crm_bridge.db.models import TranscriptionJob
 from crm_bridge.settings import Settings

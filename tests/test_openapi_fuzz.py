@@ -53,9 +53,9 @@ from sqlalchemy.orm import Session
 from starlette.routing import Mount, WebSocketRoute
 from test_pops import AMI_SECRET, CHEAP_ARGON2, CSRF_RE, ZHANG_SAN, served, site_settings
 
-from crm_bridge import users
+from crm_bridge.accounts import users
+from crm_bridge.accounts.auth import CSRF_FAILED, CSRF_HEADER, SESSION_COOKIE
 from crm_bridge.app import create_app
-from crm_bridge.auth import CSRF_FAILED, CSRF_HEADER, SESSION_COOKIE
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import (
@@ -71,8 +71,8 @@ from crm_bridge.db.models import (
     Recording,
     VisitRecord,
 )
-from crm_bridge.request_guards import CONTROL_CHARACTER
 from crm_bridge.settings import Settings
+from crm_bridge.web.request_guards import CONTROL_CHARACTER
 from telephony.simulator import AmiSimulator
 
 EXAMPLES = 25
@@ -105,7 +105,7 @@ SCHEDULERS = frozenset({"scheduler", "admin"})
 ADMINS = frozenset({"admin"})
 
 ACCESS: dict[tuple[str, str], frozenset[str]] = {
-    # crm_bridge/app.py
+    # crm_bridge/app.py, crm_bridge/calls/api.py
     ("GET", "/health"): EVERYONE,
     ("GET", "/api/calls"): API,
     ("GET", "/api/calls/{call_id}"): API,
@@ -114,7 +114,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/metrics"): API,
     # the static files (the API document is off by default: tests/test_production_settings.py)
     ("GET", "/static/{path}"): EVERYONE,
-    # crm_bridge/web_users.py
+    # crm_bridge/accounts/routes.py
     ("GET", "/"): EVERYONE,
     ("GET", "/login"): EVERYONE,
     ("POST", "/login"): EVERYONE,
@@ -124,9 +124,9 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/admin/users/{user_id}/sign-out"): ADMINS,
     ("POST", "/admin/users/{user_id}/unlock"): ADMINS,
     ("POST", "/admin/users/{user_id}"): ADMINS,
-    # crm_bridge/audit.py
+    # crm_bridge/accounts/audit.py
     ("GET", "/admin/audit"): ADMINS,
-    # crm_bridge/web_agent.py, crm_bridge/web_agent_api.py
+    # crm_bridge/pops/page.py, crm_bridge/pops/api.py
     ("GET", "/agent"): AGENT_DESK,
     ("WS", "/ws/pops"): AGENT_DESK,
     ("POST", "/me/calls/{linkedid}/customer"): AGENT_DESK,
@@ -134,7 +134,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/me/calls/{linkedid}/wrapup"): AGENT_DESK,
     ("POST", "/me/complaints"): AGENT_DESK,
     ("POST", "/me/click-to-call"): AGENT_DESK,
-    # crm_bridge/web_supervisor.py
+    # crm_bridge/supervision/call_pages.py, crm_bridge/supervision/pages.py
     ("GET", "/supervisor/calls"): SUPERVISORS,
     ("GET", "/supervisor/calls/{call_id}"): SUPERVISORS,
     ("GET", "/supervisor/recordings/{recording_id}/audio"): SUPERVISORS,
@@ -154,7 +154,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/live-speech/alerts"): API,
     ("GET", "/supervisor/live/{linkedid}"): SUPERVISORS,
     ("WS", "/ws/live-speech"): SUPERVISORS,
-    # crm_bridge/web_campaigns.py
+    # crm_bridge/campaigns/pages.py, do_not_call.py, agent.py
     ("GET", "/campaigns"): SCHEDULERS,
     ("POST", "/campaigns"): SCHEDULERS,
     ("GET", "/campaigns/{campaign_id}"): SCHEDULERS,
@@ -474,7 +474,7 @@ def unreadable_body(response) -> bool:
 
 
 def refused_by_the_guard(response) -> bool:
-    """The answer of ``crm_bridge.request_guards`` to a control character in the URL or a body
+    """The answer of ``crm_bridge.web.request_guards`` to a control character in the URL or a body
     past its limit: it comes before authentication, is the same on every route, and tells
     nothing of the route."""
     if response.status_code == 413:

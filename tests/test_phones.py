@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from crm_bridge.phones import InvalidReason, PhoneKind, PhoneNumber, mask_phone, normalize_phone
+from crm_bridge.customers.numbers import (
+    InvalidReason,
+    PhoneKind,
+    PhoneNumber,
+    mask_phone,
+    normalize_phone,
+)
 
 E164, WITHHELD, INTERNAL, INVALID = PhoneKind
 

@@ -1,4 +1,4 @@
-"""Screen pops past one machine (crm_bridge/pop_relay.py): the payload of every domain event,
+"""Screen pops past one machine (crm_bridge/pops/relay.py): the payload of every domain event,
 and two instances of the app on one PostgreSQL database, each under uvicorn on its own port,
 each with its own AMI simulator. Instance A's simulator replays the real traces; an agent
 signed in on instance B gets the pops.
@@ -33,22 +33,24 @@ from test_pops import (
     wait_for,
 )
 
-from crm_bridge import users
+from crm_bridge.accounts import users
 from crm_bridge.app import create_app
-from crm_bridge.call_log import CallLog
+from crm_bridge.calls.call_log import CallLog
 from crm_bridge.db.models import Call
-from crm_bridge.pop_relay import (
-    AGENTS_RUNG_KEPT,
+from crm_bridge.pops.relay import (
     APPLICATION_NAME,
     CHANNEL,
     LIVE_SILENCE,
+    PopPublisher,
+    libpq_conninfo,
+)
+from crm_bridge.pops.relay_payload import (
+    AGENTS_RUNG_KEPT,
     MAX_PAYLOAD_BYTES,
     PayloadTooLong,
-    PopPublisher,
     decode,
     encode,
     encode_live,
-    libpq_conninfo,
 )
 from crm_bridge.settings import ConfigurationError, Settings
 from telephony.call_events import AgentRinging, CallOffered, CallRecord, DomainEvent

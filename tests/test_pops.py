@@ -22,13 +22,15 @@ from argon2 import PasswordHasher
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from crm_bridge import users, web_agent
+from crm_bridge.accounts import users
+from crm_bridge.accounts.auth import ABSOLUTE_LIFETIME_SECONDS, SESSION_COOKIE, SessionCodec
 from crm_bridge.app import create_app
-from crm_bridge.auth import ABSOLUTE_LIFETIME_SECONDS, SESSION_COOKIE, SessionCodec
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, Campaign, Customer, CustomerPhone, DialAttempt, User
-from crm_bridge.pops import agent_key, database_campaign_lookup
+from crm_bridge.pops import page as web_agent
+from crm_bridge.pops.hub import agent_key
+from crm_bridge.pops.lookups import database_campaign_lookup
 from crm_bridge.settings import Settings
 from telephony.simulator import AmiSimulator
 from telephony.trace_files import RECORDED_TRACES, load_trace

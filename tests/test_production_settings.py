@@ -16,9 +16,9 @@ from test_auth import (
     sign_in,
 )
 
-from crm_bridge import users
+from crm_bridge.accounts import users
 from crm_bridge.app import create_app
-from crm_bridge.security_headers import PAGE_POLICY
+from crm_bridge.web.security_headers import PAGE_POLICY
 
 DOC_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
 

@@ -29,10 +29,10 @@ from realpbx_site import (
 from speech_fixtures import dither_free_model
 from test_pops import CHEAP_ARGON2, PASSWORD, hashed, next_frame
 
-from crm_bridge import users
+from crm_bridge.accounts import users
+from crm_bridge.calls.recordings import RecordingsRoot
 from crm_bridge.db.models import Customer, CustomerPhone, Recording, TranscriptSegment, User
-from crm_bridge.recordings import RecordingsRoot
-from crm_bridge.transcription_jobs import RetryPolicy, Worker
+from crm_bridge.speech.jobs import RetryPolicy, Worker
 from telephony.ami_codec import encode_action
 from transcription.engine import Transcriber
 

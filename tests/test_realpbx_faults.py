@@ -27,7 +27,7 @@ from realpbx_site import (
 from test_fault_service_restart import Service
 from test_pops import CHEAP_ARGON2, PASSWORD, Site, hashed, next_frame, seed
 
-from crm_bridge import users
+from crm_bridge.accounts import users
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.models import Recording, User
 

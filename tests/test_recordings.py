@@ -15,10 +15,10 @@ from pathlib import PurePosixPath
 import pytest
 from sqlalchemy import select
 
-from crm_bridge.bridge_service import BridgeService
-from crm_bridge.call_log import CallLog, NumberRules
+from crm_bridge.calls.bridge import BridgeService
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.calls.recordings import RecordingsRoot, check_file
 from crm_bridge.db.models import Call, Recording, TranscriptionJob
-from crm_bridge.recordings import RecordingsRoot, check_file
 from telephony.ami_connection import AmiConfig
 from telephony.call_events import CallEnded
 from telephony.call_tracker import CallTracker, TrackerPolicy
@@ -116,7 +116,7 @@ def test_a_symlink_out_of_the_root_is_refused(root, tmp_path):
 
 
 def test_a_refused_path_is_logged_masked_and_escaped(root, caplog):
-    with caplog.at_level(logging.WARNING, logger="crm_bridge.recordings"):
+    with caplog.at_level(logging.WARNING, logger="crm_bridge.calls.recordings"):
         assert root.relative("/tmp/13800138000.wav\nforged line") is None
     (message,) = [r.getMessage() for r in caplog.records]
     assert "refused" in message
@@ -191,7 +191,7 @@ def test_a_call_links_its_recording_once_and_queues_one_job(db_sessions, root):
 
 def test_a_refused_recording_leaves_the_call_logged_without_it(db_sessions, root, caplog):
     call = replace(ended_call("a_inbound_answered_1001"), recording_path="/etc/shadow")
-    with caplog.at_level(logging.WARNING, logger="crm_bridge.recordings"):
+    with caplog.at_level(logging.WARNING, logger="crm_bridge.calls.recordings"):
         call_id = CallLog(db_sessions, NumberRules("CN"), root).record(call)
     with db_sessions() as session:
         assert session.get(Call, call_id).linkedid == call.linkedid

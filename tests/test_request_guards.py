@@ -19,9 +19,9 @@ import pytest
 from test_auth import CSRF_RE, PASSWORDS, Web, make_settings, seed_users, sign_in
 from test_pops import served
 
-from crm_bridge import users
+from crm_bridge.accounts import users
 from crm_bridge.app import create_app
-from crm_bridge.request_guards import DEFAULT_BODY_LIMIT, UPLOAD_BODY_LIMIT, body_limit
+from crm_bridge.web.request_guards import DEFAULT_BODY_LIMIT, UPLOAD_BODY_LIMIT, body_limit
 
 HUGE = 150 * 1024 * 1024
 CHUNK = 1024 * 1024

@@ -17,9 +17,9 @@ from crm_bridge.cli import app as cli
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, Recording, RecordingDeletion, TranscriptSegment
-from crm_bridge.periodic_jobs import PeriodicJobs
-from crm_bridge.retention import remove_inside, run_retention
-from crm_bridge.supervision_settings import set_setting
+from crm_bridge.supervision.periodic import PeriodicJobs
+from crm_bridge.supervision.retention import remove_inside, run_retention
+from crm_bridge.supervision.settings import set_setting
 
 WAV = Path(__file__).resolve().parents[1] / "telephony/traces/recordings"
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -132,7 +132,7 @@ def test_the_command_and_the_periodic_job(tmp_path):
 async def site(tmp_path, monkeypatch):
     from test_pops import CHEAP_ARGON2, running_site
 
-    from crm_bridge import users
+    from crm_bridge.accounts import users
 
     monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
     async with running_site(tmp_path) as running:

@@ -6,8 +6,8 @@ import httpx
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 
-from crm_bridge import security_headers
-from crm_bridge.security_headers import PAGE_POLICY, SecurityHeadersMiddleware
+from crm_bridge.web import security_headers
+from crm_bridge.web.security_headers import PAGE_POLICY, SecurityHeadersMiddleware
 
 
 def _app(hsts_always: bool = False) -> FastAPI:

@@ -17,9 +17,11 @@ from test_pops import CHEAP_ARGON2, CSRF_RE, PASSWORD, closed_with, hashed, next
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from crm_bridge import cli, users, web_agent
-from crm_bridge.auth import SESSION_COOKIE
+from crm_bridge import cli
+from crm_bridge.accounts import users
+from crm_bridge.accounts.auth import SESSION_COOKIE
 from crm_bridge.db.models import Customer, User
+from crm_bridge.pops import page as web_agent
 from crm_bridge.settings import DEMO_SECRET_KEY
 
 ADMIN = "boss"
@@ -131,7 +133,7 @@ async def test_a_user_who_signs_in_again_gets_a_working_session(site):
 def test_the_demo_signs_sessions_with_a_key_made_for_each_run(tmp_path, monkeypatch):
     keys = []
     monkeypatch.setattr(cli, "_run", lambda settings, host, port: keys.append(settings.secret_key))
-    monkeypatch.setattr("crm_bridge.demo.ensure_demo_users", lambda url, password: ())
+    monkeypatch.setattr("crm_bridge.demo.feed.ensure_demo_users", lambda url, password: ())
     for _ in range(2):
         cli.demo(host="127.0.0.1", port=8000, data_dir=tmp_path, speed=1.0)
     first, second = (key.get_secret_value() for key in keys)

@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 from test_auth import CHEAP_ARGON2, CSRF_RE, PASSWORDS, make_settings, seed_users, sign_in
 
-from crm_bridge import users
+from crm_bridge.accounts import users
 from crm_bridge.app import create_app, server_options
 from crm_bridge.db.models import User
 from crm_bridge.settings import ConfigurationError, Settings

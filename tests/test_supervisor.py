@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from test_pops import CHEAP_ARGON2, ZHANG_SAN, Site, running_site
 
-from crm_bridge import complaints, flags, users
+from crm_bridge.accounts import users
 from crm_bridge.db.models import (
     AuditEntry,
     Call,
@@ -25,7 +25,8 @@ from crm_bridge.db.models import (
     Recording,
     VisitRecord,
 )
-from crm_bridge.transcription_jobs import claim_job, finish_job, queue_job
+from crm_bridge.speech.jobs import claim_job, finish_job, queue_job
+from crm_bridge.supervision import complaints, flags
 from transcription.transcript import Segment, Transcript, Word
 
 TRACE_WAV = Path(__file__).resolve().parents[1] / "telephony/traces/recordings"

@@ -21,11 +21,11 @@ from speech_fixtures import dither_free_model
 from sqlalchemy import select
 from test_pops import CHEAP_ARGON2, PASSWORD, Site, running_site
 
-from crm_bridge import users
-from crm_bridge.call_log import CallLog, NumberRules
+from crm_bridge.accounts import users
+from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.calls.recordings import RecordingsRoot
 from crm_bridge.db.models import AuditEntry, TranscriptSegment
-from crm_bridge.recordings import RecordingsRoot
-from crm_bridge.transcription_jobs import Worker
+from crm_bridge.speech.jobs import Worker
 from telephony.call_events import CallEnded
 from telephony.call_tracker import CallTracker
 from telephony.trace_files import RECORDED_TRACES, load_trace

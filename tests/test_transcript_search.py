@@ -9,10 +9,10 @@ import pytest
 from speech_fixtures import ASR_SAMPLES, dither_free_model
 from sqlalchemy import delete, select, text, update
 
+from crm_bridge.calls.recordings import RecordingsRoot, link_recording
 from crm_bridge.db.models import Call, Recording, TranscriptSegment
-from crm_bridge.recordings import RecordingsRoot, link_recording
-from crm_bridge.transcription_jobs import Worker
-from crm_bridge.transcripts import SegmentHit, search_segments, segments_of_call
+from crm_bridge.speech.jobs import Worker
+from crm_bridge.speech.transcripts import SegmentHit, search_segments, segments_of_call
 from transcription.engine import Transcriber
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)

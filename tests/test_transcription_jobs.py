@@ -24,11 +24,11 @@ import pytest
 from speech_fixtures import ASR_SAMPLES, dither_free_model
 from sqlalchemy import select, update
 
+from crm_bridge.calls.recordings import RecordingsRoot, link_recording
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import Call, Recording, TranscriptionJob, TranscriptSegment
-from crm_bridge.recordings import RecordingsRoot, link_recording
-from crm_bridge.transcription_jobs import (
+from crm_bridge.speech.jobs import (
     ClaimedJob,
     RetryPolicy,
     Worker,

@@ -279,7 +279,7 @@ class Call(Base):
     transferred_to: Mapped[str | None] = mapped_column(String(64))
     end_reason: Mapped[str | None] = mapped_column(String(32))
     reconciled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    """Logged from Asterisk's own records (``crm_bridge/cdr_reconcile.py``): the call ended
+    """Logged from Asterisk's own records (``crm_bridge/calls/cdr_reconcile.py``): the call ended
     while callbridge was not watching."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -409,7 +409,7 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Every session cookie carries the generation it was issued under and must match it;
-    adding one ends every session of the user (``crm_bridge.users.end_sessions``)."""
+    adding one ends every session of the user (``crm_bridge.accounts.users.end_sessions``)."""
 
 
 def find_customers_by_phone(session: Session, e164: str) -> list[Customer]:
@@ -541,7 +541,7 @@ Index(None, Call.direction, Call.offered_at)
 Index(None, Customer.name)
 
 
-# --- outbound campaigns (crm_bridge/campaign_rules.py, crm_bridge/campaign_store.py) ---------
+# --- outbound campaigns (crm_bridge/campaigns/rules.py, crm_bridge/campaigns/store/) ---------
 
 CAMPAIGN_KINDS = ("return_visit", "birthday", "festival", "complaint_followup", "promotion")
 CAMPAIGN_MODES = ("message", "agent", "preview")
@@ -671,7 +671,7 @@ class CustomerOptOut(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
-# --- recordings' transcription (crm_bridge/transcription_jobs.py, crm_bridge/transcripts.py) --
+# --- recordings' transcription (crm_bridge/speech/jobs.py, crm_bridge/speech/transcripts.py) --
 
 JOB_STATUSES = ("queued", "running", "done", "failed")
 SPEAKERS = ("agent", "customer", "mixed")

@@ -1,5 +1,5 @@
 """Who hears the live speech: every supervisor page, and the agent of the call on their own
-pop page (the agent's WebSocket of :mod:`crm_bridge.pops`; an agent never gets another
+pop page (the agent's WebSocket of :mod:`crm_bridge.pops.hub`; an agent never gets another
 agent's call)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from crm_bridge.pops import PopConnection, PopHub, agents_of
+from crm_bridge.pops.hub import PopConnection, PopHub, agents_of
 
 Frame = dict[str, Any]
 

@@ -12,20 +12,20 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, status
 from fastapi.responses import Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnect
 
-from crm_bridge import auth
+from crm_bridge.accounts import auth
 from crm_bridge.db.models import LiveSpeechAlert
 from crm_bridge.live_speech.service import LiveSpeech
-from crm_bridge.web_supervisor import (
+from crm_bridge.runtime import runtime_of
+from crm_bridge.supervision.page_kit import (
     NAV,
     SUPERVISOR_PAGE_HEADERS,
     SUPERVISOR_ROLES,
     Supervisor,
 )
-from crm_bridge.web_users import ROLE_LABELS, TEMPLATES_DIR
+from crm_bridge.web.pages import ROLE_LABELS, page_templates
 
 OWN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 PING_SECONDS = 20.0
@@ -33,73 +33,74 @@ MAX_LINKEDID = 64
 
 
 def _live(request: Request | WebSocket) -> LiveSpeech | None:
-    return getattr(request.app.state.runtime, "live_speech", None)
+    return getattr(runtime_of(request), "live_speech", None)
 
 
-def live_speech_router() -> APIRouter:
-    templates = Jinja2Templates(directory=[OWN_TEMPLATES, TEMPLATES_DIR])
-    router = APIRouter()
+templates = page_templates(OWN_TEMPLATES)
+router = APIRouter()
 
-    api = {"tags": ["live speech"], "dependencies": [Depends(auth.api_access)]}
+api = {"tags": ["live speech"], "dependencies": [Depends(auth.api_access)]}
 
-    @router.get("/api/live-speech/calls", **api)
-    def live_calls(request: Request) -> dict[str, Any]:
-        """Calls answered now: ``live_transcript`` is ``streaming`` or ``post_call_only``."""
-        live = _live(request)
-        if live is None:
-            return {"enabled": False, "max_streams": 0, "streams_active": 0, "calls": []}
-        return {"enabled": True, "max_streams": live.config.max_streams,
-                "streams_active": live.streams_active, "calls": live.live_calls()}  # fmt: skip
 
-    @router.get("/api/live-speech/alerts", **api)
-    def stored_alerts(request: Request, linkedid: str) -> list[dict[str, Any]]:
-        """The watch words a call said, stored as they were heard, in the order said."""
-        if len(linkedid) > MAX_LINKEDID:
-            raise HTTPException(status.HTTP_404_NOT_FOUND)
-        with request.app.state.runtime.sessions() as session:
-            query = select(LiveSpeechAlert).where(LiveSpeechAlert.linkedid == linkedid)
-            rows = session.scalars(query.order_by(LiveSpeechAlert.said_at))
-            return [{"word": r.word, "side": r.side, "agent": r.agent, "text": r.text,
-                     "said_at": r.said_at.isoformat(), "call_second": r.call_second}
-                    for r in rows]  # fmt: skip
+@router.get("/api/live-speech/calls", **api)
+def live_calls(request: Request) -> dict[str, Any]:
+    """Calls answered now: ``live_transcript`` is ``streaming`` or ``post_call_only``."""
+    live = _live(request)
+    if live is None:
+        return {"enabled": False, "max_streams": 0, "streams_active": 0, "calls": []}
+    return {"enabled": True, "max_streams": live.config.max_streams,
+            "streams_active": live.streams_active, "calls": live.live_calls()}  # fmt: skip
 
-    @router.get("/supervisor/live/{linkedid}", include_in_schema=False)
-    def live_call_page(request: Request, user: Supervisor, linkedid: str) -> Response:
-        live = _live(request)
-        call = live.call(linkedid) if live is not None and len(linkedid) <= MAX_LINKEDID else None
-        context = {"user": user, "csrf_token": user.csrf_token, "role_labels": ROLE_LABELS,
-                   "nav": NAV, "here": request.url.path, "linkedid": linkedid,
-                   "call": call.summary() if call else None,
-                   "transcript": call.transcript if call else [],
-                   "alerts": call.alerts if call else []}  # fmt: skip
-        return templates.TemplateResponse(
-            request, "live_call.html", context, headers=SUPERVISOR_PAGE_HEADERS
-        )
 
-    @router.websocket("/ws/live-speech")
-    async def live_socket(websocket: WebSocket) -> None:
-        user = await auth.user_from_websocket(websocket, *SUPERVISOR_ROLES)
-        live = _live(websocket)
-        await websocket.accept()
-        if live is None:
-            await websocket.send_json({"type": "hello", "enabled": False, "calls": []})
-            await websocket.close()
-            return
-        connection = live.hub.connect_supervisor(user.username)
-        try:
-            await websocket.send_json({"type": "hello", "enabled": True,
-                                       "calls": live.live_calls()})  # fmt: skip
-            sender = asyncio.create_task(_send(websocket, connection))
-            receiver = asyncio.create_task(_until_closed(websocket))
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (sender, receiver):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                    await task
-        finally:
-            live.hub.disconnect(connection)
+@router.get("/api/live-speech/alerts", **api)
+def stored_alerts(request: Request, linkedid: str) -> list[dict[str, Any]]:
+    """The watch words a call said, stored as they were heard, in the order said."""
+    if len(linkedid) > MAX_LINKEDID:
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+    with runtime_of(request).sessions() as session:
+        query = select(LiveSpeechAlert).where(LiveSpeechAlert.linkedid == linkedid)
+        rows = session.scalars(query.order_by(LiveSpeechAlert.said_at))
+        return [{"word": r.word, "side": r.side, "agent": r.agent, "text": r.text,
+                 "said_at": r.said_at.isoformat(), "call_second": r.call_second}
+                for r in rows]  # fmt: skip
 
-    return router
+
+@router.get("/supervisor/live/{linkedid}", include_in_schema=False)
+def live_call_page(request: Request, user: Supervisor, linkedid: str) -> Response:
+    live = _live(request)
+    call = live.call(linkedid) if live is not None and len(linkedid) <= MAX_LINKEDID else None
+    context = {"user": user, "csrf_token": user.csrf_token, "role_labels": ROLE_LABELS,
+               "nav": NAV, "here": request.url.path, "linkedid": linkedid,
+               "call": call.summary() if call else None,
+               "transcript": call.transcript if call else [],
+               "alerts": call.alerts if call else []}  # fmt: skip
+    return templates.TemplateResponse(
+        request, "live_call.html", context, headers=SUPERVISOR_PAGE_HEADERS
+    )
+
+
+@router.websocket("/ws/live-speech")
+async def live_socket(websocket: WebSocket) -> None:
+    user = await auth.user_from_websocket(websocket, *SUPERVISOR_ROLES)
+    live = _live(websocket)
+    await websocket.accept()
+    if live is None:
+        await websocket.send_json({"type": "hello", "enabled": False, "calls": []})
+        await websocket.close()
+        return
+    connection = live.hub.connect_supervisor(user.username)
+    try:
+        await websocket.send_json({"type": "hello", "enabled": True,
+                                   "calls": live.live_calls()})  # fmt: skip
+        sender = asyncio.create_task(_send(websocket, connection))
+        receiver = asyncio.create_task(_until_closed(websocket))
+        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (sender, receiver):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+    finally:
+        live.hub.disconnect(connection)
 
 
 async def _send(websocket: WebSocket, connection: Any) -> None:

@@ -36,13 +36,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge import flags
-from crm_bridge.bridge_service import BridgeService
+from crm_bridge.calls.bridge import BridgeService
 from crm_bridge.db.models import LiveSpeechAlert
 from crm_bridge.live_speech.channels import SPY_ID_PREFIX, ChannelIndex, is_spy_event
 from crm_bridge.live_speech.hub import LiveSpeechHub
 from crm_bridge.live_speech.streams import LiveStream
 from crm_bridge.live_speech.watch import Hit, find_watch_words
+from crm_bridge.supervision import flags
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiError
 from telephony.audiosocket import AudioSocketServer

@@ -1,7 +1,8 @@
 """Revocable sessions: ``users.session_generation``, which every session cookie must match.
 
 Signing out, a new password, deactivation and an admin's "sign out everywhere" add one to it,
-so every cookie issued before stops working at once, on every instance (``crm_bridge/auth.py``).
+so every cookie issued before stops working at once, on every instance
+(``crm_bridge/accounts/auth.py``).
 
 Revision ID: 0006_revocable_sessions
 Revises: 0005

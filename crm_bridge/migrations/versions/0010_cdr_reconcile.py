@@ -1,7 +1,7 @@
 """Calls logged from Asterisk's own records: ``calls.reconciled``.
 
 A call that ended while callbridge was down is logged at the next start (or reconnect) from
-the CDR file Asterisk writes (``crm_bridge/cdr_reconcile.py``); this column says so.
+the CDR file Asterisk writes (``crm_bridge/calls/cdr_reconcile.py``); this column says so.
 
 Revision ID: 0010_cdr_reconcile
 Revises: 0009_live_speech

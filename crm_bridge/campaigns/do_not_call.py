@@ -1,0 +1,115 @@
+"""The admin's do-not-call page: numbers never to call and customers who opted out.
+
+- ``GET/POST /admin/do-not-call``, ``POST /admin/do-not-call/{id}/delete``,
+  ``POST /admin/opt-outs``, ``POST /admin/opt-outs/{id}/delete``: admins only.
+
+Every form carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, status
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import delete, select
+
+from crm_bridge.accounts.auth import AdminUser, SignedInUser
+from crm_bridge.campaigns import store
+from crm_bridge.campaigns.page_kit import page
+from crm_bridge.customers.numbers import mask_phone, normalize_phone
+from crm_bridge.db.models import (
+    Customer,
+    CustomerOptOut,
+    DoNotCall,
+)
+from crm_bridge.runtime import RuntimeDep, runtime_of
+from crm_bridge.web.pages import (
+    RowId,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def dnc_page(request: Request, user: SignedInUser, errors=(), code=200):
+    with runtime_of(request).sessions() as session:
+        numbers = session.scalars(select(DoNotCall).order_by(DoNotCall.id.desc())).all()
+        opted = session.execute(
+            select(CustomerOptOut, Customer.card_no, Customer.name)
+            .join(Customer, Customer.id == CustomerOptOut.customer_id)
+            .order_by(CustomerOptOut.id.desc())
+        ).all()
+    context = {
+        "numbers": numbers,
+        "opted": opted,
+        "errors": list(errors),
+        "mask": mask_phone,
+    }
+    return page(request, user, "admin_do_not_call.html", context, code)
+
+
+@router.get("/admin/do-not-call")
+def do_not_call_page(request: Request, user: AdminUser) -> Response:
+    return dnc_page(request, user)
+
+
+@router.post("/admin/do-not-call")
+def add_number(
+    request: Request,
+    runtime: RuntimeDep,
+    user: AdminUser,
+    number: Annotated[str, Form(max_length=64)],
+    note: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    settings = runtime.settings
+    e164 = normalize_phone(number, settings.number_region, settings.outside_line_prefix).e164
+    if e164 is None:
+        return dnc_page(
+            request,
+            user,
+            ["电话号码无效 / Not a usable phone number"],
+            code=status.HTTP_400_BAD_REQUEST,
+        )
+    with runtime.sessions.begin() as session:
+        store.add_do_not_call(session, e164, note.strip() or None, user.username)
+    return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/admin/do-not-call/{entry_id}/delete")
+def remove_number(
+    request: Request, runtime: RuntimeDep, user: AdminUser, entry_id: RowId
+) -> Response:
+    with runtime.sessions.begin() as session:
+        session.execute(delete(DoNotCall).where(DoNotCall.id == entry_id))
+    return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/admin/opt-outs")
+def add_opt_out(
+    request: Request,
+    runtime: RuntimeDep,
+    user: AdminUser,
+    card_no: Annotated[str, Form(max_length=32)],
+    note: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    with runtime.sessions.begin() as session:
+        customer_id = session.scalar(select(Customer.id).where(Customer.card_no == card_no.strip()))
+        if customer_id is not None:
+            store.opt_out(session, customer_id, "admin", note.strip() or None, user.username)
+    if customer_id is None:
+        return dnc_page(
+            request,
+            user,
+            ["没有这个卡号 / No customer with this card no."],
+            code=status.HTTP_400_BAD_REQUEST,
+        )
+    return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/admin/opt-outs/{entry_id}/delete")
+def remove_opt_out(
+    request: Request, runtime: RuntimeDep, user: AdminUser, entry_id: RowId
+) -> Response:
+    with runtime.sessions.begin() as session:
+        session.execute(delete(CustomerOptOut).where(CustomerOptOut.id == entry_id))
+    return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)

@@ -1,0 +1,300 @@
+"""The scheduler's campaign pages (the admin's do-not-call page is
+:mod:`crm_bridge.campaigns.do_not_call`, the agent's side :mod:`crm_bridge.campaigns.agent`).
+
+Routes (pages and forms are left out of the OpenAPI document):
+
+- ``GET /campaigns``, ``POST /campaigns``: the list and a new campaign (scheduler or admin).
+- ``GET /campaigns/{id}``: the campaign, its preview (who is in, who is left out and why),
+  the controls, the live progress; ``POST /campaigns/{id}``: edit (draft or paused).
+- ``POST /campaigns/{id}/action`` ``action=start|pause|resume|stop``.
+- ``GET /campaigns/{id}/progress``: JSON for the live progress bar.
+- ``GET /campaigns/{id}/export?format=xlsx|csv``: the results (audited).
+
+Every form carries the session's CSRF token. A greeting upload is converted to what Asterisk
+plays (:mod:`crm_bridge.campaigns.greetings`: 8 kHz mono 16-bit WAV, whatever it came as), stored
+in ``<data_dir>/greetings`` under a generated name, and never served back; its length is shown.
+A refused upload keeps the rest of the form as posted. A message campaign cannot start without
+a greeting.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form, Query, Request, status
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+from starlette.datastructures import UploadFile
+
+from crm_bridge.accounts import audit
+from crm_bridge.accounts.auth import SignedInUser
+from crm_bridge.campaigns import greetings, store
+from crm_bridge.campaigns.dial_decision import preview
+from crm_bridge.campaigns.page_kit import (
+    PREVIEW_SAMPLE,
+    STATUS_LABELS,
+    Scheduler,
+    form_of,
+    load,
+    page,
+    sample_rows,
+    save_greeting,
+    validated_form,
+)
+from crm_bridge.campaigns.rules import parse_rules, select_audience
+from crm_bridge.db.models import (
+    Campaign,
+    CampaignTarget,
+)
+from crm_bridge.runtime import RuntimeDep, runtime_of
+from crm_bridge.web.exports import XLSX, to_csv, to_xlsx
+from crm_bridge.web.pages import (
+    RowId,
+)
+
+log = logging.getLogger(__name__)
+
+
+router = APIRouter(include_in_schema=False)
+
+
+def list_page(
+    request: Request, user: SignedInUser, errors=(), code=200, posted: Campaign | None = None
+) -> Response:
+    """The list and the new-campaign form (refilled with ``posted`` after an error)."""
+    with runtime_of(request).sessions() as session:
+        campaigns = session.scalars(select(Campaign).order_by(Campaign.id.desc())).all()
+    context = {
+        "campaigns": campaigns,
+        "errors": list(errors),
+        "posted": posted,
+        "posted_form": form_of(posted) if posted is not None else None,
+    }
+    return page(request, user, "campaigns.html", context, code)
+
+
+@router.get("/campaigns")
+def campaigns_page(request: Request, user: Scheduler) -> Response:
+    return list_page(request, user)
+
+
+@router.post("/campaigns")
+async def create_campaign(request: Request, runtime: RuntimeDep, user: Scheduler) -> Response:
+    form = await request.form()
+    data, stored, errors = validated_form(form)
+    if data is None:
+        return list_page(request, user, errors, status.HTTP_400_BAD_REQUEST)
+    if not errors:
+        greeting, errors = await _greeting(request, form, errors)
+    if errors:
+        posted = Campaign(name=data.name, kind=data.kind, mode=data.mode, status="draft",
+                          **stored)  # fmt: skip
+        return list_page(request, user, errors, status.HTTP_400_BAD_REQUEST, posted)
+    with runtime.sessions.begin() as session:
+        campaign = Campaign(
+            name=data.name.strip(),
+            kind=data.kind,
+            mode=data.mode,
+            greeting_file=greeting,
+            created_by=user.username,
+            **stored,
+        )
+        session.add(campaign)
+        session.flush()
+        campaign_id = campaign.id
+    return RedirectResponse(f"/campaigns/{campaign_id}", status.HTTP_303_SEE_OTHER)
+
+
+async def _greeting(request: Request, form, errors: list[str]) -> tuple[str | None, list]:
+    upload = form.get("greeting")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return None, errors
+    try:
+        return await save_greeting(upload, runtime_of(request).settings.greetings_dir), errors
+    except greetings.GreetingRefused as exc:
+        return None, [*errors, str(exc)]
+
+
+def detail(
+    request: Request,
+    user: SignedInUser,
+    campaign_id: int,
+    errors=(),
+    done="",
+    posted: Campaign | None = None,
+):
+    """The campaign's page; its form refilled with ``posted`` after a refused edit."""
+    campaign = load(request, campaign_id)
+    settings = runtime_of(request).settings
+    now = datetime.now(UTC)
+    with runtime_of(request).sessions() as session:
+        if campaign.status == "draft":
+            ids = select_audience(
+                session,
+                parse_rules(campaign.rules),
+                now.astimezone(settings.zone).date(),
+                settings.zone,
+                settings.number_region,
+            )
+        else:
+            ids = list(
+                session.scalars(
+                    select(CampaignTarget.customer_id)
+                    .where(
+                        CampaignTarget.campaign_id == campaign_id,
+                        CampaignTarget.state == "pending",
+                    )
+                    .order_by(CampaignTarget.id)
+                )
+            )
+        policy = store.campaign_policy(campaign, settings.timezone)
+        result = preview(session, ids, now, policy, campaign.id)
+        sample = sample_rows(session, result.included[:PREVIEW_SAMPLE])
+        left_out = sample_rows(session, list(result.excluded)[:PREVIEW_SAMPLE], result.excluded)
+        progress = store.progress(session, campaign_id)
+    context = {
+        "campaign": campaign,
+        "form": form_of(posted or campaign),
+        "form_campaign": posted or campaign,
+        "preview": result,
+        "sample": sample,
+        "left_out": left_out,
+        "progress": progress,
+        "errors": list(errors),
+        "done": done,
+        "editable": campaign.status in ("draft", "paused"),
+        "greeting_seconds": greetings.seconds_of(settings.greetings_dir, campaign.greeting_file),
+    }
+    code = status.HTTP_400_BAD_REQUEST if errors else 200
+    return page(request, user, "campaign.html", context, code)
+
+
+@router.get("/campaigns/{campaign_id}")
+def campaign_page(
+    request: Request, user: Scheduler, campaign_id: RowId, done: str = ""
+) -> Response:
+    return detail(request, user, campaign_id, done="已保存 / Saved" if done == "saved" else "")
+
+
+@router.post("/campaigns/{campaign_id}")
+async def edit_campaign(
+    request: Request, runtime: RuntimeDep, user: Scheduler, campaign_id: RowId
+) -> Response:
+    campaign = load(request, campaign_id)
+    if campaign.status not in ("draft", "paused"):
+        return detail(
+            request,
+            user,
+            campaign_id,
+            ["只能修改草稿或暂停的活动 / Only draft or paused campaigns can be edited"],
+        )
+    form = await request.form()
+    data, stored, errors = validated_form(form, need_rules=campaign.status == "draft")
+    if data is None:
+        return detail(request, user, campaign_id, errors)
+    if not errors:
+        greeting, errors = await _greeting(request, form, errors)
+    if errors:
+        posted = Campaign(
+            name=data.name, kind=data.kind, mode=data.mode, status=campaign.status,
+            greeting_file=campaign.greeting_file,
+            rules=stored["rules"] if campaign.status == "draft" else campaign.rules,
+            policy=stored["policy"],
+        )  # fmt: skip
+        return detail(request, user, campaign_id, errors, posted=posted)
+    with runtime.sessions.begin() as session:
+        row = session.get(Campaign, campaign_id)
+        assert row is not None
+        row.name, row.kind, row.mode = data.name.strip(), data.kind, data.mode
+        row.policy = stored["policy"]
+        if row.status == "draft":
+            row.rules = stored["rules"]
+        if greeting:
+            row.greeting_file = greeting
+    return RedirectResponse(f"/campaigns/{campaign_id}?done=saved", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/campaigns/{campaign_id}/action")
+def campaign_action(
+    request: Request,
+    runtime: RuntimeDep,
+    user: Scheduler,
+    campaign_id: RowId,
+    action: Annotated[Literal["start", "pause", "resume", "stop"], Form()],
+) -> Response:
+    settings = runtime.settings
+    now = datetime.now(UTC)
+    try:
+        with runtime.sessions.begin() as session:
+            if action == "start":
+                store.start_campaign(
+                    session, campaign_id, now, settings.zone, settings.number_region
+                )
+            else:
+                store.set_status(session, campaign_id, action, now)
+    except store.CampaignError as exc:
+        return detail(request, user, campaign_id, [str(exc)])
+    log.info("campaign %s: %s by %s", campaign_id, action, user.username)
+    return RedirectResponse(f"/campaigns/{campaign_id}", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/campaigns/{campaign_id}/progress")
+def campaign_progress(
+    request: Request, runtime: RuntimeDep, user: Scheduler, campaign_id: RowId
+) -> JSONResponse:
+    load(request, campaign_id)
+    with runtime.sessions() as session:
+        progress = store.progress(session, campaign_id)
+    return JSONResponse(
+        {
+            "status": progress.status,
+            "status_label": STATUS_LABELS[progress.status],
+            "targets": progress.targets,
+            "finished": progress.finished,
+            "by_state": progress.by_state,
+            "by_outcome": progress.by_outcome,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get("/campaigns/{campaign_id}/export")
+def campaign_export(
+    request: Request,
+    runtime: RuntimeDep,
+    user: Scheduler,
+    campaign_id: RowId,
+    fmt: Annotated[Literal["xlsx", "csv"], Query(alias="format")],
+) -> Response:
+    load(request, campaign_id)
+    with runtime.sessions.begin() as session:
+        rows = store.result_rows(session, campaign_id)  # read, then audited
+        audit.record(
+            session,
+            user=user,
+            action="export",
+            subject=("campaign", campaign_id),
+            client=audit.client_of(request),
+            details={"format": fmt, "rows": len(rows)},
+        )
+    name = f"campaign-{campaign_id}-results.{fmt}"
+    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if fmt == "csv":
+        body = to_csv(store.RESULT_HEADERS, rows)
+        return Response(body, media_type="text/csv; charset=utf-8", headers=disposition)
+    body = to_xlsx(f"campaign {campaign_id}", store.RESULT_HEADERS, rows)
+    return Response(body, media_type=XLSX, headers=disposition)
+
+
+# ------------------------------------------------------------------ do-not-call (admin)
+
+
+# ------------------------------------------------------------------ the agent's opt-out
+
+
+# ------------------------------------------------------------------ agent-mode calls
+
+
+# ------------------------------------------------------------------ preview mode
