@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from pbx_kit import pbx
+from realpbx_site import kit_settings
 from sqlalchemy import select
 from test_campaigns_realpbx import CUSTOMERS, campaign_form, tone_wav
 from test_pops import CHEAP_ARGON2, Site, seed, served
@@ -54,23 +55,11 @@ def cdr_file(pbx_kit) -> Path:
 
 
 def settings_of(pbx_kit, cdr_file: Path, data_dir: Path, **extra) -> Settings:
-    ami = pbx_kit["ami"]
+    """The kit's settings with its CDR file, the greetings folder linked in, short rings."""
     if not (data_dir / "greetings").exists():
         (data_dir / "greetings").symlink_to(pbx_kit["greetings"], target_is_directory=True)
-    return Settings(
-        data_dir=data_dir,
-        ami_host=ami["host"],
-        ami_port=ami["port"],
-        ami_username=ami["username"],
-        ami_secret=ami["secret"],
-        api_token="realpbx-api-token-0123456789",
-        secret_key="a-realpbx-test-secret-key-of-some-length",
-        recordings_dir=pbx_kit["recordings"],
-        pbx_recordings_dir=pbx_kit["recordings"],
-        pbx_cdr_file=cdr_file,
-        campaign_ring_seconds=6,
-        **extra,
-    )
+    return kit_settings(data_dir, pbx_kit, pbx_cdr_file=cdr_file, campaign_ring_seconds=6,
+                        **extra)  # fmt: skip
 
 
 @asynccontextmanager

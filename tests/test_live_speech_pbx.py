@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import soundfile
+from realpbx_site import API_TOKEN, kit_settings
 from speech_fixtures import dither_free_model
 from sqlalchemy import select
 from test_pops import CHEAP_ARGON2, CSRF_RE, PASSWORD, seed, served
@@ -42,26 +43,6 @@ WAIT = 60.0
 """How long something that must happen may take before the test fails (not a speed check)."""
 
 
-def kit_settings(data_dir: Path, kit: dict, model: Path) -> Settings:
-    ami, recordings = kit["ami"], Path(kit["recordings"])
-    return Settings(
-        data_dir=data_dir,
-        ami_host=ami["host"],
-        ami_port=ami["port"],
-        ami_username=ami["username"],
-        ami_secret=ami["secret"],
-        api_token="test-token-0123456789",
-        secret_key="a-test-secret-key-of-some-length",
-        vosk_model=model,
-        live_speech=True,
-        live_speech_port=0,
-        live_speech_language="ko",
-        live_speech_max_streams=2,
-        recordings_dir=recordings,
-        pbx_recordings_dir=recordings,
-    )
-
-
 @pytest.fixture
 def korean_model(tmp_path_factory) -> Path:
     return dither_free_model(tmp_path_factory.getbasetemp())
@@ -70,7 +51,10 @@ def korean_model(tmp_path_factory) -> Path:
 @pytest.fixture
 def kit_site(tmp_path, pbx_kit, pbx_commands, korean_model, monkeypatch):
     monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
-    settings = kit_settings(tmp_path, pbx_kit, korean_model)
+    settings = kit_settings(
+        tmp_path, pbx_kit, vosk_model=korean_model, live_speech=True, live_speech_port=0,
+        live_speech_language="ko", live_speech_max_streams=2,
+    )
     seed(settings.database_url)
     engine = make_engine(settings.database_url)
     with make_session_factory(engine).begin() as session:
@@ -147,7 +131,7 @@ async def test_a_real_call_shows_its_live_transcript_and_raises_the_alert(kit_si
                 others = await frames_until(other_agent, lambda fs: False, timeout=1.0)
         async with httpx.AsyncClient(base_url=f"http://{address}") as client:
             metrics = (await client.get("/metrics", headers={
-                "Authorization": "Bearer test-token-0123456789"})).text  # fmt: skip
+                "Authorization": f"Bearer {API_TOKEN}"})).text  # fmt: skip
         runtime = app.state.runtime
         await runtime.bridge.drain()
         with runtime.sessions() as session:
