@@ -3,8 +3,8 @@
 Every log line that mentions a number goes through :func:`mask_number` (``138****8000``); an AMI
 message that must be logged for diagnosis goes through :func:`redact_frame_for_log`, which drops
 the login secret, masks every long digit run and hides caller names.
-``crm_bridge.customers.numbers.mask_phone`` is this rule too (it returns ``""`` for ``None`` where this
-returns ``"-"``).
+``crm_bridge.customers.numbers.mask_phone`` is this rule too (it returns ``""`` for ``None``
+where this returns ``"-"``).
 """
 
 from __future__ import annotations
