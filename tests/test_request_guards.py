@@ -64,6 +64,9 @@ def streamed(address, path: str, content_type: str, size: int) -> tuple[int, int
     with socket.create_connection(address, timeout=10) as sock:
         sock.sendall(head(path, {"Content-Type": content_type, "Transfer-Encoding": "chunked"}))
         chunk = f"{CHUNK:x}\r\n".encode() + b"[" * CHUNK + b"\r\n"
+        if content_type.startswith("multipart/"):  # a well-formed start: no parser stops early
+            part = b'--x\r\nContent-Disposition: form-data; name="username"\r\n\r\n'
+            sock.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
         while sent < size:
             if select.select([sock], [], [], 0)[0]:
                 break
