@@ -85,6 +85,7 @@ async def test_a_pbx_restart_mid_call_logs_it_cut_by_the_restart_and_comes_back(
             assert (await supervisor.get("/health")).json()["status"] == "ok"
 
 
+@pytest.mark.flaky(reruns=2)  # timing: see the note on this test in README.md
 async def test_a_service_killed_mid_call_rebuilds_the_call_and_keeps_the_card_live(
     pbx_kit, pbx_commands, tmp_path
 ):
