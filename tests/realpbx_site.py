@@ -101,10 +101,12 @@ async def logged_call(origin: str, **filters: str) -> dict:
             await asyncio.sleep(0.2)
 
 
-async def frame_of_state(ws, state: str, skip=("ping", "bridge")) -> dict:
+async def frame_of_state(
+    ws, state: str, skip=("ping", "bridge"), wait: float = WAIT
+) -> dict:
     """The next frame on ``ws`` whose call state is ``state`` (earlier ones are dropped); real
-    calls take their time, so this waits up to ``WAIT``."""
-    deadline = asyncio.get_running_loop().time() + WAIT
+    calls take their time, so this waits up to ``wait`` seconds."""
+    deadline = asyncio.get_running_loop().time() + wait
     while True:
         left = deadline - asyncio.get_running_loop().time()
         frame = json.loads(await asyncio.wait_for(ws.recv(), max(left, 0.01)))

@@ -85,7 +85,6 @@ async def test_a_pbx_restart_mid_call_logs_it_cut_by_the_restart_and_comes_back(
             assert (await supervisor.get("/health")).json()["status"] == "ok"
 
 
-@pytest.mark.flaky(reruns=2)  # timing: see the note on this test in README.md
 async def test_a_service_killed_mid_call_rebuilds_the_call_and_keeps_the_card_live(
     pbx_kit, pbx_commands, tmp_path
 ):
@@ -111,8 +110,8 @@ async def test_a_service_killed_mid_call_rebuilds_the_call_and_keeps_the_card_li
             assert (card["type"], card["linkedid"], card["state"]) == ("pop", linkedid, "answered")
             assert (card["by_agent"], card["mine"]) == (agent, True)
             assert card["lookup"]["cards"][0]["name"] == "张三"
-            ended = await frame_of_state(desk, "ended")
-            assert ended["linkedid"] == linkedid
+            ended = await frame_of_state(desk, "ended", wait=HOLD + WAIT)  # the caller's
+            assert ended["linkedid"] == linkedid  # HOLD s may all be still to come
         call = await logged_call(service.origin, number=ZHANG_SAN)
         assert call["linkedid"] == linkedid
         assert (call["direction"], call["disposition"]) == ("inbound", "answered")
