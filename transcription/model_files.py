@@ -316,3 +316,22 @@ def install(
             shutil.rmtree(target)
         staged.rename(target)
     return result
+
+
+def dither_free_copy(model: Path, folder: Path) -> Path:
+    """``model`` with ``--dither=0`` in ``folder`` (links to its files, made once, then
+    reused). Kaldi's MFCC dither defaults to 1.0, so the same audio decodes a little
+    differently, and takes a different time, from run to run; without it a decode repeats
+    itself, which tests and like-for-like timings need."""
+    if folder.is_dir():
+        return folder
+    staging = folder.with_suffix(".partial")
+    for source in model.rglob("*"):
+        if source.is_file() and source.relative_to(model).as_posix() != "conf/mfcc.conf":
+            link = staging / source.relative_to(model)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(source.resolve())
+    conf = (model / "conf" / "mfcc.conf").read_text()
+    (staging / "conf" / "mfcc.conf").write_text(conf.rstrip("\n") + "\n--dither=0\n")
+    staging.rename(folder)
+    return folder
