@@ -2,49 +2,63 @@
 
 What runs is callbridge's own pipeline (``crm_bridge/live_speech/``): the AudioSocket server
 on 127.0.0.1, one :class:`LiveStream` and recogniser per stream on the worker threads, the
-watch-word matching and the supervisors' hub. What stands in for Asterisk: the Originate each
-answered call causes is answered here by a player that connects to the AudioSocket server and
-sends the clip in real time, 20 ms frames of 8 kHz PCM as Asterisk does, then nothing for a
-few seconds (a quiet line sends no frames), then the hang-up.
+watch-word matching, the supervisors' hub, and the supervisors' WebSocket sender
+(``send_outbox`` of ``/ws/live-speech``) under uvicorn, read by a ``websockets`` client. What
+stands in for Asterisk: the Originate each answered call causes is answered here by a player
+that connects to the AudioSocket server and sends one side of a call in real time, 20 ms frames
+of 8 kHz PCM as Asterisk does: the real Korean clips said in turn, each followed by 2 s of line
+hiss (the other party's turn), ``--side-seconds`` long; then the call ends, the line is quiet a
+few seconds and the stream hangs up.
 
 Figures:
 
-* ``streams_per_core``: audio seconds one core decodes per CPU second, fed as the live loop
-  feeds it (0.1 s batches, a partial result after each); a stream is real-time while this is
-  above 1, so it is how many streams one core keeps up with.
+* ``streams_per_core``: audio seconds per CPU second of the whole process during the live run
+  (``--streams`` at once, staggered): how many sides one core keeps up with in real time,
+  everything above included. ``decoder_streams_per_core`` is the recogniser alone on one
+  thread, fed as the live loop feeds it (0.1 s batches, a partial result after each).
 * ``alert_latency_p50_s`` / ``_p95_s``: from a watch word's end in the audio (the aligned word
-  end of the recogniser, on the stream's clock from its first frame) to the alert frame taken
-  from a supervisor's outbox (the queue the supervisors' WebSocket sends from), for the first
-  alert of each word said (tentative, on a partial, or firm); ``firm_alert_latency_*`` for the
-  alert on the final result (stored with the call).
+  end of the recogniser, on the stream's clock from its first frame) to the alert frame read by
+  the supervisor's WebSocket client, for the first alert of each word said (tentative, on a
+  partial, or firm); ``firm_alert_latency_*`` for the alert on the final result (stored with
+  the call).
 * ``cpu_per_stream`` (share of one core) and ``rss_mb_per_stream`` during the concurrent run.
 * ``live_vs_posthoc_cer``: mean character error rate of the live finals divided by that of the
-  post-call transcript (:class:`~transcription.engine.Transcriber`) of the same 8 kHz clips.
+  post-call transcript (:class:`~transcription.engine.Transcriber`) of the same sides.
 
 Watch words are the words of two or more letters of the clips' reference transcripts.
 
-Usage: ``python bench/live_speech.py [--samples DIR] [--streams N] [--model DIR]``; samples
-default to ``../shared/asr-samples`` beside the repository, else ``tests/fixtures/asr``. The
-last line is one JSON object.
+Usage: ``python bench/live_speech.py [--samples DIR] [--streams N] [--side-seconds S]
+[--model DIR]``; samples default to ``../shared/asr-samples`` beside the repository, else
+``tests/fixtures/asr``. The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
+import socket
 import statistics
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile
+import uvicorn
+import websockets
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from crm_bridge.live_speech.hub import LiveSpeechHub
+from crm_bridge.live_speech.routes import send_outbox
 from crm_bridge.live_speech.service import LiveSpeech, LiveSpeechConfig
 from crm_bridge.live_speech.streams import MIN_BATCH_BYTES
 from telephony.audiosocket import KIND_AUDIO, KIND_HANGUP, KIND_UUID, encode
@@ -57,7 +71,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIRS = (ROOT.parent / "shared" / "asr-samples", ROOT / "tests" / "fixtures" / "asr")
 FRAME_BYTES = 320
 QUIET_AFTER = 3.0
-"""Seconds the player stays connected, sending nothing, after the clip (a quiet line)."""
+"""Seconds the player stays connected, sending nothing, after the side (a quiet line)."""
+PAUSE = 2.0
+"""Seconds of hiss after each utterance of a side: the other party's turn."""
+HISS = 8
+"""Peak of the line's hiss between utterances, in 16-bit sample units."""
 
 
 def korean_model() -> Path:
@@ -68,7 +86,6 @@ def korean_model() -> Path:
 
 @dataclass
 class Clip:
-    path: Path
     reference: str
     pcm: bytes
 
@@ -79,8 +96,28 @@ def clips(samples: Path) -> list[Clip]:
     for entry in entries:
         if entry["language"] == "ko" and entry["sample_rate"] == 8000:
             data, _ = soundfile.read(samples / entry["file"], dtype="int16")
-            found.append(Clip(samples / entry["file"], entry["reference"], data.tobytes()))
+            found.append(Clip(entry["reference"], data.tobytes()))
     return found
+
+
+def call_sides(clip_list: list[Clip], count: int, seconds: float) -> list[Clip]:
+    """``count`` sides of a call, each about ``seconds`` long: the clips said in turn, each
+    followed by ``PAUSE`` seconds of the line's hiss while the other side speaks (Asterisk
+    sends frames all along), so a side is as long, and as much speech, as a call's."""
+    rng = np.random.default_rng(7)
+    pause = int(PAUSE * 8000)
+    sides = []
+    for n in range(count):
+        parts, words, length, turn = [], [], 0, n
+        while length < seconds * 8000:
+            clip = clip_list[turn % len(clip_list)]
+            hiss = rng.integers(-HISS, HISS + 1, pause, dtype=np.int16).tobytes()
+            parts += [clip.pcm, hiss]
+            words.append(clip.reference)
+            length += len(clip.pcm) // 2 + pause
+            turn += 1
+        sides.append(Clip(" ".join(words), b"".join(parts)))
+    return sides
 
 
 def rss_mb() -> float:
@@ -112,6 +149,9 @@ class Player:
     clip_of: dict[str, Clip]
     first_frame_at: dict[str, float] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    on_side_done: Any = None
+    """Called with the channel when its side has been said: the call ends there (the bridge
+    would report it), before the stream's hang-up frame, as on a real PBX."""
 
     async def send_action(self, action: str, headers: Any, **_: Any) -> dict[str, str]:
         fields = dict(headers)
@@ -131,6 +171,7 @@ class Player:
             await writer.drain()
             await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.time()))
         await asyncio.sleep(QUIET_AFTER)
+        self.on_side_done(channel)
         writer.write(encode(KIND_HANGUP))
         writer.close()
 
@@ -151,29 +192,57 @@ class Bridge:
     def subscribe(self, *_: Any) -> None: ...
 
 
-async def live_run(model: Path, clip_list: list[Clip], streams: int) -> dict[str, Any]:
-    words = sorted({w for c in clip_list for w in c.reference.split() if len(w) >= 2})
+async def supervisors_socket(hub: LiveSpeechHub) -> tuple[uvicorn.Server, int]:
+    """A WebSocket on 127.0.0.1 that sends one supervisor's frames with the product's own
+    sender (``send_outbox`` of ``/ws/live-speech``, its sign-in check aside), under uvicorn."""
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        connection = hub.connect_supervisor("bench")
+        try:
+            with contextlib.suppress(WebSocketDisconnect):  # the client left at the end
+                await send_outbox(websocket, connection)
+        finally:
+            hub.disconnect(connection)
+
+    app = Starlette(routes=[WebSocketRoute("/", endpoint)])
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return server, listener.getsockname()[1]
+
+
+async def live_run(model: Path, sides: list[Clip]) -> dict[str, Any]:
+    words = sorted({w for c in sides for w in c.reference.split() if len(w) >= 2})
+    streams = len(sides)
     config = LiveSpeechConfig(model_dir=model, language="ko", port=0, max_streams=streams,
                               workers=os.cpu_count() or 2)  # fmt: skip
     player = Player(0, {})
+
+    def call_ended(channel: str) -> None:
+        linkedid = f"bench.{list(player.clip_of).index(channel)}"
+        live.on_event(CallEnded(call=CallRecord(linkedid=linkedid, server="bench"), at=time.time()))
+
+    player.on_side_done = call_ended
     hub = LiveSpeechHub(None)
     live = LiveSpeech(config, Bridge(player), hub, None, watch_words=lambda: words)  # type: ignore[arg-type]
     await live.start()
     player.port = live.server.port
-    supervisor = hub.connect_supervisor("bench")
     base_rss = rss_mb()
     received: list[tuple[float, dict[str, Any]]] = []
+    server, port = await supervisors_socket(hub)
+    client = await websockets.connect(f"ws://127.0.0.1:{port}/", max_size=None)
 
     async def read() -> None:
-        while True:
-            frame = await supervisor.outbox.get()
-            received.append((time.time(), frame))
+        async for message in client:
+            received.append((time.time(), json.loads(message)))
 
     reader = asyncio.create_task(read())
     cpu_before, wall_before = resource.getrusage(resource.RUSAGE_SELF), time.time()
     peak = base_rss
-    for n in range(streams):
-        clip = clip_list[n % len(clip_list)]
+    for n, clip in enumerate(sides):
         channel, linkedid = f"PJSIP/carrier-{n:08x}", f"bench.{n}"
         player.clip_of[channel] = clip
         live.on_ami_event("bench", {"Event": "Newchannel", "Uniqueid": linkedid,
@@ -187,13 +256,14 @@ async def live_run(model: Path, clip_list: list[Clip], streams: int) -> dict[str
     while not all(task.done() for task in player.tasks):
         peak = max(peak, rss_mb())
         await asyncio.sleep(0.2)
-    for call in calls:  # the hang-ups: the bridge would report each call ended
-        record = CallRecord(linkedid=call.linkedid, server="bench")
-        live.on_event(CallEnded(call=record, at=time.time()))
+    assert len(player.tasks) == streams, "a stream was asked for twice"
     await asyncio.gather(*(task for call in calls for task in call.tasks))
     cpu_after, wall = resource.getrusage(resource.RUSAGE_SELF), time.time() - wall_before
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    await asyncio.sleep(0.5)  # the last frames on their way to the client
     reader.cancel()
+    await client.close()
+    server.should_exit = True
     await live.stop()
     return {"frames": received, "player": player, "cpu": cpu, "wall": wall,
             "rss_per_stream": (peak - base_rss) / streams, "clip_of": player.clip_of}  # fmt: skip
@@ -226,6 +296,19 @@ def live_cers(run: dict[str, Any]) -> list[float]:
     return out
 
 
+def posthoc_cers(model: Path, sides: list[Clip]) -> list[float]:
+    """The post-call transcript's character error rate of each side, from a WAV of it."""
+    transcriber = Transcriber(model, language="ko")
+    cers = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for n, side in enumerate(sides):
+            path = Path(scratch) / f"side{n}.wav"
+            soundfile.write(path, np.frombuffer(side.pcm, dtype=np.int16), 8000, subtype="PCM_16")
+            text = " ".join(s.text for s in transcriber.transcribe(path).segments)
+            cers.append(character_error_rate(text, side.reference))
+    return cers
+
+
 def percentile(values: list[float], share: float) -> float | None:
     if not values:
         return None
@@ -241,39 +324,35 @@ def main() -> None:
         default=next((d for d in SAMPLE_DIRS if d.is_dir()), SAMPLE_DIRS[-1]),
     )
     parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--side-seconds", type=float, default=60.0, help="length of a side")
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()  # fmt: skip
     model = args.model or korean_model()
-    clip_list = clips(args.samples)
+    sides = call_sides(clips(args.samples), args.streams, args.side_seconds)
     load_model(model)
-    per_core = streams_per_core(model, clip_list)
-    print(f"streams per core (offline, live batching): {per_core:.2f}")
-    run = asyncio.run(live_run(model, clip_list, args.streams))
+    decoder_per_core = streams_per_core(model, sides[:2])
+    print(f"decoder alone, streams per core (live batching): {decoder_per_core:.2f}")
+    run = asyncio.run(live_run(model, sides))
     first, firm = latencies(run)
-    audio = sum(len(c.pcm) / 16000 for c in run["clip_of"].values())
+    audio = sum(len(c.pcm) / 16000 for c in sides)
     cpu_per_stream = run["cpu"] / audio
     print(
-        f"{args.streams} live streams: {run['cpu']:.1f} CPU s over {audio:.1f} audio s "
-        f"({cpu_per_stream:.3f} core per stream), +{run['rss_per_stream']:.0f} MB RSS each"
+        f"{args.streams} live streams of {audio / len(sides):.0f} s: {run['cpu']:.1f} CPU s over "
+        f"{audio:.1f} audio s ({cpu_per_stream:.3f} core per stream, "
+        f"{1 / cpu_per_stream:.2f} streams per core), +{run['rss_per_stream']:.0f} MB RSS each"
     )
     print(f"alerts: {len(first)} words; first alert latencies {sorted(round(x, 2) for x in first)}")
     print(f"firm alert latencies {sorted(round(x, 2) for x in firm)}")
-    transcriber = Transcriber(model, language="ko")
-    post_of = {
-        c.path: character_error_rate(
-            " ".join(s.text for s in transcriber.transcribe(c.path).segments), c.reference
-        )
-        for c in clip_list
-    }
-    post = [post_of[c.path] for c in run["clip_of"].values()]  # the clips the streams played
+    post = posthoc_cers(model, sides)
     live = live_cers(run)
     print(f"CER live {[round(x, 3) for x in live]}, post-call {[round(x, 3) for x in post]}")
     ratio = statistics.mean(live) / statistics.mean(post) if statistics.mean(post) else None
     print(json.dumps({
-        "streams_per_core": round(per_core, 2),
+        "streams_per_core": round(1 / cpu_per_stream, 2),
         "live_streams_run": args.streams,
+        "side_seconds": round(audio / len(sides), 1),
         "cpu_per_stream": round(cpu_per_stream, 3),
-        "streams_per_core_in_live_run": round(1 / cpu_per_stream, 2),
+        "decoder_streams_per_core": round(decoder_per_core, 2),
         "rss_mb_per_stream": round(run["rss_per_stream"], 1),
         "alert_latency_p50_s": percentile(first, 0.5),
         "alert_latency_p95_s": percentile(first, 0.95),
@@ -283,7 +362,7 @@ def main() -> None:
         "live_cer": round(statistics.mean(live), 3),
         "posthoc_cer": round(statistics.mean(post), 3),
         "live_vs_posthoc_cer": round(ratio, 3) if ratio is not None else None,
-        "samples": len(clip_list),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }))  # fmt: skip
 
 

@@ -92,7 +92,7 @@ async def live_socket(websocket: WebSocket) -> None:
     try:
         await websocket.send_json({"type": "hello", "enabled": True,
                                    "calls": live.live_calls()})  # fmt: skip
-        sender = asyncio.create_task(_send(websocket, connection))
+        sender = asyncio.create_task(send_outbox(websocket, connection))
         receiver = asyncio.create_task(_until_closed(websocket))
         await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         for task in (sender, receiver):
@@ -103,7 +103,9 @@ async def live_socket(websocket: WebSocket) -> None:
         live.hub.disconnect(connection)
 
 
-async def _send(websocket: WebSocket, connection: Any) -> None:
+async def send_outbox(websocket: WebSocket, connection: Any) -> None:
+    """Send a supervisor's frames as the hub queues them (a ping when there are none), until
+    the hub drops the connection for being too slow."""
     while not connection.dropped:
         try:
             async with asyncio.timeout(PING_SECONDS):
