@@ -295,7 +295,7 @@ async def start_agent_states(
     states = AgentStates(
         server, sessions, settings.queue_member_interface, settings.queue_state_interface
     )
-    wallboard = Wallboard(states, sessions, settings.zone)
+    wallboard = Wallboard(states, sessions, settings.zone, bridge.drain)
     bridge.subscribe(wallboard.on_call_event)
     await states.start()
     await wallboard.start()

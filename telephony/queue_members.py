@@ -26,7 +26,11 @@ MEMBER_EVENTS = frozenset(
     {"QueueMemberStatus", "QueueMemberPause", "QueueMemberAdded", "QueueMemberRemoved"}
 )
 CALLER_EVENTS = frozenset({"QueueCallerJoin", "QueueCallerLeave"})
-QUEUE_EVENTS = MEMBER_EVENTS | CALLER_EVENTS
+CALL_DONE = "AgentComplete"
+"""A member's queue call ended (``Queue``, ``Interface``): passed on as it is, for after-call
+work (``InCall`` of ``QueueMemberStatus`` is no reliable edge: the device state may change
+first)."""
+QUEUE_EVENTS = MEMBER_EVENTS | CALLER_EVENTS | {CALL_DONE}
 """What :class:`QueueMembersLink` reads; its session drops every other event unparsed."""
 
 IN_USE_STATUSES = frozenset({"2", "3", "6", "7", "8"})
@@ -207,7 +211,7 @@ class QueueMembersLink:
         await self.connection.stop()
 
     def _on_event(self, event: Mapping[str, str]) -> None:
-        if self.board.apply(event, self._clock()):
+        if self.board.apply(event, self._clock()) or event.get("Event") == CALL_DONE:
             self._on_change(event)
 
     def _on_resync(self, _channels: list, _started_at: float) -> None:

@@ -35,6 +35,7 @@ from crm_bridge.runtime import RuntimeDep, runtime_of
 from crm_bridge.web.pages import PAGE_HEADERS, ROLE_LABELS, RowId, page_templates
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiError
+from telephony.call_tracker import agent_from_interface
 from telephony.queue_members import QueueActionRefused
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def render(request: Request, user: SignedInUser, name: str, context: dict[str, A
 def extension_of_user(user: SignedInUser) -> str:
     if not user.extensions:
         raise AgentStateError("queues", NO_EXTENSION)
-    return user.extensions[0]
+    return agent_from_interface(user.extensions[0])
 
 
 # -- the agent page
@@ -79,7 +80,7 @@ def extension_of_user(user: SignedInUser) -> str:
 def agent_page(request: Request, user: SignedInUser, errors: dict[str, str] | None = None,
                form: dict[str, Any] | None = None) -> Response:  # fmt: skip
     service = service_of(request)
-    extension = user.extensions[0] if user.extensions else ""
+    extension = agent_from_interface(user.extensions[0]) if user.extensions else ""
     now = service.of(extension)
     with service.sessions() as session:
         reasons = store.active_reasons(session)
@@ -107,7 +108,7 @@ def agent_states_page(request: Request, user: AgentUser) -> Response:
 @router.get("/agent/states/now")
 def agent_state_now(request: Request, user: AgentUser) -> dict[str, Any]:
     service = service_of(request)
-    now = service.of(user.extensions[0] if user.extensions else "")
+    now = service.of(agent_from_interface(user.extensions[0]) if user.extensions else "")
     return {"state": str(now.status.state), "label": now.status.label,
             "reason": now.status.reason, "since": now.since,
             "queues": list(now.status.queues)}  # fmt: skip

@@ -2,7 +2,7 @@
 server, the state of every agent derived from it, the history written on each change, the
 after-call work timers, and what the agent page asks for (login, logout, pause, ready).
 
-After-call work: when a member's call in a queue ends (``InCall`` goes 1 → 0), the agent is
+After-call work: when a member's call in a queue ends (``AgentComplete``), the agent is
 paused in that queue with :data:`~crm_bridge.agent_states.domain.AFTER_CALL_REASON` for the
 queue's ``after_call_seconds``; the timer's end or Ready unpauses them. Nothing rings an agent
 in after-call work, since Asterisk itself holds the pause.
@@ -28,7 +28,7 @@ from crm_bridge.agent_states.domain import (
     extension_of,
 )
 from telephony.ami_connection import AmiConfig
-from telephony.queue_members import MemberState, QueueMembersLink
+from telephony.queue_members import CALL_DONE, MemberState, QueueMembersLink
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,13 @@ class AgentStates:
         await self.link.start()
 
     async def stop(self) -> None:
-        for timer in self._timers.values():
+        """End every after-call work this service started: no agent is left paused by a
+        bridge that is gone."""
+        for (extension, queue), timer in list(self._timers.items()):
             timer.cancel()
+            if self.link.connected:
+                await self._send_pause(self.interface(extension), False, "", queue)
+        self._timers.clear()
         await self.link.stop()
 
     def subscribe(self, listener: Listener) -> None:
@@ -194,8 +199,10 @@ class AgentStates:
 
     def _on_change(self, event: Mapping[str, str] | None) -> None:
         before = dict(self._now)
-        if event is not None and event.get("Event") == "QueueMemberStatus":
-            self._after_call(event, before)
+        if event is None:
+            self._adopt_after_call_work()
+        elif event.get("Event") == CALL_DONE:
+            self._after_call(event)
         by_agent: dict[str, list[MemberState]] = {}
         for member in self.link.board.members.values():
             extension = extension_of(member.interface, self.interface_template)
@@ -220,17 +227,27 @@ class AgentStates:
             except Exception:
                 log.exception("agent-state listener failed")
 
-    def _after_call(self, event: Mapping[str, str], before: dict[str, AgentNow]) -> None:
+    def _after_call(self, event: Mapping[str, str]) -> None:
         interface = event.get("Interface", "")
         extension = extension_of(interface, self.interface_template)
-        if extension is None or event.get("InCall") != "0":
-            return
-        old = before.get(extension)
-        queue = event.get("Queue", "")
-        was_in_call = old is not None and any(m.queue == queue and m.in_call for m in old.members)
-        member = self.link.board.members.get((queue, interface))
-        if was_in_call and member is not None:
+        member = self.link.board.members.get((event.get("Queue", ""), interface))
+        if extension is not None and member is not None:
             self._start_after_call_work(extension, member)
+
+    def _adopt_after_call_work(self) -> None:
+        """After a (re)connect: an after-call work found in Asterisk with no timer here (the
+        bridge restarted during it) gets its queue's full time again, then ends."""
+        loop = asyncio.get_running_loop()
+        for member in self.link.board.members.values():
+            extension = extension_of(member.interface, self.interface_template)
+            key = (extension or "", member.queue)
+            if extension is None or key in self._timers:
+                continue
+            if member.paused and member.reason == AFTER_CALL_REASON:
+                seconds = self.rules.get(member.queue, store.QueueRules()).after_call_seconds
+                self._timers[key] = loop.call_later(
+                    seconds, self._end_after_call_work, extension, member
+                )
 
     def _store(self, changed: list[AgentNow]) -> None:
         at = datetime.now(UTC)

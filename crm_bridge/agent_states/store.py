@@ -83,7 +83,8 @@ def set_reason_active(session: Session, reason_id: int, active: bool) -> PauseRe
 
 @dataclass(frozen=True)
 class QueueRules:
-    after_call_seconds: int = 30
+    after_call_seconds: int = 0
+    """0: no after-call work in this queue (the default, until a supervisor sets it)."""
     penalty: int = 0
     service_level_seconds: int = 20
     waiting_alert: int = 3

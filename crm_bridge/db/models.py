@@ -818,7 +818,7 @@ class QueueSetting(Base):
     __tablename__ = "queue_settings"
 
     queue: Mapped[str] = mapped_column(String(64), primary_key=True)
-    after_call_seconds: Mapped[int] = mapped_column(Integer, default=30)
+    after_call_seconds: Mapped[int] = mapped_column(Integer, default=0)
     penalty: Mapped[int] = mapped_column(Integer, default=0)
     service_level_seconds: Mapped[int] = mapped_column(Integer, default=20)
     waiting_alert: Mapped[int] = mapped_column(Integer, default=3)

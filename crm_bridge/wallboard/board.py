@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -44,11 +44,15 @@ class CurrentCall:
 
 class Wallboard:
     def __init__(self, states: AgentStates, sessions: sessionmaker[Session], zone: tzinfo,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+                 logged: Callable[[], Awaitable[None]], clock: Callable[[], float] = time.time,
+                 ) -> None:  # fmt: skip
+        """``logged`` returns once every call that ended is in the call log (the bridge's
+        ``drain``): the day figures are read after it."""
         self.states = states
         self.sessions = sessions
         self.zone = zone
         self._clock = clock
+        self._logged = logged
         self.calls: dict[str, CurrentCall] = {}
         self.day: dict[str, QueueDay] = {}
         self._screens: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -113,7 +117,11 @@ class Wallboard:
                 if current.linkedid == event.call.linkedid:
                     del self.calls[agent]
             self.push()
-            asyncio.get_running_loop().create_task(self.refresh_figures())
+            asyncio.get_running_loop().create_task(self._refresh_once_logged())
+
+    async def _refresh_once_logged(self) -> None:
+        await self._logged()
+        await self.refresh_figures()
 
     async def refresh_figures(self) -> None:
         """Read the day figures again (on a worker thread: a query, not the event loop)."""
