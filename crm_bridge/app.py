@@ -229,7 +229,9 @@ async def _start(settings: Settings) -> Runtime:
     campaigns = await start_runner(
         sessions, settings, servers[0], lambda: calls_in_progress_when_known(bridge)
     )
-    agent_states, wallboard = await start_agent_states(settings, servers[0], sessions, bridge)
+    agent_states, wallboard = await start_agent_states(
+        settings, servers[0], sessions, bridge, numbers
+    )
     registry = metrics_registry(bridge, pops, sessions, pop_latency, pop_relay)
     if live_speech is not None:
         registry.register(LiveSpeechCollector(live_speech))
@@ -288,6 +290,7 @@ async def start_agent_states(
     server: AmiConfig,
     sessions: sessionmaker[Session],
     bridge: BridgeService,
+    numbers: NumberRules,
 ) -> tuple[AgentStates | None, Wallboard | None]:
     """Agent states and the wallboard on the main server, unless off (and in the demo)."""
     if not settings.agent_states or settings.demo:
@@ -295,7 +298,7 @@ async def start_agent_states(
     states = AgentStates(
         server, sessions, settings.queue_member_interface, settings.queue_state_interface
     )
-    wallboard = Wallboard(states, sessions, settings.zone, bridge.drain)
+    wallboard = Wallboard(states, sessions, settings.zone, bridge.drain, numbers.to_e164)
     bridge.subscribe(wallboard.on_call_event)
     await states.start()
     await wallboard.start()

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from crm_bridge.agent_states.domain import AFTER_CALL_REASON, STATE_LABELS
 from crm_bridge.agent_states.service import AgentStates
 from crm_bridge.agent_states.store import QueueRules
-from crm_bridge.wallboard.figures import QueueDay, day_figures
+from crm_bridge.wallboard.figures import QueueDay, customer_name, day_figures
 from telephony.call_events import CallAnswered, CallEnded, DomainEvent
 
 log = logging.getLogger(__name__)
@@ -44,15 +44,17 @@ class CurrentCall:
 
 class Wallboard:
     def __init__(self, states: AgentStates, sessions: sessionmaker[Session], zone: tzinfo,
-                 logged: Callable[[], Awaitable[None]], clock: Callable[[], float] = time.time,
-                 ) -> None:  # fmt: skip
+                 logged: Callable[[], Awaitable[None]], to_e164: Callable[[str], str | None],
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         """``logged`` returns once every call that ended is in the call log (the bridge's
-        ``drain``): the day figures are read after it."""
+        ``drain``): the day figures are read after it. ``to_e164`` reads a caller's number
+        as the archive keeps it, to show the customer's name."""
         self.states = states
         self.sessions = sessions
         self.zone = zone
         self._clock = clock
         self._logged = logged
+        self._to_e164 = to_e164
         self.calls: dict[str, CurrentCall] = {}
         self.day: dict[str, QueueDay] = {}
         self._screens: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -108,16 +110,30 @@ class Wallboard:
         if isinstance(event, CallAnswered) and event.agent:
             call = event.call
             customer = call.caller_name or call.caller or ""
-            self.calls[event.agent] = CurrentCall(
-                call.linkedid, customer, call.queue or "", self._clock()
-            )
+            current = CurrentCall(call.linkedid, customer, call.queue or "", self._clock())
+            self.calls[event.agent] = current
             self.push()
+            number = self._to_e164(call.caller or "")
+            if number:
+                loop = asyncio.get_running_loop()
+                loop.create_task(self._name_customer(event.agent, current, number))
         elif isinstance(event, CallEnded):
             for agent, current in list(self.calls.items()):
                 if current.linkedid == event.call.linkedid:
                     del self.calls[agent]
             self.push()
             asyncio.get_running_loop().create_task(self._refresh_once_logged())
+
+    async def _name_customer(self, agent: str, current: CurrentCall, number: str) -> None:
+        loop = asyncio.get_running_loop()
+        name = await loop.run_in_executor(None, self._read_name, number)
+        if name and self.calls.get(agent) == current:
+            self.calls[agent] = replace(current, customer=name)
+            self.push()
+
+    def _read_name(self, number: str) -> str | None:
+        with self.sessions() as session:
+            return customer_name(session, number)
 
     async def _refresh_once_logged(self) -> None:
         await self._logged()

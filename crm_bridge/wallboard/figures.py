@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_bridge.agent_states.store import QueueRules, queue_rules
+from crm_bridge.db.models import Customer, CustomerPhone
 from crm_bridge.supervision.kpis import KpiRow, Period, inbound_kpis
 
 RECENT = timedelta(minutes=30)
@@ -50,3 +52,15 @@ def day_figures(session: Session, zone: tzinfo, now: datetime) -> dict[str, Queu
         )
         for queue, row in today.items()
     }
+
+
+def customer_name(session: Session, number_e164: str) -> str | None:
+    """The archive's name for a caller's number (the first customer holding it)."""
+    query = (
+        select(Customer.name)
+        .join(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+        .where(CustomerPhone.number_e164 == number_e164)
+        .order_by(Customer.id)
+        .limit(1)
+    )
+    return session.scalar(query)
