@@ -215,7 +215,13 @@ class QueueMembersLink:
             self._on_change(event)
 
     def _on_resync(self, _channels: list, _started_at: float) -> None:
-        self._refresh = asyncio.get_running_loop().create_task(self.refresh())
+        self._refresh = asyncio.get_running_loop().create_task(self._refresh_logged())
+
+    async def _refresh_logged(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # logged: the next reconnect reads the queues again
+            log.warning("QueueStatus on %s failed: %s", self.connection.config.label, exc)
 
     async def refresh(self) -> None:
         """Read every queue's members and callers back from Asterisk (``QueueStatus``)."""
