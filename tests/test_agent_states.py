@@ -70,9 +70,9 @@ def test_pause_reasons_are_checked(sqlite_sessions):
 def test_queue_settings_are_all_checked_before_any_is_kept(sqlite_sessions):
     with sqlite_sessions.begin() as session:
         with pytest.raises(store.StoreInputError) as refused:
-            store.save_queue_rules(session, "support", {"after_call_seconds": "-1",
-                                   "penalty": "0", "service_level_seconds": "0",
-                                   "waiting_alert": "3", "longest_wait_alert_seconds": "x"})  # fmt: skip
+            bad = {"after_call_seconds": "-1", "penalty": "0", "service_level_seconds": "0",
+                   "waiting_alert": "3", "longest_wait_alert_seconds": "x"}  # fmt: skip
+            store.save_queue_rules(session, "support", bad)
         assert set(refused.value.errors) == {"after_call_seconds", "service_level_seconds",
                                              "longest_wait_alert_seconds"}  # fmt: skip
         assert store.queue_rules(session) == {}
