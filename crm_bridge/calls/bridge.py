@@ -212,7 +212,9 @@ class BridgeService:
             known |= {e.call.linkedid for e in domain_events if isinstance(e, CallEnded)}
             self._reconcile(reconcile, started_at, known)
 
-    async def _read_call_variables(self, link: ServerLink, origins: list[dict[str, str]]) -> None:
+    async def _read_call_variables(
+        self, link: ServerLink, origins: list[dict[str, str]]
+    ) -> None:
         """The variables the tracker takes from VarSet events (the recording's file name, the
         campaign) of calls a resync found already going: their VarSets came before we were
         there, so Asterisk is asked for them (``Getvar``, allowed by ``write=reporting``) and

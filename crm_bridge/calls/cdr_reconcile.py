@@ -265,9 +265,8 @@ class CdrReconciler:
         with self.sessions() as session:
             for at in range(0, len(linkedids), _IN_CHUNK):
                 rows = session.execute(
-                    select(
-                        DialAttempt.channel_id, DialAttempt.number_e164, DialAttempt.campaign_id
-                    ).where(DialAttempt.channel_id.in_(linkedids[at : at + _IN_CHUNK]))
+                    select(DialAttempt.channel_id, DialAttempt.number_e164, DialAttempt.campaign_id)
+                    .where(DialAttempt.channel_id.in_(linkedids[at : at + _IN_CHUNK]))
                 )
                 dialled.update({lid: Dialled(number, cid) for lid, number, cid in rows})
         return dialled

@@ -98,6 +98,10 @@ PREVIEW_SAMPLE = 20
 Scheduler = Annotated[SignedInUser, Depends(auth.require_role("scheduler", "admin"))]
 
 
+
+
+
+
 class CampaignForm(BaseModel):
     """The campaign form's fields, as posted."""
 
@@ -255,6 +259,8 @@ def page(request: Request, user: SignedInUser, name: str, context: dict[str, Any
     return templates.TemplateResponse(
         request, name, context, status_code=code, headers=CAMPAIGN_PAGE_HEADERS
     )
+
+
 
 
 def load(request: Request, campaign_id: int) -> Campaign:

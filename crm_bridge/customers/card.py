@@ -56,6 +56,7 @@ CENT = Decimal("0.01")
 LookupKind = Literal["known", "unknown", "multiple", "withheld", "internal"]
 
 
+
 def _to_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT)
 

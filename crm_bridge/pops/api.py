@@ -74,6 +74,7 @@ saved (2000 for a note) are checked after, with a clear message."""
 CODES_DOC = ", ".join(f"`{code}` {label}" for code, label in WRAPUP_LABELS.items())
 
 
+
 NOT_THE_CALLERS_NUMBER = "只能登记这通电话的号码 / Only the number of this call can be saved"
 NO_NUMBER_ON_CALL = "这通电话没有可登记的号码 / This call has no number to save"
 

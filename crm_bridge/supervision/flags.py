@@ -149,5 +149,7 @@ def list_flags(session: Session, *, limit: int, offset: int) -> tuple[list[FlagR
 
 
 def flags_of_call(session: Session, call_id: int) -> list[CallFlag]:
-    statement = select(CallFlag).where(CallFlag.call_id == call_id).order_by(CallFlag.at_seconds)
+    statement = (
+        select(CallFlag).where(CallFlag.call_id == call_id).order_by(CallFlag.at_seconds)
+    )
     return list(session.scalars(statement))
