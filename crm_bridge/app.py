@@ -22,6 +22,8 @@ from crm_bridge.accounts import audit
 from crm_bridge.accounts import routes as accounts_routes
 from crm_bridge.accounts.auth import SessionRefreshMiddleware, SignInLimiter, api_access
 from crm_bridge.accounts.session_revocation import SessionRevocations
+from crm_bridge.agent_states import routes as agent_states_routes
+from crm_bridge.agent_states.service import AgentStates
 from crm_bridge.calls import api as calls_api
 from crm_bridge.calls.bridge import BridgeService
 from crm_bridge.calls.call_log import CallLog, NumberRules
@@ -50,6 +52,8 @@ from crm_bridge.settings import Settings
 from crm_bridge.supervision import call_pages as supervision_call_pages
 from crm_bridge.supervision import pages as supervision_pages
 from crm_bridge.supervision.periodic import supervision_jobs
+from crm_bridge.wallboard import routes as wallboard_routes
+from crm_bridge.wallboard.board import Wallboard
 from crm_bridge.web.pages import STATIC_DIR
 from crm_bridge.web.request_guards import RequestGuardMiddleware
 from crm_bridge.web.security_headers import SecurityHeadersMiddleware
@@ -133,6 +137,8 @@ ROUTES = (
     campaigns_agent.router,
     metrics.router,
     live_speech_routes.router,
+    agent_states_routes.router,
+    wallboard_routes.router,
 )
 """Every feature's router, in the order the app includes them."""
 
@@ -223,6 +229,9 @@ async def _start(settings: Settings) -> Runtime:
     campaigns = await start_runner(
         sessions, settings, servers[0], lambda: calls_in_progress_when_known(bridge)
     )
+    agent_states, wallboard = await start_agent_states(
+        settings, servers[0], sessions, bridge, numbers
+    )
     registry = metrics_registry(bridge, pops, sessions, pop_latency, pop_relay)
     if live_speech is not None:
         registry.register(LiveSpeechCollector(live_speech))
@@ -240,6 +249,8 @@ async def _start(settings: Settings) -> Runtime:
         campaigns,
         pop_relay=pop_relay,
         live_speech=live_speech,
+        agent_states=agent_states,
+        wallboard=wallboard,
     )
 
 
@@ -274,6 +285,26 @@ async def start_live_speech(
     return live
 
 
+async def start_agent_states(
+    settings: Settings,
+    server: AmiConfig,
+    sessions: sessionmaker[Session],
+    bridge: BridgeService,
+    numbers: NumberRules,
+) -> tuple[AgentStates | None, Wallboard | None]:
+    """Agent states and the wallboard on the main server, unless off (and in the demo)."""
+    if not settings.agent_states or settings.demo:
+        return None, None
+    states = AgentStates(
+        server, sessions, settings.queue_member_interface, settings.queue_state_interface
+    )
+    wallboard = Wallboard(states, sessions, settings.zone, bridge.drain, numbers.to_e164)
+    bridge.subscribe(wallboard.on_call_event)
+    await states.start()
+    await wallboard.start()
+    return states, wallboard
+
+
 async def _stop(runtime: Runtime) -> None:
     if runtime.demo is not None:
         await runtime.demo.stop_replay()
@@ -281,6 +312,10 @@ async def _stop(runtime: Runtime) -> None:
         await stop_runner(runtime.campaigns)
     if runtime.live_speech is not None:
         await runtime.live_speech.stop()
+    if runtime.wallboard is not None:
+        await runtime.wallboard.stop()
+    if runtime.agent_states is not None:
+        await runtime.agent_states.stop()
     await runtime.bridge.stop()
     if runtime.pop_relay is not None:
         await runtime.pop_relay.stop()

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from crm_bridge.accounts.auth import SignInLimiter
     from crm_bridge.accounts.session_revocation import SessionRevocations
+    from crm_bridge.agent_states.service import AgentStates
     from crm_bridge.calls.bridge import BridgeService
     from crm_bridge.calls.call_log import NumberRules
     from crm_bridge.campaigns.runner import CampaignRunner
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from crm_bridge.pops.hub import PopHub
     from crm_bridge.pops.relay import PopRelay
     from crm_bridge.settings import Settings
+    from crm_bridge.wallboard.board import Wallboard
 
 
 @dataclass
@@ -49,6 +51,9 @@ class Runtime:
     campaigns: CampaignRunner | None = None
     pop_relay: PopRelay | None = None
     live_speech: LiveSpeech | None = None
+    agent_states: AgentStates | None = None
+    """Queue members and agents' states; None when ``settings.agent_states`` is off."""
+    wallboard: Wallboard | None = None
 
 
 def runtime_of(request: Request) -> Runtime:

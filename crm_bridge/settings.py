@@ -192,6 +192,16 @@ class Settings(BaseSettings):
     inbound_contexts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["from-customers", "from-trunk", "from-pstn", "from-external"]
     )
+    agent_states: bool = True
+    """Agent states and the wallboard: a second AMI session on the main server reads the
+    queues' members (QueueStatus and the QueueMember* events) and sends QueueAdd, QueueRemove
+    and QueuePause. Off in the demo, whose recorded AMI has no queue members."""
+    queue_member_interface: str = Field(default="Local/{extension}@agents/n", min_length=1)
+    """What a queue rings for an agent who logs in, ``{extension}`` replaced by theirs: the
+    agents context of dialplans/extensions_callbridge.conf, as the static members of
+    queues.conf."""
+    queue_state_interface: str = Field(default="PJSIP/{extension}", min_length=1)
+    """The device whose state the queue watches for that member (a Local channel has none)."""
     agent_contexts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["internal", "from-internal"]
     )

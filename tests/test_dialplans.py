@@ -226,9 +226,7 @@ def test_the_recording_file_name_is_the_one_in_the_traces(plan):
 
 def default_recording_folder(plan) -> str:
     """The folder ``callbridge-record`` falls back to when no global ``CC_RECDIR`` is set."""
-    fallbacks = [
-        d for _, _, _, d in apps(plan, "ExecIf") if '"${CC_RECDIR}" = ""' in d
-    ]
+    fallbacks = [d for _, _, _, d in apps(plan, "ExecIf") if '"${CC_RECDIR}" = ""' in d]
     (fallback,) = fallbacks
     return re.search(r"Set\(CC_RECDIR=([^)]+)\)", fallback)[1]
 
@@ -347,6 +345,9 @@ ACTION_CLASSES = {
     "Originate": {"originate"},
     "CoreShowChannels": {"system", "reporting"},
     "Getvar": {"call", "reporting"},
+    "QueueAdd": {"agent"},
+    "QueueRemove": {"agent"},
+    "QueuePause": {"agent"},
 }
 NEEDED_EVENTS = {
     "Newchannel", "Newstate", "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave", "Hangup",
@@ -387,7 +388,7 @@ def test_the_account_may_send_what_the_bridge_sends_and_nothing_wider(manager):
     read, write = classes(account.one("read")), classes(account.one("write"))
     assert "all" not in read | write
     assert read == {"system", "call", "agent", "dialplan", "cdr", "user"}
-    assert write == {"originate", "reporting"}
+    assert write == {"originate", "reporting", "agent"}
     for action, needs in ACTION_CLASSES.items():
         assert not needs or needs & write, action
 

@@ -66,6 +66,9 @@ TABLES = {
     "customer_opt_outs",
     "department_spend",
     "live_speech_alerts",
+    "agent_state_changes",
+    "pause_reasons",
+    "queue_settings",
 }
 
 

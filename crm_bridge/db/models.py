@@ -779,3 +779,48 @@ class LiveSpeechAlert(Base):
     text: Mapped[str] = mapped_column(Text)
     """The utterance it was said in."""
     alerted_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+# --- agent states (crm_bridge/agent_states/) -------------------------------------------------
+
+
+class AgentStateChange(Base):
+    """One change of an agent's state (state history): the state entered, at ``at``. The time
+    in a state runs until the agent's next change; KPIs add these spans up."""
+
+    __tablename__ = "agent_state_changes"
+    __table_args__ = (Index(None, "agent", "at"), Index(None, "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent: Mapped[str] = mapped_column(String(64))
+    """The agent's extension (``1001``), as in ``calls.agent``."""
+    state: Mapped[str] = mapped_column(String(16))
+    """logged_out, ready, on_call, after_call_work or paused."""
+    reason: Mapped[str] = mapped_column(String(64), default="")
+    queues: Mapped[list[str]] = mapped_column(JsonList, default=list)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class PauseReason(Base):
+    """A reason an agent may pause for, kept by the admin (小休, 用餐, 培训, 会议 …)."""
+
+    __tablename__ = "pause_reasons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(32), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class QueueSetting(Base):
+    """Per queue: the after-call work time, the penalty agents log in with, the service
+    level's target (answered within so many seconds) and the wallboard's thresholds."""
+
+    __tablename__ = "queue_settings"
+
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    after_call_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    penalty: Mapped[int] = mapped_column(Integer, default=0)
+    service_level_seconds: Mapped[int] = mapped_column(Integer, default=20)
+    waiting_alert: Mapped[int] = mapped_column(Integer, default=3)
+    """Calls waiting at or above which the wallboard colours the queue."""
+    longest_wait_alert_seconds: Mapped[int] = mapped_column(Integer, default=60)

@@ -5,8 +5,9 @@ Inbound service, per day (the center's calendar), per agent or per queue:
 - offered: inbound calls; answered; abandoned (the caller hung up waiting);
 - answer rate: answered / offered;
 - ASA (average speed of answer): mean wait of the answered calls, in seconds;
-- AHT (average handle time): mean talk time of the answered calls, in seconds (no after-call
-  work is measured, so this is talk time);
+- AHT (average handle time): talk + hold + after-call work per answered call, in seconds: the
+  mean talk time (answer to hang-up, so time on hold is in it) plus the after-call work of the
+  state history (:mod:`crm_bridge.supervision.agent_time`) over the answered calls;
 - service level: calls answered within the threshold / offered (threshold set by the
   supervisor, ``service_level_seconds``, default 20 s);
 - first-contact resolution: of the answered calls from a real number, the share with no other
@@ -21,6 +22,7 @@ is exact for zones without daylight saving time such as Asia/Shanghai.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
@@ -114,8 +116,10 @@ def inbound_kpis(
     *,
     threshold_seconds: int = 20,
     fcr_window_hours: int = 72,
+    after_call: Mapping[str, float] | None = None,
 ) -> list[KpiRow]:
-    """One row per day, agent or queue of the inbound calls offered in ``period``."""
+    """One row per day, agent or queue of the inbound calls offered in ``period``;
+    ``after_call``: seconds of after-call work by the same key, added into AHT."""
     answered = Call.disposition == "answered"
     later = aliased(Call)
     repeated = exists().where(
@@ -159,7 +163,7 @@ def inbound_kpis(
             abandoned=int(row[3]),
             answered_in_threshold=int(row[4]),
             asa_seconds=None if row[5] is None else float(row[5]),
-            aht_seconds=None if row[6] is None else float(row[6]),
+            aht_seconds=_handle_time(row[6], (after_call or {}).get(str(row[0]), 0.0), row[2]),
             fcr_base=int(row[7]),
             fcr_resolved=int(row[8]),
         )
@@ -224,6 +228,12 @@ CAMPAIGN_COLUMNS = (
     "通话总时长 Talk (s)",
 )
 Cell = str | int | float | None
+
+
+def _handle_time(mean_talk: float | None, after_call: float, answered: int) -> float | None:
+    if mean_talk is None:
+        return None
+    return float(mean_talk) + (after_call / answered if answered else 0.0)
 
 
 def _ratio(value: float | None) -> float | None:

@@ -27,6 +27,7 @@ from crm_bridge.db.models import (
 )
 from crm_bridge.runtime import RuntimeDep, runtime_of
 from crm_bridge.supervision import complaints, flags, kpis
+from crm_bridge.supervision.agent_time import agent_time, agent_time_table
 from crm_bridge.supervision.page_kit import LIST_PAGE, Supervisor, local_moment, page, row_id
 from crm_bridge.supervision.settings import (
     SPECS,
@@ -45,6 +46,7 @@ KPI_TABLE_TITLES = {
     "agent": "按坐席 By agent",
     "queue": "按队列 By queue",
     "campaigns": "外呼活动 Campaign results",
+    "agent_time": "坐席时间 Agent time",
 }
 ADMIN_SETTINGS = frozenset({"recording_retention_days", "transcript_retention_days"})
 """Retention is the administrator's to set; supervisors see it."""
@@ -188,16 +190,19 @@ def kpi_data(request: Request, since: str, until: str) -> dict[str, Any]:
     with runtime_of(request).sessions() as session:
         threshold = get_setting(session, "service_level_seconds")
         window = get_setting(session, "fcr_window_hours")
+        times = {d: agent_time(session, d, period) for d in kpis.DIMENSIONS}
         tables = {
             dimension: kpis.inbound_kpis(
                 session, dimension, period, threshold_seconds=threshold,
                 fcr_window_hours=window,
+                after_call={row.key: row.after_call_work for row in times[dimension]},
             )
             for dimension in kpis.DIMENSIONS
         }  # fmt: skip
         campaigns = kpis.campaign_results(session, period)
     shown = {d: kpis.inbound_table(d, rows) for d, rows in tables.items()}
     shown["campaigns"] = kpis.campaign_table(campaigns)
+    shown["agent_time"] = agent_time_table(kpis.INBOUND_HEADERS["agent"], times["agent"])
     return {
         "first": first,
         "last": last,
@@ -238,7 +243,7 @@ def kpis_export(
     request: Request,
     runtime: RuntimeDep,
     user: Supervisor,
-    table: Literal["day", "agent", "queue", "campaigns"],
+    table: Literal["day", "agent", "queue", "campaigns", "agent_time"],
     fmt: Annotated[Literal["xlsx", "csv"], Query(alias="format")],
     since: Annotated[str, Query(max_length=10)] = "",
     until: Annotated[str, Query(max_length=10)] = "",

@@ -1,0 +1,1 @@
+"""Agent states: queue login/logout, pauses with a reason, after-call work, state history."""

@@ -1,0 +1,1 @@
+"""The live wallboard: queues and agents as they are now, pushed over a WebSocket."""

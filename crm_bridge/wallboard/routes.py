@@ -1,0 +1,101 @@
+"""The wallboard pages.
+
+- ``GET /supervisor/wallboard``: for supervisors, in the supervisor pages' frame, with links to
+  the queue settings and the big screen.
+- ``GET /wallboard/screen``: the same board alone, large, without navigation or controls (for a
+  wall screen signed in as a supervisor).
+- ``GET /wallboard/now``: the board as JSON; ``WS /ws/wallboard``: the board again after every
+  change (each frame the whole board: ``now``, ``connected``, ``queues``, ``agents``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect, status
+from fastapi.responses import Response
+
+from crm_bridge.accounts import auth
+from crm_bridge.runtime import runtime_of
+from crm_bridge.supervision.page_kit import (
+    NAV,
+    SUPERVISOR_PAGE_HEADERS,
+    SUPERVISOR_ROLES,
+    Supervisor,
+)
+from crm_bridge.wallboard.board import Wallboard
+from crm_bridge.web.pages import ROLE_LABELS, page_templates
+
+router = APIRouter(include_in_schema=False)
+templates = page_templates(Path(__file__).resolve().parent / "templates")
+PING_SECONDS = 20.0
+NOT_RUNNING = "墙板未启用 / The wallboard is not running"
+
+
+def _board(request: Request) -> Wallboard:
+    board = runtime_of(request).wallboard
+    if board is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=NOT_RUNNING)
+    return board
+
+
+def page(request: Request, user: auth.SignedInUser, name: str) -> Response:
+    context = {"user": user, "csrf_token": user.csrf_token, "role_labels": ROLE_LABELS,
+               "nav": NAV, "here": request.url.path}  # fmt: skip
+    return templates.TemplateResponse(request, name, context, headers=SUPERVISOR_PAGE_HEADERS)
+
+
+@router.get("/supervisor/wallboard")
+def wallboard_page(request: Request, user: Supervisor) -> Response:
+    _board(request)
+    return page(request, user, "wallboard.html")
+
+
+@router.get("/wallboard/screen")
+def wallboard_screen(request: Request, user: Supervisor) -> Response:
+    _board(request)
+    return page(request, user, "wallboard_screen.html")
+
+
+@router.get("/wallboard/now")
+def wallboard_now(request: Request, user: Supervisor) -> dict[str, Any]:
+    return _board(request).snapshot()
+
+
+@router.websocket("/ws/wallboard")
+async def wallboard_socket(websocket: WebSocket) -> None:
+    await auth.user_from_websocket(websocket, *SUPERVISOR_ROLES)
+    board = runtime_of(websocket).wallboard
+    await websocket.accept()
+    if board is None:
+        await websocket.close(code=status.WS_1013_TRY_AGAIN_LATER, reason="not running")
+        return
+    screen = board.open_screen()
+    try:
+        sender = asyncio.create_task(_send(websocket, screen))
+        receiver = asyncio.create_task(_until_closed(websocket))
+        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (sender, receiver):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+    finally:
+        board.close_screen(screen)
+
+
+async def _send(websocket: WebSocket, screen: asyncio.Queue[dict[str, Any]]) -> None:
+    while True:
+        try:
+            async with asyncio.timeout(PING_SECONDS):
+                frame = await screen.get()
+        except TimeoutError:
+            frame = {"type": "ping"}
+        await websocket.send_json(frame)
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
