@@ -12,7 +12,7 @@
   const centerZone = app.dataset.timezone || "Asia/Shanghai";
 
   const SESSION_ENDED = 4401; // the server's close code for a socket whose session ended
-  const ENDED_VISIBLE_MS = 60000; // an ended card stays this long, then fades out
+  const ENDED_VISIBLE_MS = 60000; // an ended card stays this long, then fades out (unless unsaved)
   const FADE_MS = 1500;
   const SILENCE_MS = 65000; // the server pings every 20 s; this much silence means a dead line
   const MAX_BACKOFF_MS = 30000;
@@ -173,8 +173,11 @@
       showError(error, "");
       const result = await postJson("/me/complaints", { customer_id: card.id, content: text.value, linkedid });
       if (!result.ok) return showError(error, result.message);
+      const card = form.closest(".card");
       form.replaceWith(el("p", { class: "saved" }, bi("投诉已提交 Complaint opened"), " #" + result.data.complaint_id));
+      if (card) markSaved(form, card);
     });
+    watchInput(form);
     return el("details", { class: "complaint-new" }, el("summary", {}, bi("新投诉 New complaint")), form);
   }
 
@@ -264,9 +267,11 @@
       const body = { name: values.name, phone: values.phone, gender: values.gender || null, card_no: values.card_no || null };
       const result = await postJson("/me/calls/" + encodeURIComponent(linkedid) + "/new-customer", body);
       if (!result.ok) return showError(error, result.message);
+      const card = form.closest(".card");
       form.replaceWith(customerView(result.data.card, linkedid));
+      if (card) markSaved(form, card);
     });
-    return form;
+    return watchInput(form);
   }
 
   // The wrap-up of the call: code and note; saving again replaces both.
@@ -290,8 +295,9 @@
       const result = await postJson("/me/calls/" + encodeURIComponent(linkedid) + "/wrapup", { code: code.value, note: note.value });
       if (!result.ok) return showError(error, result.message);
       saved.hidden = false;
+      markSaved(form);
     });
-    return form;
+    return watchInput(form);
   }
 
   // ------------------------------------------------------------------ campaign calls
@@ -352,8 +358,9 @@
       saved.replaceChildren(bi("回访记录已保存 Visit saved"), " #" + result.data.visit_id);
       saved.hidden = false;
       form.dataset.saved = "true";
+      markSaved(form);
     });
-    return form;
+    return watchInput(form);
   }
 
   // An opt-out the customer said on the call: asked for confirmation, then recorded.
@@ -428,14 +435,66 @@
     if (frame.state === "ended") scheduleFade(card);
   }
 
+  // What the agent typed is never thrown away by a timer: an ended card whose forms hold
+  // unsaved input stays, says so, and goes only once saved or discarded on purpose.
+  function hasUnsavedInput(card) {
+    return card.querySelector("form[data-dirty=true]") !== null;
+  }
+
+  function discardButton(card) {
+    const button = el("button", { type: "button", class: "discard" }, bi("放弃未保存的输入 Discard"));
+    button.onclick = () => {
+      if (!window.confirm("放弃此卡片上未保存的输入？\nDiscard what was typed on this card?")) return;
+      card.remove();
+      refreshEmpty();
+    };
+    return el("p", { class: "unsaved-notice", role: "status" },
+      bi("有未保存的输入：请保存或放弃 Unsaved input: save it or discard it"), " ", button);
+  }
+
+  function fadeWhenDone(card) {
+    if (card.dataset.state !== "ended" || card.dataset.fadeDue !== "1") return;
+    if (hasUnsavedInput(card)) {
+      if (!card.querySelector(".unsaved-notice")) card.querySelector(".card-top").after(discardButton(card));
+      card.classList.add("unsaved");
+      return;
+    }
+    card.classList.add("fading");
+    setTimeout(() => { if (!hasUnsavedInput(card)) { card.remove(); refreshEmpty(); } }, FADE_MS);
+  }
+
   function scheduleFade(card) {
     if (card.dataset.fadeScheduled) return;
     card.dataset.fadeScheduled = "1";
-    setTimeout(() => {
-      card.classList.add("fading");
-      setTimeout(() => { card.remove(); refreshEmpty(); }, FADE_MS);
-    }, ENDED_VISIBLE_MS);
+    setTimeout(() => { card.dataset.fadeDue = "1"; fadeWhenDone(card); }, ENDED_VISIBLE_MS);
   }
+
+  // A form is dirty from its first keystroke until it is saved (markSaved).
+  function watchInput(form) {
+    form.addEventListener("input", () => {
+      form.dataset.dirty = "true";
+      const card = form.closest(".card");
+      if (card) card.classList.remove("fading");
+    });
+    return form;
+  }
+
+  function markSaved(form, card = form.closest(".card")) {
+    delete form.dataset.dirty;
+    if (!card) return;
+    if (!hasUnsavedInput(card)) {
+      card.classList.remove("unsaved");
+      const notice = card.querySelector(".unsaved-notice");
+      if (notice) notice.remove();
+    }
+    fadeWhenDone(card);
+  }
+
+  window.addEventListener("beforeunload", (event) => {
+    if (!cards.querySelector("form[data-dirty=true]")) return;
+    event.preventDefault();
+    event.returnValue = ""; // the browser asks "Leave site?" in its own words
+  });
 
   function refreshEmpty() {
     noCalls.hidden = cards.children.length > 0;
