@@ -173,9 +173,9 @@
       showError(error, "");
       const result = await postJson("/me/complaints", { customer_id: card.id, content: text.value, linkedid });
       if (!result.ok) return showError(error, result.message);
-      const card = form.closest(".card");
+      const shown = form.closest(".card");
       form.replaceWith(el("p", { class: "saved" }, bi("投诉已提交 Complaint opened"), " #" + result.data.complaint_id));
-      if (card) markSaved(form, card);
+      if (shown) markSaved(form, shown);
     });
     watchInput(form);
     return el("details", { class: "complaint-new" }, el("summary", {}, bi("新投诉 New complaint")), form);
@@ -267,9 +267,9 @@
       const body = { name: values.name, phone: values.phone, gender: values.gender || null, card_no: values.card_no || null };
       const result = await postJson("/me/calls/" + encodeURIComponent(linkedid) + "/new-customer", body);
       if (!result.ok) return showError(error, result.message);
-      const card = form.closest(".card");
+      const shown = form.closest(".card");
       form.replaceWith(customerView(result.data.card, linkedid));
-      if (card) markSaved(form, card);
+      if (shown) markSaved(form, shown);
     });
     return watchInput(form);
   }
