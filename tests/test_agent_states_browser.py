@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -90,6 +91,9 @@ async def test_the_agent_page_logs_in_pauses_and_shows_errors(site, browser):
     await page.click("#pause")
     await expect(page.locator("#state-label")).to_contain_text("暂停 Paused（培训）")
     await expect(page.locator("#history tbody tr").first).to_contain_text("暂停 Paused")
+    shown = await page.locator("#history tbody tr td").first.inner_text()
+    at = datetime.strptime(shown, "%Y-%m-%d %H:%M:%S").replace(tzinfo=site.settings.zone)
+    assert abs(datetime.now(UTC) - at) < timedelta(minutes=5)  # the center's clock, not UTC
     await page.screenshot(path=ARTIFACTS / "agent_states_paused.png", full_page=True)
     await page.click("#ready")
     await expect(page.locator("#state-label")).to_contain_text("就绪 Ready")

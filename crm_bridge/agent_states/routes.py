@@ -93,6 +93,7 @@ def agent_page(request: Request, user: SignedInUser, errors: dict[str, str] | No
         "members": members,
         "reasons": reasons,
         "history": history,
+        "zone": runtime_of(request).settings.zone,
         "connected": service.link.connected,
         "errors": errors or {},
         "form": form or {},
