@@ -72,7 +72,9 @@ SENT_HEADERS = frozenset(
     }  # fmt: skip
 )
 """Every header the bridge ever sends; anything else reaching the simulator was injected."""
-SENT_ACTIONS = frozenset({"login", "logoff", "ping", "coreshowchannels", "originate"})
+SENT_ACTIONS = frozenset(
+    {"login", "logoff", "ping", "coreshowchannels", "originate", "queuestatus"}
+)
 INJECTIONS = [
     "1\r\nAction: Command\r\nCommand: core stop now",
     "1\nAction: Command",

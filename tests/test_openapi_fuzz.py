@@ -172,6 +172,23 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/me/campaign-calls/{linkedid}/visit"): AGENT_DESK,
     ("GET", "/me/campaigns"): AGENT_DESK,
     ("POST", "/me/campaigns/{campaign_id}/targets/{target_id}/dial"): AGENT_DESK,
+    # crm_bridge/agent_states/routes.py
+    ("GET", "/agent/states"): AGENT_DESK,
+    ("GET", "/agent/states/now"): AGENT_DESK,
+    ("POST", "/agent/states/login"): AGENT_DESK,
+    ("POST", "/agent/states/logout"): AGENT_DESK,
+    ("POST", "/agent/states/pause"): AGENT_DESK,
+    ("POST", "/agent/states/ready"): AGENT_DESK,
+    ("GET", "/admin/pause-reasons"): ADMINS,
+    ("POST", "/admin/pause-reasons"): ADMINS,
+    ("POST", "/admin/pause-reasons/{reason_id}/active"): ADMINS,
+    ("GET", "/supervisor/queues"): SUPERVISORS,
+    ("POST", "/supervisor/queues/{queue}"): SUPERVISORS,
+    # crm_bridge/wallboard/routes.py
+    ("GET", "/supervisor/wallboard"): SUPERVISORS,
+    ("GET", "/wallboard/screen"): SUPERVISORS,
+    ("GET", "/wallboard/now"): SUPERVISORS,
+    ("WS", "/ws/wallboard"): SUPERVISORS,
 }
 """Every route of the app and the credentials that may use it. A route missing here fails
 ``test_every_route_is_in_the_access_table``; each one below is fuzzed against its entry."""
@@ -180,10 +197,11 @@ NOT_FUZZED = {
     ("GET", "/static/{path}"),
     ("WS", "/ws/pops"),
     ("WS", "/ws/live-speech"),
+    ("WS", "/ws/wallboard"),
 }
 """Starlette's static files (fetched once by ``test_the_public_extras_answer``),
 and the pop socket, whose handshake is checked in tests/test_auth.py, and the live-speech
-socket (tests/test_live_speech_web.py)."""
+socket (tests/test_live_speech_web.py), and the wallboard's (tests/test_agent_states_browser.py)."""
 FUZZED = sorted(
     set(ACCESS) - NOT_FUZZED,
     key=lambda route: (route[0] == "POST" and "agent" not in ACCESS[route], route),
