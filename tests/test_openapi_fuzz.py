@@ -201,7 +201,7 @@ NOT_FUZZED = {
 }
 """Starlette's static files (fetched once by ``test_the_public_extras_answer``),
 and the pop socket, whose handshake is checked in tests/test_auth.py, and the live-speech
-socket (tests/test_live_speech_web.py), and the wallboard's (tests/test_agent_states_browser.py)."""
+socket (tests/test_live_speech_web.py), and the wallboard's (tests/test_wallboard_socket.py)."""
 FUZZED = sorted(
     set(ACCESS) - NOT_FUZZED,
     key=lambda route: (route[0] == "POST" and "agent" not in ACCESS[route], route),
