@@ -3,7 +3,7 @@
 What runs is callbridge's own pipeline (``crm_bridge/live_speech/``): the AudioSocket server
 on 127.0.0.1, one :class:`LiveStream` and recogniser per stream on the worker threads, the
 watch-word matching, the supervisors' hub, and the supervisors' WebSocket sender
-(``send_outbox`` of ``/ws/live-speech``) under uvicorn, read by a ``websockets`` client. What
+(``send_frames`` of ``/ws/live-speech``) under uvicorn, read by a ``websockets`` client. What
 stands in for Asterisk: the Originate each answered call causes is answered here by a player
 that connects to the AudioSocket server and sends one side of a call in real time, 20 ms frames
 of 8 kHz PCM as Asterisk does: the real Korean clips said in turn, each followed by 2 s of line
@@ -58,9 +58,9 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from crm_bridge.live_speech.hub import LiveSpeechHub
-from crm_bridge.live_speech.routes import send_outbox
 from crm_bridge.live_speech.service import LiveSpeech, LiveSpeechConfig
 from crm_bridge.live_speech.streams import MIN_BATCH_BYTES
+from crm_bridge.web.socket_feed import send_frames
 from telephony.audiosocket import KIND_AUDIO, KIND_HANGUP, KIND_UUID, encode
 from telephony.call_events import CallAnswered, CallEnded, CallRecord
 from transcription.accuracy import character_error_rate
@@ -194,14 +194,14 @@ class Bridge:
 
 async def supervisors_socket(hub: LiveSpeechHub) -> tuple[uvicorn.Server, int]:
     """A WebSocket on 127.0.0.1 that sends one supervisor's frames with the product's own
-    sender (``send_outbox`` of ``/ws/live-speech``, its sign-in check aside), under uvicorn."""
+    sender (``send_frames`` of ``/ws/live-speech``, its sign-in check aside), under uvicorn."""
 
     async def endpoint(websocket: WebSocket) -> None:
         await websocket.accept()
         connection = hub.connect_supervisor("bench")
         try:
             with contextlib.suppress(WebSocketDisconnect):  # the client left at the end
-                await send_outbox(websocket, connection)
+                await send_frames(websocket, connection.outbox, lambda: connection.dropped)
         finally:
             hub.disconnect(connection)
 

@@ -200,8 +200,8 @@ NOT_FUZZED = {
     ("WS", "/ws/wallboard"),
 }
 """Starlette's static files (fetched once by ``test_the_public_extras_answer``),
-and the pop socket, whose handshake is checked in tests/test_auth.py, and the live-speech
-socket (tests/test_live_speech_web.py), and the wallboard's (tests/test_wallboard_socket.py)."""
+the pop socket, whose handshake is checked in tests/test_auth.py, and the supervisors' live
+speech and wallboard sockets (tests/test_supervisor_sockets.py)."""
 FUZZED = sorted(
     set(ACCESS) - NOT_FUZZED,
     key=lambda route: (route[0] == "POST" and "agent" not in ACCESS[route], route),

@@ -5,15 +5,12 @@ the live streams were all taken). Agents get their own call's transcript on the 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, status
 from fastapi.responses import Response
 from sqlalchemy import select
-from starlette.websockets import WebSocketDisconnect
 
 from crm_bridge.accounts import auth
 from crm_bridge.db.models import LiveSpeechAlert
@@ -26,9 +23,9 @@ from crm_bridge.supervision.page_kit import (
     Supervisor,
 )
 from crm_bridge.web.pages import ROLE_LABELS, page_templates
+from crm_bridge.web.socket_feed import feed_until_closed
 
 OWN_TEMPLATES = Path(__file__).resolve().parent / "templates"
-PING_SECONDS = 20.0
 MAX_LINKEDID = 64
 
 
@@ -92,30 +89,6 @@ async def live_socket(websocket: WebSocket) -> None:
     try:
         await websocket.send_json({"type": "hello", "enabled": True,
                                    "calls": live.live_calls()})  # fmt: skip
-        sender = asyncio.create_task(send_outbox(websocket, connection))
-        receiver = asyncio.create_task(_until_closed(websocket))
-        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (sender, receiver):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await task
+        await feed_until_closed(websocket, connection.outbox, lambda: connection.dropped)
     finally:
         live.hub.disconnect(connection)
-
-
-async def send_outbox(websocket: WebSocket, connection: Any) -> None:
-    """Send a supervisor's frames as the hub queues them (a ping when there are none), until
-    the hub drops the connection for being too slow."""
-    while not connection.dropped:
-        try:
-            async with asyncio.timeout(PING_SECONDS):
-                frame = await connection.outbox.get()
-        except TimeoutError:
-            frame = {"type": "ping"}
-        await websocket.send_json(frame)
-    await websocket.close(code=status.WS_1013_TRY_AGAIN_LATER, reason="too slow")
-
-
-async def _until_closed(websocket: WebSocket) -> None:
-    while (await websocket.receive())["type"] != "websocket.disconnect":
-        pass

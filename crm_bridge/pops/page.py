@@ -29,7 +29,7 @@ import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Request, WebSocket, status
+from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
@@ -39,9 +39,9 @@ from crm_bridge.accounts.auth import SessionData, SignedInUser
 from crm_bridge.pops.hub import PopConnection
 from crm_bridge.runtime import RuntimeDep
 from crm_bridge.web.pages import PAGE_HEADERS, ROLE_LABELS, page_templates
+from crm_bridge.web.socket_feed import read_until_closed, send_frames, until_first_ends
 
 PAGE_ROLES = auth.AGENT_DESK_ROLES
-PING_SECONDS = 20.0
 """A page that hears nothing for three times this long reconnects."""
 SESSION_CHECK_SECONDS = 60.0
 """How often an open socket checks that its user may still have it."""
@@ -103,19 +103,14 @@ async def _serve(
     websocket: WebSocket, connection: PopConnection, session_ends: Coroutine[Any, Any, None]
 ) -> None:
     """Send the page its frames until either side goes away or the session ends."""
-    sender = asyncio.create_task(_send_frames(websocket, connection))
-    receiver = asyncio.create_task(_read_until_closed(websocket))
-    watcher = asyncio.create_task(session_ends)
-    try:
-        await asyncio.wait({sender, receiver, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-                await websocket.close(code=SESSION_ENDED, reason="session ended")
-    finally:
-        for task in (sender, receiver, watcher):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await task
+    *_, watcher = await until_first_ends(
+        send_frames(websocket, connection.outbox, lambda: connection.dropped),
+        read_until_closed(websocket),
+        session_ends,
+    )
+    if not watcher.cancelled() and watcher.exception() is None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await websocket.close(code=SESSION_ENDED, reason="session ended")
 
 
 async def _session_ends(
@@ -134,29 +129,3 @@ async def _session_ends(
         now = await run_in_threadpool(auth.load_user, websocket, session)
         if now is None or now.role not in PAGE_ROLES or now.extensions != user.extensions:
             return
-
-
-async def _send_frames(websocket: WebSocket, connection: PopConnection) -> None:
-    while not connection.dropped:
-        await websocket.send_json(await _next_frame(connection))
-    await websocket.close(code=status.WS_1013_TRY_AGAIN_LATER, reason="too slow")
-
-
-async def _next_frame(connection: PopConnection) -> dict[str, Any]:
-    """The next frame, or a ping after ``PING_SECONDS`` of silence.
-
-    ``asyncio.timeout`` rather than ``wait_for``: the latter runs the wait as a task of its
-    own, which costs extra turns of the event loop per frame, and during a burst of calls (when
-    a turn holds a whole read of AMI events) that delays every pop of the burst.
-    """
-    try:
-        async with asyncio.timeout(PING_SECONDS):
-            return await connection.outbox.get()
-    except TimeoutError:
-        return {"type": "ping"}
-
-
-async def _read_until_closed(websocket: WebSocket) -> None:
-    """The page sends nothing that matters; reading notices that it left."""
-    while (await websocket.receive())["type"] != "websocket.disconnect":
-        pass

@@ -10,12 +10,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect, status
+from fastapi import APIRouter, HTTPException, Request, WebSocket, status
 from fastapi.responses import Response
 
 from crm_bridge.accounts import auth
@@ -28,10 +26,10 @@ from crm_bridge.supervision.page_kit import (
 )
 from crm_bridge.wallboard.board import Wallboard
 from crm_bridge.web.pages import ROLE_LABELS, page_templates
+from crm_bridge.web.socket_feed import feed_until_closed
 
 router = APIRouter(include_in_schema=False)
 templates = page_templates(Path(__file__).resolve().parent / "templates")
-PING_SECONDS = 20.0
 NOT_RUNNING = "墙板未启用 / The wallboard is not running"
 
 
@@ -75,27 +73,6 @@ async def wallboard_socket(websocket: WebSocket) -> None:
         return
     screen = board.open_screen()
     try:
-        sender = asyncio.create_task(_send(websocket, screen))
-        receiver = asyncio.create_task(_until_closed(websocket))
-        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (sender, receiver):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await task
+        await feed_until_closed(websocket, screen)
     finally:
         board.close_screen(screen)
-
-
-async def _send(websocket: WebSocket, screen: asyncio.Queue[dict[str, Any]]) -> None:
-    while True:
-        try:
-            async with asyncio.timeout(PING_SECONDS):
-                frame = await screen.get()
-        except TimeoutError:
-            frame = {"type": "ping"}
-        await websocket.send_json(frame)
-
-
-async def _until_closed(websocket: WebSocket) -> None:
-    while (await websocket.receive())["type"] != "websocket.disconnect":
-        pass
