@@ -21,7 +21,12 @@ Asterisk, in a process of its own as Asterisk is; the agent signs in through the
 and opens ``/ws/pops`` with the session cookie. The trace is replayed at its recorded pace,
 then 10x, 50x and 100x faster (several rounds each, every call renumbered): once on a quiet
 machine, then again while a CPU-bound process the bench starts keeps the other core busy (a
-production box runs transcription workers beside the bridge), and stops afterwards.
+production box runs transcription workers beside the bridge), and stops afterwards; and last
+at 10x and 50x while a campaign selection (the product's own ``select_audience``: today's
+birthdays, the half month's top spenders and the important customers of the archive) runs
+again and again on a worker thread of the bridge's own process, as the campaign pages run it.
+The call log's writer thread stores every call that ends in all of these, as it does in
+production.
 
 The WebSocket client runs on the server's event loop (that is what puts both stamps on one
 clock), so its own reading is inside the figures.
@@ -48,6 +53,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -65,6 +71,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from crm_bridge.accounts.auth import SESSION_COOKIE
 from crm_bridge.accounts.users import create_user
 from crm_bridge.app import create_app
+from crm_bridge.campaigns.rules import BirthdayRule, TopSpendersRule, select_audience
 from crm_bridge.customers.numbers import normalize_phone
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
@@ -79,6 +86,14 @@ from telephony.trace_files import RECORDED_TRACES, Trace, load_trace
 TRACE = RECORDED_TRACES / "sip" / "load_50_concurrent.ami"
 PACES = ((1.0, 2), (10.0, 6), (50.0, 8), (100.0, 10))
 """(speed, rounds): how fast the trace is replayed and how many times."""
+SELECTION_PACES = ((10.0, 6), (50.0, 8))
+"""The paces replayed while a campaign selection runs in the same process."""
+PHASES = {
+    "pops": ("quiet", ""),
+    "pops_busy": ("other core busy", "_busy"),
+    "pops_selection": ("campaign selection in the same process", "_selection"),
+}
+"""Each phase's result key: its label and the suffix of its JSON keys."""
 BATCH = 50_000
 AGENT, PASSWORD = "bench-agent", "bench-password-1"
 AMI_SECRET = "bench-ami-secret"
@@ -256,6 +271,38 @@ def spin(stop: Any, niceness: int) -> None:
         sum(range(10_000))
 
 
+class SelectionLoop:
+    """Campaign selections, one after another, on a thread of this process until stopped:
+    the work a scheduler's preview or start puts on a worker thread of the service."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings.database_url)
+        self.zone = settings.zone
+        self.seconds: list[float] = []
+        self.targets = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="campaign-selection")
+
+    def _run(self) -> None:
+        sessions = make_session_factory(self.engine)
+        rules = [BirthdayRule(), TopSpendersRule(top_n=10, include_important=True)]
+        today = datetime.now(self.zone).date()
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            with sessions() as session:
+                self.targets = len(select_audience(session, rules, today, self.zone))
+            self.seconds.append(time.perf_counter() - started)
+
+    def __enter__(self) -> SelectionLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.engine.dispose()
+
+
 @contextmanager
 def busy_core(niceness: int) -> Iterator[None]:
     """A CPU-bound process of our own running for the duration of the block."""
@@ -399,8 +446,9 @@ async def replay(
 
 async def measure_pops(
     settings: Settings, simulator: RemoteSimulator, calls: int, niceness: int
-) -> tuple[dict[float, list[float]], dict[float, list[float]]]:
-    """The pop latencies at every pace, quiet and then with the other core kept busy."""
+) -> dict[str, Any]:
+    """The pop latencies at every pace, quiet and then with the other core kept busy, then
+    with a campaign selection running in the bridge's process."""
     app = create_app(settings)
     async with served(app) as address:
         assert await app.state.runtime.bridge.wait_connected(timeout=10), "AMI not connected"
@@ -408,7 +456,16 @@ async def measure_pops(
         print("  now with the other core kept busy", file=sys.stderr)
         with busy_core(niceness):
             busy = await pops_at_every_pace(address, simulator, calls)
-    return quiet, busy
+        print("  now with a campaign selection running in the same process", file=sys.stderr)
+        with SelectionLoop(settings) as selections:
+            beside = await pops_at_every_pace(address, simulator, calls, SELECTION_PACES)
+    return {
+        "pops": quiet,
+        "pops_busy": busy,
+        "pops_selection": beside,
+        "selection_seconds": selections.seconds,
+        "selection_targets": selections.targets,
+    }
 
 
 async def pops_at_every_pace(
@@ -482,13 +539,16 @@ async def run(customers: int, lookups: int, scratch: Path | None, niceness: int)
             engine = make_engine(settings.database_url)
             lookup_s = measure_lookups(engine, settings, len(callers) + 1, customers, lookups)
             engine.dispose()
-            quiet, busy = await measure_pops(settings, simulator, len(callers), niceness)
+            measured = await measure_pops(settings, simulator, len(callers), niceness)
+    phases = {key: measured[key] for key in PHASES}
     return {
         "seed_seconds": seed_seconds,
         "lookup": summary(lookup_s),
-        "pops": {speed: summary(values) for speed, values in quiet.items()},
-        "pops_busy": {speed: summary(values) for speed, values in busy.items()},
-        "pop_count": sum(len(v) for v in [*quiet.values(), *busy.values()]),
+        **{key: {speed: summary(v) for speed, v in by_speed.items()}
+           for key, by_speed in phases.items()},  # fmt: skip
+        "pop_count": sum(len(v) for by_speed in phases.values() for v in by_speed.values()),
+        "selection": summary(measured["selection_seconds"]) | {
+            "runs": len(measured["selection_seconds"]), "targets": measured["selection_targets"]},
         "calls": len(callers),
         "agents": len(interfaces),
         "trace_seconds": trace.duration,
@@ -517,14 +577,17 @@ def main() -> None:
     lookup = result["lookup"]
     print(f"lookup alone ({args.lookups} random numbers): p50 {lookup['p50']} ms, "
           f"p99 {lookup['p99']} ms, max {lookup['max']} ms")  # fmt: skip
-    for key, label in (("pops", "quiet"), ("pops_busy", "other core busy")):
+    for key, (label, _) in PHASES.items():
         for speed, figures in result[key].items():
             print(f"pop at {speed:g}x, {label}: p50 {figures['p50']} ms, "
                   f"p99 {figures['p99']} ms, max {figures['max']} ms")  # fmt: skip
+    selection = result["selection"]
+    print(f"campaign selections beside the pops: {selection['runs']} runs of "
+          f"{selection['targets']:,} targets, p50 {selection['p50']} ms each")  # fmt: skip
     figures = {
-        f"pop_{stat}_ms_{speed:g}x{suffix}": result[key][speed][stat]
-        for key, suffix in (("pops", ""), ("pops_busy", "_busy"))
-        for speed, _ in PACES
+        f"pop_{stat}_ms_{speed:g}x{suffix}": figures[stat]
+        for key, (_, suffix) in PHASES.items()
+        for speed, figures in result[key].items()
         for stat in ("p50", "p99", "max")
     }
     figures |= {
@@ -532,6 +595,7 @@ def main() -> None:
         "lookup_p99_ms": lookup["p99"],
         "customers": args.customers,
         "pops": result["pop_count"],
+        "selections_beside_pops": selection["runs"],
     }
     print(json.dumps(figures))
 

@@ -28,7 +28,7 @@ from crm_bridge.calls import api as calls_api
 from crm_bridge.calls.bridge import BridgeService
 from crm_bridge.calls.call_log import CallLog, NumberRules
 from crm_bridge.calls.cdr_reconcile import CdrReconciler
-from crm_bridge.calls.in_progress import calls_in_progress_when_known
+from crm_bridge.calls.in_progress import calls_unlogged_when_known
 from crm_bridge.calls.journal import CallJournal
 from crm_bridge.calls.recordings import RecordingsRoot
 from crm_bridge.campaigns import agent as campaigns_agent
@@ -227,7 +227,7 @@ async def _start(settings: Settings) -> Runtime:
         await bridge.wait_connected(timeout=10)
         demo.begin_replay()
     campaigns = await start_runner(
-        sessions, settings, servers[0], lambda: calls_in_progress_when_known(bridge)
+        sessions, settings, servers[0], lambda: calls_unlogged_when_known(bridge)
     )
     agent_states, wallboard = await start_agent_states(
         settings, servers[0], sessions, bridge, numbers

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from crm_bridge.calls import journal as call_journal
 from crm_bridge.calls.bridge import BridgeService
 from crm_bridge.calls.call_log import CallLog, NumberRules
+from crm_bridge.calls.in_progress import calls_unlogged_when_known
 from crm_bridge.calls.journal import JOURNAL_FILE, CallJournal, JournalInUse
 from crm_bridge.db.models import Call
 from telephony.ami_connection import AmiConfig
@@ -148,7 +149,8 @@ async def test_calls_are_on_disk_while_the_database_cannot_take_them(
 ):
     """SQLite held by another writer (every call-log write waits, then fails 'database is
     locked' and is retried): the ended calls are in the journal meanwhile, and leave it once the
-    call log has them."""
+    call log has them. Until then they still count as calls to be logged, so that a campaign
+    does not take their attempts for lost."""
     journal_dir = tmp_path / "journal"
     blocker = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
     async with AmiSimulator(secret=SECRET) as sim:
@@ -162,8 +164,10 @@ async def test_calls_are_on_disk_while_the_database_cannot_take_them(
                     await asyncio.sleep(0.05)
             journaled = {e["call"]["linkedid"] for e in journal_lines(journal_dir)}
             assert logged(sqlite_sessions) == []
+            assert calls_unlogged_when_known(bridge) == journaled  # none in progress any more
             blocker.execute("ROLLBACK")
             await asyncio.wait_for(bridge.drain(), timeout=30)
+            assert calls_unlogged_when_known(bridge) == frozenset()
         finally:
             blocker.close()
             await bridge.stop()

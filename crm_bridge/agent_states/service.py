@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -77,6 +78,9 @@ class AgentStates:
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._listeners: list[Listener] = []
         self.rules: dict[str, store.QueueRules] = {}
+        self._history = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-history")
+        """Writes the state history off the event loop, in order (one thread): a commit
+        waits for the disk, and the loop must not, with pops to send."""
 
     # -- lifecycle
 
@@ -97,6 +101,7 @@ class AgentStates:
                 await self._send_pause(self.interface(extension), False, "", queue)
         self._timers.clear()
         await self.link.stop()
+        self._history.shutdown(wait=True)
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -220,7 +225,7 @@ class AgentStates:
             else:
                 self._now[extension] = AgentNow(extension, status, old.since, tuple(members))
         if changed:
-            self._store(changed)
+            self._history.submit(self._store, changed, datetime.now(UTC))
         for listener in self._listeners:
             try:
                 listener(event)
@@ -249,11 +254,14 @@ class AgentStates:
                     seconds, self._end_after_call_work, extension, member
                 )
 
-    def _store(self, changed: list[AgentNow]) -> None:
-        at = datetime.now(UTC)
-        with self.sessions.begin() as session:
-            for agent in changed:
-                store.record_change(session, agent.extension, agent.status, at)
+    def _store(self, changed: list[AgentNow], at: datetime) -> None:
+        try:
+            with self.sessions.begin() as session:
+                for agent in changed:
+                    store.record_change(session, agent.extension, agent.status, at)
+        except Exception:  # logged; the state itself, read from Asterisk, is unharmed
+            log.exception("agent state history not written for %s",
+                          ", ".join(a.extension for a in changed))  # fmt: skip
 
     def reload_rules(self) -> None:
         with self.sessions() as session:

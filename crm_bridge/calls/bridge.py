@@ -103,6 +103,7 @@ class BridgeService:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-log")
         self._stopping = threading.Event()
         self._pending: set[asyncio.Future] = set()
+        self._being_logged: set[str] = set()
         self.links = [
             ServerLink(config=cfg, tracker=CallTracker(cfg.name, policy)) for cfg in servers
         ]
@@ -143,6 +144,12 @@ class BridgeService:
         self._journal_thread.shutdown(wait=True)
         if self._journal is not None:
             self._journal.close()
+
+    @property
+    def calls_being_logged(self) -> frozenset[str]:
+        """The Linkedids of calls that have ended and wait for their call-log write: gone
+        from the trackers, not yet in the database."""
+        return frozenset(self._being_logged)
 
     @property
     def in_step(self) -> bool:
@@ -270,6 +277,7 @@ class BridgeService:
                     log.exception("subscriber failed on %s", type(event).__name__)
 
     def _write(self, event: CallEnded) -> None:
+        self._being_logged.add(event.call.linkedid)
         if self._journal is None:
             self._submit(event.call)
             return
@@ -301,7 +309,9 @@ class BridgeService:
 
     def _submit(self, call: CallRecord) -> None:
         loop = asyncio.get_running_loop()
-        self._track(loop.run_in_executor(self._writer, self._record_with_retry, call))
+        future = loop.run_in_executor(self._writer, self._record_with_retry, call)
+        future.add_done_callback(lambda _: self._being_logged.discard(call.linkedid))
+        self._track(future)
 
     def _track(self, future: asyncio.Future) -> None:
         self._pending.add(future)

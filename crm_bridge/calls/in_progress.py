@@ -67,10 +67,14 @@ def agents_of_calls_in_progress(bridge: BridgeService) -> dict[str, set[str]]:
     }
 
 
-def calls_in_progress_when_known(bridge: BridgeService) -> dict[str, set[str]] | None:
-    """:func:`agents_of_calls_in_progress`, or None while the bridge is not in step with every
-    server (a call in progress then looks like one that never happened)."""
-    return agents_of_calls_in_progress(bridge) if bridge.in_step else None
+def calls_unlogged_when_known(bridge: BridgeService) -> frozenset[str] | None:
+    """The Linkedids of the calls not yet in the call log that will be: those in progress and
+    those that ended and wait for their write; None while the bridge is not in step. A campaign
+    attempt whose call is among them waits for it rather than being counted lost."""
+    if not bridge.in_step:
+        return None
+    in_progress = (call.linkedid for link in bridge.links for call in link.tracker.active_calls())
+    return frozenset(in_progress) | bridge.calls_being_logged
 
 
 def _agents_of(call: CallRecord) -> set[str]:

@@ -117,8 +117,9 @@ class CampaignRunner:
         self.ring_seconds = ring_seconds
         self.clock = clock
         self.calls_in_progress = calls_in_progress
-        """The Linkedids of the calls in progress (the bridge's trackers): their attempts wait;
-        None while they are not known (then no attempt is settled as lost)."""
+        """The Linkedids of the calls not yet logged (in progress, or ended and waiting for their
+        write): their attempts wait; None while they are not known (then no attempt is settled
+        as lost)."""
         self._in_flight: set[int] = set()
         self._calls: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None

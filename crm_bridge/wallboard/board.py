@@ -60,7 +60,8 @@ class Wallboard:
         self._screens: set[asyncio.Queue[dict[str, Any]]] = set()
         self._push_due = False
         self._refresher: asyncio.Task[None] | None = None
-        self.frames_pushed = 0
+        self._refreshing: asyncio.Task[None] | None = None
+        self._figures_stale = False
         states.subscribe(self._on_queue_change)
 
     async def start(self) -> None:
@@ -68,10 +69,11 @@ class Wallboard:
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        for task in (self._refresher, self._refreshing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     # -- screens
 
@@ -92,8 +94,9 @@ class Wallboard:
 
     def _send(self) -> None:
         self._push_due = False
+        if not self._screens:
+            return
         frame = self.snapshot()
-        self.frames_pushed += 1
         for screen in self._screens:
             if screen.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -122,7 +125,7 @@ class Wallboard:
                 if current.linkedid == event.call.linkedid:
                     del self.calls[agent]
             self.push()
-            asyncio.get_running_loop().create_task(self._refresh_once_logged())
+            self._refresh_after_logging()
 
     async def _name_customer(self, agent: str, current: CurrentCall, number: str) -> None:
         loop = asyncio.get_running_loop()
@@ -135,9 +138,20 @@ class Wallboard:
         with self.sessions() as session:
             return customer_name(session, number)
 
-    async def _refresh_once_logged(self) -> None:
-        await self._logged()
-        await self.refresh_figures()
+    def _refresh_after_logging(self) -> None:
+        """Read the day figures again once the calls that ended are logged. One read at a
+        time: calls that end during a read are counted by one more read after it, not by a
+        read each (fifty calls ending together cost two queries, not fifty on the threads the
+        pops' lookups also use)."""
+        self._figures_stale = True
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh_while_stale())
+
+    async def _refresh_while_stale(self) -> None:
+        while self._figures_stale:
+            self._figures_stale = False
+            await self._logged()
+            await self.refresh_figures()
 
     async def refresh_figures(self) -> None:
         """Read the day figures again (on a worker thread: a query, not the event loop)."""
