@@ -12,7 +12,8 @@ Where the kit cannot start (not there, libraries missing, ports taken, a binary 
 run) the tests that need it are skipped with the reason; under ``CALLBRIDGE_REQUIRE_PBX=1`` (CI)
 they fail instead. ``PBX_KIT`` names another kit folder (e.g. one rebuilt for this CPU with the
 kit's own ``build/build-tarball.sh``); ``PBX_PORT_OFFSET`` moves every port of the kit (two test
-runs on one machine).
+runs on one machine). Under pytest-xdist each worker that needs the kit starts its own, its ports
+moved a further ``WORKER_PORT_STEP`` per worker (gw0, gw1, ...).
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ KIT = Path(os.environ.get("PBX_KIT") or ROOT.parent / "shared" / "pbx")
 PBX = KIT / "pbx"
 
 PbxRunner = Callable[..., str]
+WORKER_PORT_STEP = 10_000
+"""Apart by this, two kits' ports never meet: each kit's highest range is its RTP ports at
+14000-14999 plus its offset, its lowest its AMI at 5038."""
+
+
+def port_offset() -> int:
+    """This test process's kit ports: ``PBX_PORT_OFFSET``, plus a step per xdist worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    return int(os.environ.get("PBX_PORT_OFFSET") or 0) + WORKER_PORT_STEP * int(worker or 0)
 
 
 def pbx(*args: str | Path, timeout: float = 120) -> str:
@@ -81,7 +91,7 @@ def pbx_kit(tmp_path_factory) -> Iterator[dict]:
     check = subprocess.run([str(PBX), "deps", "--check"], capture_output=True, text=True)
     if check.returncode != 0:
         _unavailable(f"PBX kit: runtime libraries missing (run {PBX} deps): {check.stdout.strip()}")
-    offset = os.environ.get("PBX_PORT_OFFSET", "0")
+    offset = str(port_offset())
     greetings = work / "greetings"  # the sound folder callbridge/greetings of the PBX
     greetings.mkdir()
     try:
