@@ -1,15 +1,12 @@
-"""The pure parts of live speech: watch words found with their times, which channel of a call
-is which side (from AMI events shaped as the kit's Asterisk sends them), and the pauses that
-close an utterance early."""
+"""The pure parts of live speech: watch words found with their times, and which channel of a
+call is which side (from AMI events shaped as the kit's Asterisk sends them)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from crm_bridge.live_speech.channels import ChannelIndex, is_spy_event
 from crm_bridge.live_speech.watch import find_watch_words
-from transcription.streaming import SAMPLE_RATE, PauseDetector
 from transcription.transcript import Word
 
 
@@ -90,51 +87,3 @@ def test_a_channel_name_unfit_for_chanspy_is_never_offered():
     index = ChannelIndex(["internal"])
     index.feed(channel("4.0", "PJSIP/carrier,x-00000000", "4.0", "from-customers"))
     assert index.sides("4.0", None).items() == []
-
-
-def line(*parts: tuple[str, float]) -> bytes:
-    """8 kHz 16-bit audio: ("speech", s) a loud 300 Hz tone with a syllable rhythm, ("hiss", s)
-    the line's low noise, ("loud hiss", s) a noisier line."""
-    rng = np.random.default_rng(3)
-    out = []
-    for kind, seconds in parts:
-        n = int(seconds * SAMPLE_RATE)
-        t = np.arange(n) / SAMPLE_RATE
-        if kind == "speech":
-            wave = 6000 * np.sin(2 * np.pi * 300 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
-        else:
-            wave = rng.normal(0, 40 if kind == "hiss" else 400, n)
-        out.append(wave.astype(np.int16))
-    return np.concatenate(out).tobytes()
-
-
-def pauses_heard(audio: bytes, chunk_seconds: float = 0.1) -> list[float]:
-    """Feed ``audio`` in chunks as a stream arrives: the seconds at which a pause was told."""
-    detector, step, told = PauseDetector(), int(chunk_seconds * SAMPLE_RATE) * 2, []
-    for at in range(0, len(audio), step):
-        if detector.paused(audio[at : at + step]):
-            told.append((at + step) / (2 * SAMPLE_RATE))
-    return told
-
-
-def test_a_pause_after_speech_is_told_once_half_a_second_into_it():
-    told = pauses_heard(line(("hiss", 1.0), ("speech", 2.0), ("hiss", 2.0), ("speech", 1.0),
-                             ("hiss", 0.3), ("speech", 1.0), ("hiss", 1.5)))  # fmt: skip
-    assert told == pytest.approx([3.5, 6.3 + 1.0 + 0.5], abs=0.11)  # not in the 0.3 s gap
-
-
-def test_a_steady_line_is_no_speech_however_noisy_and_a_noisier_one_is_followed():
-    assert pauses_heard(line(("hiss", 5.0))) == []
-    assert pauses_heard(line(("loud hiss", 5.0))) == []
-    # a line 20 dB noisier from one moment on: the floor follows within a second (a pause
-    # may be told once then, which closes nothing unless words are pending) ...
-    told = pauses_heard(line(("hiss", 3.0), ("loud hiss", 8.0)))
-    assert len(told) <= 1 and all(3.0 < at < 4.6 for at in told)
-    # ... and on the noisier line speech and the pause after it are still told
-    told = pauses_heard(line(("loud hiss", 6.0), ("speech", 1.0), ("loud hiss", 1.0)))
-    assert told == pytest.approx([7.5], abs=0.11)
-
-
-def test_frames_split_across_chunks_are_read_whole():
-    audio = line(("hiss", 0.5), ("speech", 1.0), ("hiss", 1.0))
-    assert pauses_heard(audio, chunk_seconds=0.0137) == pytest.approx(pauses_heard(audio), abs=0.02)
