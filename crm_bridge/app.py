@@ -54,7 +54,8 @@ from crm_bridge.supervision import pages as supervision_pages
 from crm_bridge.supervision.periodic import supervision_jobs
 from crm_bridge.wallboard import routes as wallboard_routes
 from crm_bridge.wallboard.board import Wallboard
-from crm_bridge.web.pages import STATIC_DIR
+from crm_bridge.web.error_pages import install_error_pages
+from crm_bridge.web.pages import STATIC_DIR, favicon
 from crm_bridge.web.request_guards import RequestGuardMiddleware
 from crm_bridge.web.security_headers import SecurityHeadersMiddleware
 from telephony.ami_connection import AmiConfig
@@ -172,6 +173,8 @@ def create_app(settings: Settings) -> FastAPI:
     for routes in ROUTES:
         app.include_router(routes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_api_route("/favicon.ico", favicon, include_in_schema=False)
+    install_error_pages(app)
     return app
 
 

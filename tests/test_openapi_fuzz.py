@@ -114,6 +114,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/metrics"): API,
     # the static files (the API document is off by default: tests/test_production_settings.py)
     ("GET", "/static/{path}"): EVERYONE,
+    ("GET", "/favicon.ico"): EVERYONE,
     # crm_bridge/accounts/routes.py
     ("GET", "/"): EVERYONE,
     ("GET", "/login"): EVERYONE,
@@ -195,11 +196,12 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
 
 NOT_FUZZED = {
     ("GET", "/static/{path}"),
+    ("GET", "/favicon.ico"),
     ("WS", "/ws/pops"),
     ("WS", "/ws/live-speech"),
     ("WS", "/ws/wallboard"),
 }
-"""Starlette's static files (fetched once by ``test_the_public_extras_answer``),
+"""Starlette's static files and the icon (fetched once by ``test_the_public_extras_answer``),
 the pop socket, whose handshake is checked in tests/test_auth.py, and the supervisors' live
 speech and wallboard sockets (tests/test_supervisor_sockets.py)."""
 FUZZED = sorted(
@@ -567,6 +569,8 @@ def test_every_route_is_in_the_access_table(running):
 def test_the_public_extras_answer(running):
     with httpx.Client(base_url=running.origin) as client:
         assert client.get("/static/agent.js").status_code == 200
+        icon = client.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
         for path in ("/openapi.json", "/docs", "/redoc"):
             assert client.get(path).status_code == 404, path
 

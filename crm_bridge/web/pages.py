@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import HTTPException, status
 from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import Field
 
@@ -46,3 +47,8 @@ def page_templates(*own_dirs: Path) -> Jinja2Templates:
 def input_error(message: str, errors: dict[str, str]) -> HTTPException:
     """The 400 a request with bad input gets: the message and the error of each field."""
     return HTTPException(status.HTTP_400_BAD_REQUEST, detail={"message": message, "errors": errors})
+
+
+def favicon() -> FileResponse:
+    """``/favicon.ico``, which browsers ask for on every page that names no icon (JSON too)."""
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
