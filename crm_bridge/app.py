@@ -55,7 +55,7 @@ from crm_bridge.supervision.periodic import supervision_jobs
 from crm_bridge.wallboard import routes as wallboard_routes
 from crm_bridge.wallboard.board import Wallboard
 from crm_bridge.web.error_pages import install_error_pages
-from crm_bridge.web.pages import STATIC_DIR, favicon
+from crm_bridge.web.pages import STATIC_DIR, icon_router
 from crm_bridge.web.request_guards import RequestGuardMiddleware
 from crm_bridge.web.security_headers import SecurityHeadersMiddleware
 from telephony.ami_connection import AmiConfig
@@ -126,6 +126,7 @@ def health(runtime: RuntimeDep) -> dict:
 
 ROUTES = (
     health_router,
+    icon_router,
     calls_api.router,
     accounts_routes.router,
     pops_api.router,
@@ -173,7 +174,6 @@ def create_app(settings: Settings) -> FastAPI:
     for routes in ROUTES:
         app.include_router(routes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_api_route("/favicon.ico", favicon, include_in_schema=False)
     install_error_pages(app)
     return app
 

@@ -196,12 +196,11 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
 
 NOT_FUZZED = {
     ("GET", "/static/{path}"),
-    ("GET", "/favicon.ico"),
     ("WS", "/ws/pops"),
     ("WS", "/ws/live-speech"),
     ("WS", "/ws/wallboard"),
 }
-"""Starlette's static files and the icon (fetched once by ``test_the_public_extras_answer``),
+"""Starlette's static files (fetched once by ``test_the_public_extras_answer``),
 the pop socket, whose handshake is checked in tests/test_auth.py, and the supervisors' live
 speech and wallboard sockets (tests/test_supervisor_sockets.py)."""
 FUZZED = sorted(

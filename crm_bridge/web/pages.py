@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import HTTPException, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from fastapi.templating import Jinja2Templates
@@ -49,6 +49,10 @@ def input_error(message: str, errors: dict[str, str]) -> HTTPException:
     return HTTPException(status.HTTP_400_BAD_REQUEST, detail={"message": message, "errors": errors})
 
 
+icon_router = APIRouter(include_in_schema=False)
+
+
+@icon_router.get("/favicon.ico")
 def favicon() -> FileResponse:
-    """``/favicon.ico``, which browsers ask for on every page that names no icon (JSON too)."""
+    """What browsers ask for on every page that names no icon (a JSON answer too)."""
     return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
