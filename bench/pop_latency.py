@@ -22,9 +22,10 @@ and opens ``/ws/pops`` with the session cookie. The trace is replayed at its rec
 then 10x, 50x and 100x faster (several rounds each, every call renumbered): once on a quiet
 machine, then again while a CPU-bound process the bench starts keeps the other core busy (a
 production box runs transcription workers beside the bridge), and stops afterwards; and last
-at 10x and 50x while a campaign selection (the product's own ``select_audience``: today's
-birthdays, the half month's top spenders and the important customers of the archive) runs
-again and again on a worker thread of the bridge's own process, as the campaign pages run it.
+at 10x and 50x while campaign selections (today's birthdays, the half month's top spenders and
+the important customers of the archive) are asked for again and again from a worker thread of
+the bridge's process, as the campaign pages ask: the service runs them in its audience process
+(crm_bridge/campaigns/audience_process.py).
 The call log's writer thread stores every call that ends in all of these, as it does in
 production.
 
@@ -71,7 +72,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from crm_bridge.accounts.auth import SESSION_COOKIE
 from crm_bridge.accounts.users import create_user
 from crm_bridge.app import create_app
-from crm_bridge.campaigns.rules import BirthdayRule, TopSpendersRule, select_audience
+from crm_bridge.campaigns.audience_process import AudienceProcess
+from crm_bridge.campaigns.rules import BirthdayRule, TopSpendersRule, rules_json
 from crm_bridge.customers.numbers import normalize_phone
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
@@ -87,11 +89,11 @@ TRACE = RECORDED_TRACES / "sip" / "load_50_concurrent.ami"
 PACES = ((1.0, 2), (10.0, 6), (50.0, 8), (100.0, 10))
 """(speed, rounds): how fast the trace is replayed and how many times."""
 SELECTION_PACES = ((10.0, 6), (50.0, 8))
-"""The paces replayed while a campaign selection runs in the same process."""
+"""The paces replayed while the service is asked for campaign selections."""
 PHASES = {
     "pops": ("quiet", ""),
     "pops_busy": ("other core busy", "_busy"),
-    "pops_selection": ("campaign selection in the same process", "_selection"),
+    "pops_selection": ("campaign selections asked for meanwhile", "_selection"),
 }
 """Each phase's result key: its label and the suffix of its JSON keys."""
 BATCH = 50_000
@@ -272,25 +274,23 @@ def spin(stop: Any, niceness: int) -> None:
 
 
 class SelectionLoop:
-    """Campaign selections, one after another, on a thread of this process until stopped:
-    the work a scheduler's preview or start puts on a worker thread of the service."""
+    """Campaign selections, one after another until stopped, asked for as the campaign pages
+    ask for them: from a worker thread of the service, through its
+    :class:`~crm_bridge.campaigns.audience_process.AudienceProcess`."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.engine = make_engine(settings.database_url)
-        self.zone = settings.zone
+    def __init__(self, audience: AudienceProcess) -> None:
+        self.audience = audience
         self.seconds: list[float] = []
         self.targets = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="campaign-selection")
 
     def _run(self) -> None:
-        sessions = make_session_factory(self.engine)
-        rules = [BirthdayRule(), TopSpendersRule(top_n=10, include_important=True)]
-        today = datetime.now(self.zone).date()
+        rules = rules_json([BirthdayRule(), TopSpendersRule(top_n=10, include_important=True)])
+        today = datetime.now(self.audience.zone).date()
         while not self._stop.is_set():
             started = time.perf_counter()
-            with sessions() as session:
-                self.targets = len(select_audience(session, rules, today, self.zone))
+            self.targets = len(self.audience.select(rules, today))
             self.seconds.append(time.perf_counter() - started)
 
     def __enter__(self) -> SelectionLoop:
@@ -300,7 +300,6 @@ class SelectionLoop:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.engine.dispose()
 
 
 @contextmanager
@@ -448,7 +447,7 @@ async def measure_pops(
     settings: Settings, simulator: RemoteSimulator, calls: int, niceness: int
 ) -> dict[str, Any]:
     """The pop latencies at every pace, quiet and then with the other core kept busy, then
-    with a campaign selection running in the bridge's process."""
+    with campaign selections asked of the service."""
     app = create_app(settings)
     async with served(app) as address:
         assert await app.state.runtime.bridge.wait_connected(timeout=10), "AMI not connected"
@@ -456,8 +455,8 @@ async def measure_pops(
         print("  now with the other core kept busy", file=sys.stderr)
         with busy_core(niceness):
             busy = await pops_at_every_pace(address, simulator, calls)
-        print("  now with a campaign selection running in the same process", file=sys.stderr)
-        with SelectionLoop(settings) as selections:
+        print("  now with campaign selections asked for meanwhile", file=sys.stderr)
+        with SelectionLoop(app.state.runtime.audience) as selections:
             beside = await pops_at_every_pace(address, simulator, calls, SELECTION_PACES)
     return {
         "pops": quiet,

@@ -34,6 +34,7 @@ from crm_bridge.calls.recordings import RecordingsRoot
 from crm_bridge.campaigns import agent as campaigns_agent
 from crm_bridge.campaigns import do_not_call as campaigns_do_not_call
 from crm_bridge.campaigns import pages as campaigns_pages
+from crm_bridge.campaigns.audience_process import AudienceProcess
 from crm_bridge.campaigns.runner import start_runner, stop_runner
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
@@ -248,6 +249,7 @@ async def _start(settings: Settings) -> Runtime:
         SessionRevocations(),
         SignInLimiter(),
         registry,
+        AudienceProcess(settings.database_url, settings.zone, settings.number_region),
         demo,
         campaigns,
         pop_relay=pop_relay,
@@ -325,6 +327,7 @@ async def _stop(runtime: Runtime) -> None:
     await runtime.pops.stop()
     if runtime.demo is not None:
         await runtime.demo.stop()
+    runtime.audience.close()
     runtime.sessions.kw["bind"].dispose()
 
 

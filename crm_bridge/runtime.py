@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from crm_bridge.agent_states.service import AgentStates
     from crm_bridge.calls.bridge import BridgeService
     from crm_bridge.calls.call_log import NumberRules
+    from crm_bridge.campaigns.audience_process import AudienceProcess
     from crm_bridge.campaigns.runner import CampaignRunner
     from crm_bridge.demo.feed import DemoFeed
     from crm_bridge.live_speech.service import LiveSpeech
@@ -47,6 +48,8 @@ class Runtime:
     """Sign-in attempts per user name, per client address and in total."""
     metrics: CollectorRegistry
     """This app's Prometheus metrics, read from the parts above at each scrape."""
+    audience: AudienceProcess
+    """Selects campaign audiences in a process of its own."""
     demo: DemoFeed | None = None
     campaigns: CampaignRunner | None = None
     pop_relay: PopRelay | None = None

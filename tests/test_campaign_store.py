@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_bridge.campaigns import store as store
+from crm_bridge.campaigns.audience_process import AudienceProcess
+from crm_bridge.campaigns.rules import parse_rules, select_audience
 from crm_bridge.db.models import (
     Call,
     Campaign,
@@ -233,3 +235,19 @@ def test_attempts_left_by_a_stopped_run_are_settled_from_the_call_log(db_session
             select(CampaignTarget).where(CampaignTarget.customer_id == silent.customer_id)
         ).one()
         assert (row.state, row.attempts) == ("pending", 1)
+
+
+def test_the_audience_process_picks_what_the_rules_pick_in_the_session(db_url, db_sessions):
+    """The service selects audiences in a process of its own (no time taken from the pops);
+    it reads the same database and gets the same customers, on SQLite and PostgreSQL."""
+    ids = add_customers(db_sessions, 12)
+    rules = [{"kind": "uploaded", "entries": ["C00003", "C00007", "+8613800000011", "nobody"]}]
+    audience = AudienceProcess(db_url, ZONE, "CN")
+    try:
+        picked = audience.select(rules, NOW.date())
+        assert audience.select(rules, NOW.date()) == picked  # the same process, again
+    finally:
+        audience.close()
+    with db_sessions() as session:
+        assert picked == select_audience(session, parse_rules(rules), NOW.date(), ZONE, "CN")
+    assert picked == [ids[3], ids[7], ids[11]]

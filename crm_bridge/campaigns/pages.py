@@ -43,7 +43,6 @@ from crm_bridge.campaigns.page_kit import (
     save_greeting,
     validated_form,
 )
-from crm_bridge.campaigns.rules import parse_rules, select_audience
 from crm_bridge.db.models import (
     Campaign,
     CampaignTarget,
@@ -131,12 +130,8 @@ def detail(
     now = datetime.now(UTC)
     with runtime_of(request).sessions() as session:
         if campaign.status == "draft":
-            ids = select_audience(
-                session,
-                parse_rules(campaign.rules),
-                now.astimezone(settings.zone).date(),
-                settings.zone,
-                settings.number_region,
+            ids = runtime_of(request).audience.select(
+                campaign.rules, now.astimezone(settings.zone).date()
             )
         else:
             ids = list(
@@ -230,8 +225,9 @@ def campaign_action(
         with runtime.sessions.begin() as session:
             if action == "start":
                 store.start_campaign(
-                    session, campaign_id, now, settings.zone, settings.number_region
-                )
+                    session, campaign_id, now, settings.zone, settings.number_region,
+                    runtime.audience.select,
+                )  # fmt: skip
             else:
                 store.set_status(session, campaign_id, action, now)
     except store.CampaignError as exc:

@@ -13,8 +13,8 @@ where it stopped:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
@@ -79,17 +79,29 @@ def campaign_policy(campaign: Campaign, center_timezone: str) -> CallingPolicy:
 # --------------------------------------------------------------------------- status
 
 
+AudienceOf = Callable[[list[dict], date], list[int]]
+"""The customers a campaign's rules pick on a day (the service's :class:`AudienceProcess`)."""
+
+
 def start_campaign(
-    session: Session, campaign_id: int, now_utc: datetime, zone: ZoneInfo, region: str
+    session: Session,
+    campaign_id: int,
+    now_utc: datetime,
+    zone: ZoneInfo,
+    region: str,
+    audience_of: AudienceOf | None = None,
 ) -> int:
     """Start a draft (building its targets from the rules, today's in the center's zone) or
-    resume a paused campaign. Returns how many targets it has."""
+    resume a paused campaign. Returns how many targets it has. The audience is selected by
+    ``audience_of``, else in ``session``."""
     campaign = locked_campaign(session, campaign_id)
     _refuse_unless_runnable(campaign)
     if campaign.status == "draft":
-        ids = select_audience(
-            session, parse_rules(campaign.rules), now_utc.astimezone(zone).date(), zone, region
-        )
+        today = now_utc.astimezone(zone).date()
+        if audience_of is not None:
+            ids = audience_of(campaign.rules, today)
+        else:
+            ids = select_audience(session, parse_rules(campaign.rules), today, zone, region)
         add_targets(session, campaign_id, ids)
         campaign.started_at = now_utc
     elif campaign.status != "paused":
