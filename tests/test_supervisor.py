@@ -108,6 +108,42 @@ async def test_the_calls_page_filters_every_way(site):
         assert bad.status_code == 422
 
 
+async def test_a_number_or_name_typed_in_part_finds_its_calls_and_an_empty_list_says_why(site):
+    with site.sessions().begin() as session:
+        zhang = session.scalars(select(Customer).where(Customer.card_no == "C0001")).one()
+        zhang_id = zhang.id
+    first, second, outbound = add_calls(
+        site,
+        a_call(0, caller=ZHANG_SAN, customer_id=zhang_id),  # +8613800138000
+        a_call(1, caller="+8613912345678"),
+        a_call(2, direction="outbound", caller="1001", callee="+8613900139000", agent=None),
+    )  # fmt: skip
+    async with site.signed_in("lin") as lin:
+
+        async def listed(**params) -> tuple[list[int], str]:
+            response = await lin.get("/supervisor/calls", params=params)
+            assert response.status_code == 200, response.text
+            return listed_ids(response.text), response.text
+
+        assert (await listed(number="8000"))[0] == [first]  # the last four digits
+        assert (await listed(number="139"))[0] == [second, outbound]  # a prefix of both
+        assert (await listed(number="5678"))[0] == [second]
+        assert (await listed(number="1001"))[0] == [outbound]  # an extension
+        assert (await listed(customer="张"))[0] == [first]  # a name begun
+        assert (await listed(customer="C000"))[0] == [first]  # a card number begun
+
+        found, page = await listed(since="2026-03-02", until="2026-03-01")
+        assert found == [] and "The dates are reversed" in page
+        found, page = await listed(number="8-0")
+        assert found == [] and "at least 3 digits" in page
+        found, page = await listed(agent="9999")
+        assert found == [] and "No call was ever taken by agent 9999" in page
+        found, page = await listed(customer="李四五")
+        assert found == [] and "No customer" in page
+        found, page = await listed(queue="nowhere")
+        assert found == [] and 'id="why-none"' not in page  # nothing plainly wrong to say
+
+
 async def test_pages_follow_each_other_without_gaps_or_repeats(site):
     same_moment = [a_call(n, offered_at=T0) for n in range(30)]
     ids = add_calls(site, *same_moment, *(a_call(n) for n in range(30, 100)))

@@ -52,7 +52,11 @@ class CallSearch:
     calls: CallFilter = field(default_factory=CallFilter)
     queue: str | None = None
     customer: str | None = None
-    """A customer's name or card number, matched exactly."""
+    """A customer's name or card number: exactly, else the customers whose name or card
+    number begins so."""
+    number_digits: str | None = None
+    """Digits the caller's or callee's number holds (the last four, a prefix): a number typed
+    in part. A whole number goes into ``calls.number`` instead, matched exactly."""
     flagged: bool = False
     """Only calls in which a watch word was said."""
     call_ids: frozenset[int] | None = None
@@ -95,6 +99,9 @@ def _searched(session: Session, query: Select, search: CallSearch) -> Select | N
     query = with_call_filter(query, search.calls).where(Call.offered_at.is_not(None))
     if search.queue:
         query = query.where(Call.queue == search.queue)
+    if search.number_digits:
+        digits = search.number_digits
+        query = query.where(or_(Call.caller.contains(digits), Call.callee.contains(digits)))
     if search.customer:
         ids = customer_ids(session, search.customer)
         if not ids:
@@ -121,15 +128,20 @@ def _capped_count(session: Session, search: CallSearch) -> tuple[int, bool]:
 
 
 def customer_ids(session: Session, text: str) -> list[int]:
-    """Customers whose card number or name is ``text`` (a name can be shared)."""
+    """Customers whose card number or name is ``text`` (a name can be shared); when none is,
+    those whose name or card number begins with it (张 finds 张三 and 张丽)."""
     text = text.strip()
-    statement = (
-        select(Customer.id)
-        .where(or_(Customer.card_no == text, Customer.name == text))
-        .order_by(Customer.id)
-        .limit(CUSTOMERS_MATCHED)
-    )
-    return list(session.scalars(statement))
+    for matches in (
+        or_(Customer.card_no == text, Customer.name == text),
+        or_(Customer.name.startswith(text, autoescape=True),
+            Customer.card_no.startswith(text, autoescape=True)),
+    ):  # fmt: skip
+        ids = list(session.scalars(
+            select(Customer.id).where(matches).order_by(Customer.id).limit(CUSTOMERS_MATCHED)
+        ))  # fmt: skip
+        if ids:
+            return ids
+    return []
 
 
 def customer_names(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:

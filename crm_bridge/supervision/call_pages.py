@@ -27,11 +27,18 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from crm_bridge.accounts import audit
-from crm_bridge.calls.call_log import CallFilter
+from crm_bridge.calls.call_log import CallFilter, NumberRules
 from crm_bridge.calls.notes import WRAPUP_LABELS, notes_by_linkedid
 from crm_bridge.calls.recordings import RecordingsRoot, for_log
-from crm_bridge.calls.search import CallSearch, Cursor, customer_names, search_calls
+from crm_bridge.calls.search import (
+    CallSearch,
+    Cursor,
+    customer_ids,
+    customer_names,
+    search_calls,
+)
 from crm_bridge.customers.card import CustomerCard, build_cards
+from crm_bridge.customers.numbers import PhoneKind, normalize_phone
 from crm_bridge.db.models import (
     Call,
     CallFlag,
@@ -74,6 +81,43 @@ def recording_file(recordings_dir: Path, relative: str) -> Path:
     return found
 
 
+MIN_NUMBER_DIGITS = 3
+"""A number typed in part must hold this many digits (fewer would match nearly every call)."""
+
+
+def number_filter(numbers: NumberRules, typed: str) -> tuple[str | None, str | None]:
+    """A whole number (one that is E.164 once normalised) is matched exactly; anything else
+    by the digits it holds: the last four, a prefix, an extension."""
+    typed = typed.strip()
+    if not typed:
+        return None, None
+    if normalize_phone(typed, numbers.region, numbers.outside_line_prefix).kind is PhoneKind.E164:
+        return numbers.to_e164(typed), None
+    digits = "".join(ch for ch in typed if ch.isdigit())
+    return None, digits if len(digits) >= MIN_NUMBER_DIGITS else None
+
+
+def why_nothing_matched(
+    session: Session, search: CallSearch, first: date | None, last: date | None, number: str
+) -> list[str]:
+    """What in the filters rules every call out, when something plainly does."""
+    reasons = []
+    if first and last and first > last:
+        reasons.append(f"起始日期 {first} 晚于结束日期 {last} / The dates are reversed: "
+                       f"{first} comes after {last}")  # fmt: skip
+    digits = "".join(ch for ch in number if ch.isdigit())
+    if number.strip() and search.calls.number is None and len(digits) < MIN_NUMBER_DIGITS:
+        reasons.append(f"号码至少填 {MIN_NUMBER_DIGITS} 位数字 / Give at least "
+                       f"{MIN_NUMBER_DIGITS} digits of the number")  # fmt: skip
+    agent = search.calls.agent
+    if agent and session.scalar(select(Call.id).where(Call.agent == agent).limit(1)) is None:
+        reasons.append(f"没有坐席 {agent} 接过的通话 / No call was ever taken by agent {agent}")
+    if search.customer and not customer_ids(session, search.customer):
+        reasons.append(f"没有客户的姓名或卡号是“{search.customer}”或以它开头 / No customer's "
+                       f"name or card number is or begins with “{search.customer}”")  # fmt: skip
+    return reasons
+
+
 @router.get("/supervisor/calls")
 def calls_page(
     request: Request,
@@ -91,8 +135,9 @@ def calls_page(
     words: Annotated[str, Query(max_length=100)] = "",
     after: Annotated[str, Query(max_length=80)] = "",
 ) -> Response:
-    start, end = utc_range(*form_days(since, until), runtime.settings.zone)
-    number_e164 = runtime.numbers.to_e164(number.strip()) if number.strip() else None
+    first_day, last_day = form_days(since, until)
+    start, end = utc_range(first_day, last_day, runtime.settings.zone)
+    number_e164, number_digits = number_filter(runtime.numbers, number)
     search = CallSearch(
         calls=CallFilter(
             since=start,
@@ -104,6 +149,7 @@ def calls_page(
         ),
         queue=queue.strip() or None,
         customer=customer.strip() or None,
+        number_digits=number_digits,
         flagged=flagged,
     )
     cursor = _cursor(after)
@@ -111,15 +157,20 @@ def calls_page(
         hits = first_hit_per_call(search_segments(session, words, limit=WORD_HITS))
         if words.strip():
             search = dataclasses.replace(search, call_ids=frozenset(hits))
+        if number.strip() and number_e164 is None and number_digits is None:
+            search = dataclasses.replace(search, call_ids=frozenset())  # too few digits
         found = search_calls(session, search, after=cursor)
         names = customer_names(session, {c.customer_id for c in found.calls if c.customer_id})
+        why_none = [] if found.calls else why_nothing_matched(
+            session, search, first_day, last_day, number
+        )  # fmt: skip
     form = {
         "since": since, "until": until, "agent": agent, "queue": queue, "number": number,
         "customer": customer, "direction": direction, "disposition": disposition,
         "flagged": flagged, "words": words,
     }  # fmt: skip
     context = {"found": found, "names": names, "form": form, "first_page": cursor is None,
-               "hits": hits}  # fmt: skip
+               "hits": hits, "why_none": why_none}  # fmt: skip
     return page(request, user, "supervisor_calls.html", context)
 
 
