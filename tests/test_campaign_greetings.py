@@ -170,7 +170,8 @@ async def test_a_control_character_in_a_multipart_field_names_the_field_and_keep
     site, field
 ):
     """A NUL in a text field of the multipart campaign form (which the request guard only
-    counts) is refused with 400 naming the field, the rest of the form refilled; nothing saved.
+    counts) is refused with 400, said beside the field, the rest of the form refilled; nothing
+    saved.
     On the edit form the same."""
     async with site.signed_in("zhou") as client:
         token = CSRF_RE.search((await client.get("/campaigns")).text).group(1)
@@ -180,7 +181,8 @@ async def test_a_control_character_in_a_multipart_field_names_the_field_and_keep
         refused = await client.post("/campaigns", data=form, files=no_file)
         assert refused.status_code == 400, refused.text
         page = html.unescape(refused.text)
-        assert f"{field}: 含有控制字符 / Contains a control character" in page
+        beside = f'id="err-{field}" role="alert">含有控制字符 / Contains a control character'
+        assert beside in page  # said beside the field
         assert "\x00" not in page
         assert 'value="中秋问候"' in page or field == "name"
         assert '<option value="festival" selected>' in page
@@ -193,7 +195,7 @@ async def test_a_control_character_in_a_multipart_field_names_the_field_and_keep
         edited[field] = edited[field][:2] + "\x00" + edited[field][2:]
         answer = await client.post(url, data=edited, files=no_file)
         assert answer.status_code == 400, answer.text
-        assert f"{field}: 含有控制字符" in html.unescape(answer.text)
+        assert f'id="err-{field}" role="alert">含有控制字符' in html.unescape(answer.text)
     with site.sessions()() as session:
         campaign = session.scalars(select(Campaign)).one()
     assert (campaign.name, campaign.mode) == ("端午问候", "agent")

@@ -191,6 +191,72 @@ async def test_a_scheduler_previews_runs_and_exports_a_campaign(site, browser, t
         assert session.query(AuditEntry).filter_by(action="export", username="zhou").count() == 1
 
 
+async def test_a_typo_is_said_beside_its_field_and_nothing_typed_is_lost(site, browser, tmp_path):
+    """A month 13 in the blackout dates: the error in zh-CN and English beside that field,
+    every other field as typed (name, kind, mode, rules, hours), the uploaded greeting kept
+    for the next save; corrected, the campaign is saved as it was meant."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await signed_in(site, browser, "zhou", "/campaigns")
+    await page.fill("#c-name", "春节祝福")
+    await page.select_option("#c-kind", "birthday")
+    await page.select_option("#c-mode", "agent")
+    await page.check("input[name=rule_birthday]")
+    await page.check("input[name=rule_top_spenders]")
+    await page.fill("input[name=top_n]", "5")
+    await page.fill("input[name=start]", "10:30")
+    await page.fill("#c-blackout", "2026-10-01, 2026-13-01")
+    await page.set_input_files("#c-greeting", greeting_wav(tmp_path / "spring.wav"))
+    await page.click("#create")
+
+    error = page.locator("#err-blackout")
+    await expect(error).to_contain_text("“2026-13-01”")
+    await expect(error).to_contain_text("YYYY-MM-DD")  # English beside the Chinese
+    await expect(page.locator("#c-blackout")).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#c-name")).to_have_value("春节祝福")
+    await expect(page.locator("#c-kind")).to_have_value("birthday")
+    await expect(page.locator("#c-mode")).to_have_value("agent")
+    await expect(page.locator("input[name=rule_birthday]")).to_be_checked()
+    await expect(page.locator("input[name=rule_top_spenders]")).to_be_checked()
+    await expect(page.locator("input[name=rule_uploaded]")).not_to_be_checked()
+    await expect(page.locator("input[name=top_n]")).to_have_value("5")
+    await expect(page.locator("input[name=start]")).to_have_value("10:30")
+    await expect(page.locator("#c-blackout")).to_have_value("2026-10-01, 2026-13-01")
+    await expect(page.locator("#greeting-kept")).to_contain_text("1.0")
+    await page.screenshot(path=ARTIFACTS / "campaign_form_error.png", full_page=True)
+    with site.sessions()() as session:
+        assert session.query(Campaign).count() == 0
+
+    await page.fill("#c-blackout", "2026-10-01, 2026-12-01")
+    await page.click("#create")  # no new upload: the kept greeting is used
+    await page.wait_for_url(f"{site.origin}/campaigns/*")
+    with site.sessions()() as session:
+        campaign = session.query(Campaign).one()
+    assert (campaign.name, campaign.kind, campaign.mode) == ("春节祝福", "birthday", "agent")
+    assert [rule["kind"] for rule in campaign.rules] == ["birthday", "top_spenders"]
+    assert campaign.policy["blackout_dates"] == ["2026-10-01", "2026-12-01"]
+    assert campaign.policy["start"] == "10:30:00"
+    kept = site.settings.data_dir / "greetings" / campaign.greeting_file
+    assert kept.is_file() and kept.name != "spring.wav"
+
+
+async def test_a_kept_greeting_must_be_one_the_service_stored(site):
+    """The hidden field that carries a greeting on names only a file the service stored in
+    its greetings folder: any other name is ignored, never followed out of the folder."""
+    secret = site.settings.data_dir / "secret.wav"
+    greeting_wav(secret)
+    async with site.signed_in("zhou") as client:
+        page = (await client.get("/campaigns")).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token is not None
+        form = {"csrf_token": token.group(1), "name": "试", "kind": "return_visit",
+                "mode": "message", "rule_birthday": "on", "start": "09:00", "end": "20:00",
+                "weekdays": "0", "max_attempts": "3", "kept_greeting": "../secret.wav"}  # fmt: skip
+        created = await client.post("/campaigns", data=form)
+        assert created.status_code == 303
+    with site.sessions()() as session:
+        assert session.query(Campaign).one().greeting_file is None
+
+
 async def test_campaign_pages_are_for_schedulers_and_admins(site):
     async with site.signed_in("wang") as agent:
         assert (await agent.get("/campaigns")).status_code == 403

@@ -5,7 +5,8 @@ it Python (SQLAlchemy making rows, the rules' sets). On a thread of the service 
 the interpreter lock the event loop needs for every step of a pop, so each pop in the meantime
 waits its turn again and again (``bench/pop_latency.py``, pops beside selections). In a process
 of its own the selection takes nothing from the service's process. One process, started on the
-first selection and kept; the selections run in it one after another.
+first selection and kept; the selections run in it one after another. A service that runs in a
+daemonic process (which may start none) selects on the calling thread instead.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class AudienceProcess:
 
     def select(self, rules: list[dict[str, Any]], today: date) -> list[int]:
         """The customers ``rules`` pick on ``today``: blocks the calling (worker) thread only."""
+        if multiprocessing.current_process().daemon:  # it may start no process: select here
+            return _select(self.database_url, rules, today, self.zone.key, self.region)
         if self._pool is None:
             context = multiprocessing.get_context("spawn")  # no copy of the service's threads
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)

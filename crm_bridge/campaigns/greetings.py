@@ -11,6 +11,7 @@ scheduler can act on; the file is stored under a generated name only once it con
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,18 @@ def store(data: bytes, folder: Path) -> str:
     name = f"{uuid.uuid4().hex}.wav"
     (folder / name).write_bytes(greeting.wav)
     return name
+
+
+STORED_NAME = re.compile(r"[0-9a-f]{32}\.wav")
+"""The names :func:`store` gives: nothing else is ever taken for a stored greeting."""
+
+
+def already_stored(folder: Path, name: object) -> str | None:
+    """``name`` when it names a greeting :func:`store` kept in ``folder`` (a form refused for
+    another field carries it, so the user need not upload it again), else None."""
+    if isinstance(name, str) and STORED_NAME.fullmatch(name) and (folder / name).is_file():
+        return name
+    return None
 
 
 def seconds_of(folder: Path, name: str | None) -> float | None:

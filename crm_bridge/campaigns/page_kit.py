@@ -8,6 +8,7 @@ generated name, and never served back.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -175,6 +176,7 @@ def form_values(form) -> dict[str, Any]:
     values: dict[str, Any] = {k: v for k, v in form.items() if not isinstance(v, str) or v != ""}
     values.pop("csrf_token", None)
     values.pop("greeting", None)
+    values.pop("kept_greeting", None)
     values["festivals"] = form.getlist("festivals")
     values["weekdays"] = form.getlist("weekdays")
     for flag in (
@@ -190,39 +192,89 @@ def form_values(form) -> dict[str, Any]:
     return values
 
 
-def validated_form(
-    form, need_rules: bool = True
-) -> tuple[CampaignForm | None, dict[str, Any], list[str]]:
-    """The form, its rules and policy checked; errors as zh-CN / English lines. A started
+FIELD_OF_LOCATION = {
+    "blackout_dates": "blackout",
+    "days": "after_purchase_days",
+    "days_after": "complaint_days",
+    "entries": "uploaded",
+}
+"""Where an error of the policy or the rules is shown: the form field that holds the value."""
+MESSAGES = {
+    "missing": "必填 / Required",
+    "string_too_short": "必填 / Required",
+    "string_too_long": "太长 / Too long",
+    "int_parsing": "请填整数 / Enter a whole number",
+    "int_from_float": "请填整数 / Enter a whole number",
+    "float_parsing": "请填数字 / Enter a number",
+    "time_parsing": "时间格式为 HH:MM / A time as HH:MM",
+    "time_from_datetime_parsing": "时间格式为 HH:MM / A time as HH:MM",
+    "date_parsing": "日期格式为 YYYY-MM-DD，如 2026-10-01 / A date as YYYY-MM-DD, e.g. 2026-10-01",
+    "date_from_datetime_parsing":
+        "日期格式为 YYYY-MM-DD，如 2026-10-01 / A date as YYYY-MM-DD, e.g. 2026-10-01",
+    "literal_error": "请从列表中选择 / Pick one from the list",
+    "greater_than_equal": "太小 / Too small",
+    "greater_than": "太小 / Too small",
+    "less_than_equal": "太大 / Too large",
+    "less_than": "太大 / Too large",
+}  # fmt: skip
+"""What the form says of a value pydantic refused, by pydantic's error type."""
+
+
+@dataclass
+class CheckedForm:
+    """A posted campaign form, checked: the values to store when it passed, else what to say
+    (beside each field, and above the form for what belongs to no one field), and always the
+    form as typed, to show it again."""
+
+    typed: dict[str, Any]
+    data: CampaignForm | None = None
+    stored: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    field_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.errors or self.field_errors)
+
+
+def validated_form(form, need_rules: bool = True) -> CheckedForm:
+    """The form, its rules and policy checked, every error in zh-CN and English. A started
     campaign's list is fixed, so its edit form sends no rules (``need_rules=False``)."""
-    errors = [
-        f"{name}: {CONTROL_CHARACTER}"
-        for name, value in form.multi_items()
-        if isinstance(value, str) and has_control(value, BODY_ALLOWED_CONTROLS)
-    ]
-    if errors:  # refused, but the rest is checked and kept (without the characters) to refill
+    checked = CheckedForm(typed_form(form))
+    for name, value in form.multi_items():
+        if isinstance(value, str) and has_control(value, BODY_ALLOWED_CONTROLS):
+            checked.field_errors[name] = CONTROL_CHARACTER
+    if checked.field_errors:  # refused, but the rest is checked (without the characters)
         form = FormData([(k, _without_controls(v)) for k, v in form.multi_items()])
     try:
-        data = CampaignForm.model_validate(form_values(form))
+        checked.data = CampaignForm.model_validate(form_values(form))
+        rules = parse_rules(checked.data.rules())
+        policy = PolicyIn.model_validate(checked.data.policy())
     except ValidationError as exc:
-        errors += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        return None, {}, errors
-    try:
-        rules = parse_rules(data.rules())
-        policy = PolicyIn.model_validate(data.policy())
-    except ValidationError as exc:
-        errors += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        return None, {}, errors
+        _say_where(checked, exc)
+        checked.data = None
+        return checked
     if need_rules and not rules:
-        errors.append("请至少选择一条名单规则 / Pick at least one audience rule")
-    return (
-        data,
-        {
-            "rules": [r.model_dump(mode="json") for r in rules],
-            "policy": policy.model_dump(mode="json"),
-        },
-        errors,
-    )
+        checked.errors.append("请至少选择一条名单规则 / Pick at least one audience rule")
+    checked.stored = {"rules": [r.model_dump(mode="json") for r in rules],
+                      "policy": policy.model_dump(mode="json")}  # fmt: skip
+    return checked
+
+
+def _say_where(checked: CheckedForm, exc: ValidationError) -> None:
+    for error in exc.errors():
+        names = [str(part) for part in error["loc"] if isinstance(part, str)]
+        name = names[-1] if names else ""
+        if name == "retry_minutes" or (len(names) > 1 and names[-2] == "retry_minutes"):
+            name = f"retry_{names[-1]}"
+        name = FIELD_OF_LOCATION.get(name, name)
+        message = MESSAGES.get(error["type"], f"填写有误 / Not valid: {error['msg']}")
+        if isinstance(error.get("input"), str) and error["type"] not in ("missing",):
+            message = f"“{error['input'][:40]}”: {message}"
+        if name in checked.typed or name.startswith("retry_"):
+            checked.field_errors.setdefault(name, message)
+        else:
+            checked.errors.append(message)
 
 
 def _without_controls(value: Any) -> Any:
@@ -295,14 +347,56 @@ def sample_rows(session, ids: list[int], reasons: dict[int, str] | None = None) 
     return out
 
 
+RETRY_KEYS = ("busy", "no_answer", "congestion", "failed")
+
+
 def form_of(campaign: Campaign) -> dict[str, Any]:
-    """The campaign as the edit form shows it."""
+    """The campaign as its form shows it (the shape of :func:`typed_form`)."""
     rules = {rule["kind"]: rule for rule in campaign.rules or []}
     policy = PolicyIn.model_validate(campaign.policy or {})
-    uploaded = rules.get("uploaded", {}).get("entries", [])
+    top = rules.get("top_spenders", {})
     return {
-        "rules": rules,
-        "uploaded": "\n".join(uploaded),
-        "policy": policy,
+        "name": campaign.name, "kind": campaign.kind, "mode": campaign.mode,
+        "rules": set(rules),
+        "after_purchase_days": rules.get("after_purchase", {}).get("days", 7),
+        "top_n": top.get("top_n", 10),
+        "include_important": top.get("include_important", True),
+        "complaint_days": rules.get("complaint_followup", {}).get("days_after", 1),
+        "festivals": rules.get("festival", {}).get("festivals", []),
+        "uploaded": "\n".join(rules.get("uploaded", {}).get("entries", [])),
+        "start": policy.start.strftime("%H:%M"), "end": policy.end.strftime("%H:%M"),
+        "weekdays": list(policy.weekdays),
         "blackout": ", ".join(d.isoformat() for d in policy.blackout_dates),
-    }
+        "max_attempts": policy.max_attempts,
+        **{f"retry_{key}": f"{policy.retry_minutes[key]:g}" for key in RETRY_KEYS},
+        "kept_greeting": "", "kept_greeting_seconds": None,
+    }  # fmt: skip
+
+
+def new_form() -> dict[str, Any]:
+    """An empty form: a new campaign's defaults."""
+    return form_of(Campaign(name="", kind="return_visit", mode="message", rules=[], policy={}))
+
+
+def typed_form(form) -> dict[str, Any]:
+    """The posted form as it was typed (the shape of :func:`form_of`), to show it again."""
+    shown = new_form()
+    for name in ("name", "kind", "mode", "after_purchase_days", "top_n", "complaint_days",
+                 "uploaded", "start", "end", "blackout", "max_attempts",
+                 *(f"retry_{key}" for key in RETRY_KEYS)):  # fmt: skip
+        value = form.get(name)
+        if isinstance(value, str):
+            shown[name] = _without_controls(value)
+    shown["rules"] = {kind for kind in RULE_FLAGS if f"rule_{kind}" in form}
+    shown["include_important"] = "include_important" in form
+    shown["festivals"] = form.getlist("festivals")
+    shown["weekdays"] = [int(d) for d in form.getlist("weekdays") if str(d).isdigit()]
+    return shown
+
+
+RULE_FLAGS = ("birthday", "after_purchase", "top_spenders", "complaint_followup", "festival",
+              "uploaded")  # fmt: skip
+"""The audience rules the form offers, by kind (each a ``rule_<kind>`` checkbox)."""
+RULE_FIELDS = ("rules", "after_purchase_days", "top_n", "include_important", "complaint_days",
+               "festivals", "uploaded")  # fmt: skip
+"""The form's values that make up its rules (fixed once a campaign has started)."""

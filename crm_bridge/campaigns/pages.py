@@ -34,10 +34,13 @@ from crm_bridge.campaigns import greetings, store
 from crm_bridge.campaigns.dial_decision import preview
 from crm_bridge.campaigns.page_kit import (
     PREVIEW_SAMPLE,
+    RULE_FIELDS,
     STATUS_LABELS,
+    CheckedForm,
     Scheduler,
     form_of,
     load,
+    new_form,
     page,
     sample_rows,
     save_greeting,
@@ -60,16 +63,16 @@ router = APIRouter(include_in_schema=False)
 
 
 def list_page(
-    request: Request, user: SignedInUser, errors=(), code=200, posted: Campaign | None = None
+    request: Request, user: SignedInUser, checked: CheckedForm | None = None, code=200
 ) -> Response:
-    """The list and the new-campaign form (refilled with ``posted`` after an error)."""
+    """The list and the new-campaign form (as typed, with what is wrong, after a refusal)."""
     with runtime_of(request).sessions() as session:
         campaigns = session.scalars(select(Campaign).order_by(Campaign.id.desc())).all()
     context = {
         "campaigns": campaigns,
-        "errors": list(errors),
-        "posted": posted,
-        "posted_form": form_of(posted) if posted is not None else None,
+        "errors": checked.errors if checked else [],
+        "field_errors": checked.field_errors if checked else {},
+        "posted_form": checked.typed if checked else new_form(),
     }
     return page(request, user, "campaigns.html", context, code)
 
@@ -82,15 +85,12 @@ def campaigns_page(request: Request, user: Scheduler) -> Response:
 @router.post("/campaigns")
 async def create_campaign(request: Request, runtime: RuntimeDep, user: Scheduler) -> Response:
     form = await request.form()
-    data, stored, errors = validated_form(form)
-    if data is None:
-        return list_page(request, user, errors, status.HTTP_400_BAD_REQUEST)
-    if not errors:
-        greeting, errors = await _greeting(request, form, errors)
-    if errors:
-        posted = Campaign(name=data.name, kind=data.kind, mode=data.mode, status="draft",
-                          **stored)  # fmt: skip
-        return list_page(request, user, errors, status.HTTP_400_BAD_REQUEST, posted)
+    checked = validated_form(form)
+    greeting = await _greeting(request, form, checked)
+    if checked.refused:
+        return list_page(request, user, checked, status.HTTP_400_BAD_REQUEST)
+    data, stored = checked.data, checked.stored
+    assert data is not None
     with runtime.sessions.begin() as session:
         campaign = Campaign(
             name=data.name.strip(),
@@ -106,14 +106,21 @@ async def create_campaign(request: Request, runtime: RuntimeDep, user: Scheduler
     return RedirectResponse(f"/campaigns/{campaign_id}", status.HTTP_303_SEE_OTHER)
 
 
-async def _greeting(request: Request, form, errors: list[str]) -> tuple[str | None, list]:
+async def _greeting(request: Request, form, checked: CheckedForm) -> str | None:
+    """The greeting of this post: an upload, stored (a refused one is said beside its field),
+    else the one an earlier, refused post of the form stored. The form carries it on, so an
+    error elsewhere never asks for the upload again."""
+    folder = runtime_of(request).settings.greetings_dir
     upload = form.get("greeting")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        return None, errors
-    try:
-        return await save_greeting(upload, runtime_of(request).settings.greetings_dir), errors
-    except greetings.GreetingRefused as exc:
-        return None, [*errors, str(exc)]
+    name = greetings.already_stored(folder, form.get("kept_greeting"))
+    if isinstance(upload, UploadFile) and upload.filename:
+        try:
+            name = await save_greeting(upload, folder)
+        except greetings.GreetingRefused as exc:
+            checked.field_errors["greeting"] = str(exc)
+    checked.typed["kept_greeting"] = name or ""
+    checked.typed["kept_greeting_seconds"] = greetings.seconds_of(folder, name)
+    return name
 
 
 def detail(
@@ -122,9 +129,9 @@ def detail(
     campaign_id: int,
     errors=(),
     done="",
-    posted: Campaign | None = None,
+    checked: CheckedForm | None = None,
 ):
-    """The campaign's page; its form refilled with ``posted`` after a refused edit."""
+    """The campaign's page; its form as typed, with what is wrong, after a refused edit."""
     campaign = load(request, campaign_id)
     settings = runtime_of(request).settings
     now = datetime.now(UTC)
@@ -151,18 +158,19 @@ def detail(
         progress = store.progress(session, campaign_id)
     context = {
         "campaign": campaign,
-        "form": form_of(posted or campaign),
-        "form_campaign": posted or campaign,
+        "form": checked.typed if checked else form_of(campaign),
+        "form_campaign": campaign,
+        "field_errors": checked.field_errors if checked else {},
         "preview": result,
         "sample": sample,
         "left_out": left_out,
         "progress": progress,
-        "errors": list(errors),
+        "errors": [*errors, *(checked.errors if checked else [])],
         "done": done,
         "editable": campaign.status in ("draft", "paused"),
         "greeting_seconds": greetings.seconds_of(settings.greetings_dir, campaign.greeting_file),
     }
-    code = status.HTTP_400_BAD_REQUEST if errors else 200
+    code = status.HTTP_400_BAD_REQUEST if errors or (checked and checked.refused) else 200
     return page(request, user, "campaign.html", context, code)
 
 
@@ -186,19 +194,15 @@ async def edit_campaign(
             ["只能修改草稿或暂停的活动 / Only draft or paused campaigns can be edited"],
         )
     form = await request.form()
-    data, stored, errors = validated_form(form, need_rules=campaign.status == "draft")
-    if data is None:
-        return detail(request, user, campaign_id, errors)
-    if not errors:
-        greeting, errors = await _greeting(request, form, errors)
-    if errors:
-        posted = Campaign(
-            name=data.name, kind=data.kind, mode=data.mode, status=campaign.status,
-            greeting_file=campaign.greeting_file,
-            rules=stored["rules"] if campaign.status == "draft" else campaign.rules,
-            policy=stored["policy"],
-        )  # fmt: skip
-        return detail(request, user, campaign_id, errors, posted=posted)
+    checked = validated_form(form, need_rules=campaign.status == "draft")
+    if campaign.status != "draft":  # its list is fixed: the form shows the stored rules
+        stored_rules = form_of(campaign)
+        checked.typed |= {key: stored_rules[key] for key in RULE_FIELDS}
+    greeting = await _greeting(request, form, checked)
+    if checked.refused:
+        return detail(request, user, campaign_id, checked=checked)
+    data, stored = checked.data, checked.stored
+    assert data is not None
     with runtime.sessions.begin() as session:
         row = session.get(Campaign, campaign_id)
         assert row is not None
