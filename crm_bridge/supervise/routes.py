@@ -40,6 +40,7 @@ from crm_bridge.runtime import runtime_of
 from crm_bridge.supervise.domain import (
     MODES,
     NOT_STARTED,
+    SUPERVISOR_ROLE,
     SupervisionRefused,
     Supervisor,
 )
@@ -58,7 +59,9 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 templates = page_templates(Path(__file__).resolve().parent / "templates")
 SupervisorDesk = Annotated[SignedInUser, Depends(auth.require_role(*SUPERVISOR_ROLES))]
-"""Who may open the page; who may listen is :func:`~crm_bridge.supervise.domain.decide`'s."""
+"""Who may open the page (admins see who is listening)."""
+SupervisorOnly = Annotated[SignedInUser, Depends(auth.require_role(SUPERVISOR_ROLE))]
+"""Who may listen: supervisors only (which calls: :func:`~crm_bridge.supervise.domain.decide`)."""
 FAILED_ACTION = "supervise_failed"
 FAILURES: dict[type[Exception], tuple[int, str]] = {
     AmiNotConnected: (status.HTTP_503_SERVICE_UNAVAILABLE, AMI_DOWN),
@@ -103,7 +106,7 @@ async def supervise_page(request: Request, user: SupervisorDesk) -> Response:
     listened = {s.target.linkedid: s.summary() for s in service.sessions.values()}
     context = {"user": user, "csrf_token": user.csrf_token, "role_labels": ROLE_LABELS,
                "nav": NAV, "here": request.url.path, "modes": MODES, "calls": calls,
-               "listened": listened, "may_listen": user.role == "supervisor",
+               "listened": listened, "may_listen": user.role == SUPERVISOR_ROLE,
                "extension": user.extensions[0] if user.extensions else "",
                "queues": user.supervised_queues}  # fmt: skip
     return templates.TemplateResponse(
@@ -113,7 +116,7 @@ async def supervise_page(request: Request, user: SupervisorDesk) -> Response:
 
 @router.post("/supervisor/supervise/{linkedid}", status_code=status.HTTP_202_ACCEPTED)
 async def supervise_call(
-    request: Request, linkedid: LinkedId, body: SuperviseIn, user: SupervisorDesk
+    request: Request, linkedid: LinkedId, body: SuperviseIn, user: SupervisorOnly
 ) -> dict[str, Any]:
     service = _service(request)
     try:
