@@ -174,7 +174,7 @@ async def test_listen_to_a_real_call_until_it_ends(site, kit_bridge):
         assert spy.startswith("PJSIP/1002-") and (context, exten) == ("callbridge-supervise",
                                                                       "listen")  # fmt: skip
         assert (app, data) == ("ChanSpy", f"{agent_channel},qES")
-        await until(lambda: next(iter(service.sessions.values())).state == "on", "picked up")
+        await until(lambda: [s.state for s in service.sessions.values()] == ["on"], "picked up")
 
         for second in (he, chen):
             again = await supervise(second, linkedid, "listen")
