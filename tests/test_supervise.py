@@ -1,15 +1,21 @@
 """Listen, whisper, barge without a PBX: who may supervise which call (the decision as a table),
-the supervised queues an admin may set, and the dialplan context the bridge rings into.
+the supervised queues an admin may set, the dialplan context the bridge rings into, and the
+Originate and the session's life against the AMI simulator over a real socket (a recorded call
+answered by 1001).
 
 The real calls are in tests/test_supervise_realpbx.py and tests/test_supervise_browser.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from test_dialplans import DIALPLAN_FILE, DIALPLANS, apps, read_conf, read_dialplan, split_args
+from test_pops import CSRF_RE, PASSWORD, hashed, site, trace  # noqa: F401  (site: the app fixture)
 
 from crm_bridge.accounts.users import UserInputError, parse_queues
+from crm_bridge.db.models import AuditEntry, Call, User
 from crm_bridge.supervise.domain import (
     AGENT_CHANNEL_UNKNOWN,
     MODES,
@@ -31,6 +37,7 @@ from crm_bridge.supervise.domain import (
 )
 from crm_bridge.supervise.service import CONTEXT, is_supervise_event
 from telephony.call_events import CallRecord
+from telephony.simulator.server import always_answered
 
 CHEN = Supervisor("chen", "supervisor", ("1002",), ("support",))
 AGENT_CHANNEL = "PJSIP/1001-0000000a"
@@ -136,3 +143,76 @@ def test_only_the_bridges_originate_reaches_the_supervise_context():
     assert uses == [f"[{CONTEXT}]"]  # no include, Goto, Gosub or Dial leads there
     pjsip = read_conf(DIALPLANS / "pjsip.conf")
     assert all(CONTEXT not in value for sec in pjsip for _, value in sec.items)
+
+
+# --------------------------------------------------------------------------- on the simulator
+
+
+async def until(predicate, what: str, wait: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while not predicate():
+        assert loop.time() < deadline, f"never: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def answered_by_1001(running) -> str:
+    """The recorded call of 1001, played up to the agent's answer: it goes on."""
+    events = trace("a_inbound_answered_1001").events
+    upto = next(i for i, event in enumerate(events) if event.get("Event") == "AgentConnect")
+    await running.simulator.play_events(events[: upto + 1], speed=0, renumber=True)
+    tracker = running.app.state.runtime.bridge.links[0].tracker
+    await until(lambda: any(c.answered_at for c in tracker.active_calls()), "answered")
+    (call,) = tracker.active_calls()
+    assert (call.queue, call.agent) == ("support", "1001")
+    return call.linkedid
+
+
+async def supervise(client, linkedid: str, mode: str):
+    token = CSRF_RE.search((await client.get("/supervisor/supervise")).text).group(1)
+    return await client.post(f"/supervisor/supervise/{linkedid}", json={"mode": mode},
+                             headers={"X-CSRF-Token": token})  # fmt: skip
+
+
+async def test_one_listener_per_call_until_its_channel_hangs_up(site):  # noqa: F811
+    with site.sessions().begin() as session:
+        for name, extension in (("chen", "1002"), ("he", "PJSIP/1003")):
+            session.add(User(username=name, password_hash=hashed(PASSWORD), role="supervisor",
+                             extensions=[extension], supervised_queues=["support"]))  # fmt: skip
+    service = site.app.state.runtime.supervise
+    site.simulator.originate_outcome = lambda _headers: None  # queued; nothing happens yet
+    linkedid = await answered_by_1001(site)
+    async with site.signed_in("chen") as chen, site.signed_in("he") as he:
+        placed = await supervise(chen, linkedid, "listen")
+        assert placed.status_code == 202, placed.text
+        (originate,) = site.simulator.actions_named("Originate")
+        channel_id = placed.json()["session"]["id"]
+        assert channel_id.startswith("cbsup-") and originate["ChannelId"] == channel_id
+        assert (originate["Channel"], originate["Context"], originate["Exten"]) == (
+            "PJSIP/1002", CONTEXT, "listen")
+        assert originate["CallerID"] == '"Listen 1001" <1001>'
+        assert originate["Variable"].startswith("CC_SPY_CHANNEL=PJSIP/1001-")
+
+        again = await supervise(he, linkedid, "whisper")
+        assert (again.status_code, again.json()["detail"]) == (
+            409, already_listened("chen", "listen"))
+        assert len(site.simulator.actions_named("Originate")) == 1  # nothing sent
+
+        hangup = {"Event": "Hangup", "Channel": "PJSIP/1002-000000ff", "Uniqueid": channel_id,
+                  "Linkedid": channel_id, "Cause": "16"}  # fmt: skip
+        await site.simulator.play_events([hangup], speed=0, renumber=False)
+        await until(lambda: service.sessions == {}, "the session ended with its channel")
+
+        site.simulator.originate_outcome, site.simulator.originate_speed = always_answered, 0
+        placed = await supervise(he, linkedid, "barge")
+        assert placed.status_code == 202, placed.text
+        assert site.simulator.actions_named("Originate")[-1]["Channel"] == "PJSIP/1003"
+        await until(lambda: service.sessions == {}, "the replayed ring ended the session")
+
+    tracker = site.app.state.runtime.bridge.links[0].tracker
+    assert [c.linkedid for c in tracker.active_calls()] == [linkedid]  # the call goes on
+    with site.sessions()() as session:
+        entries = session.query(AuditEntry).order_by(AuditEntry.id).all()
+        assert [(e.username, e.action, e.subject_id) for e in entries] == [
+            ("chen", "listen", linkedid), ("he", "barge", linkedid)]
+        assert session.query(Call).count() == 0  # a supervisor listening in is no call
