@@ -75,6 +75,7 @@ def live_call_page(request: Request, user: Supervisor, linkedid: str,
                "call": call.summary() if call else None,
                "transcript": call.transcript if call else [],
                "alerts": call.alerts if call else [],
+               "going_on": going_on is not None,
                "supervisable": supervisable(user, going_on)}  # fmt: skip
     return templates.TemplateResponse(
         request, "live_call.html", context, headers=SUPERVISOR_PAGE_HEADERS

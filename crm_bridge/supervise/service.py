@@ -95,7 +95,10 @@ class Supervision:
         if server != self._server:
             return
         self._index.feed(event)
-        session = self.sessions.get(event.get("Uniqueid", ""))
+        # A failed OriginateResponse may name no channel; its ActionID is the session's id too.
+        session = self.sessions.get(event.get("Uniqueid", "")) or self.sessions.get(
+            event.get("ActionID", "")
+        )
         if session is None:
             return
         kind = event.get("Event")
