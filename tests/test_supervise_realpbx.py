@@ -98,7 +98,8 @@ async def site(pbx_kit, pbx_commands, tmp_path, monkeypatch, kit_bridge):
                 session.add(User(username=name, password_hash=hashed(PASSWORD),
                                  role="supervisor", extensions=extensions,
                                  supervised_queues=queues))  # fmt: skip
-        await kit_bridge.send_action("QueuePause", {"Interface": LI, "Paused": "true"})
+        paused = await kit_bridge.send_action("QueuePause", {"Interface": LI, "Paused": "true"})
+        assert paused["Response"] == "Success"  # the queue rings 1001 only
         try:
             yield running
         finally:
