@@ -122,9 +122,6 @@ class Supervision:
 
     # ------------------------------------------------------------ what supervisors ask
 
-    def of_call(self, linkedid: str) -> SupervisionSession | None:
-        return next((s for s in self.sessions.values() if s.target.linkedid == linkedid), None)
-
     def calls(self) -> list[CallRecord]:
         """The calls of the main server in progress (copies), for the supervisors' page."""
         return [call.snapshot() for call in self._bridge.links[0].tracker.active_calls()]
