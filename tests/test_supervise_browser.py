@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser, Page, expect
 from test_agent_browser import ARTIFACTS
-from test_agent_states_browser import WAIT_MS, signed_in
+from test_agent_states_browser import signed_in
 from test_pops import PASSWORD, hashed
 from test_supervise_realpbx import (  # noqa: F401  (the kit site's fixtures)
     answered_by_1001,
@@ -92,7 +92,6 @@ async def test_the_admin_sets_a_supervisors_queues(site, browser):  # noqa: F811
                          extensions=[]))  # fmt: skip
         chen_id = session.query(User).filter_by(username="chen").one().id
     page = await signed_in(site, browser, "boss", "/admin/users")
-    page.set_default_timeout(WAIT_MS)
     user_row = page.locator(f"#user-{chen_id}")
     await expect(user_row.locator(".supervised-queues")).to_have_text("support")
     await user_row.locator("summary").click()
