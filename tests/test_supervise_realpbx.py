@@ -82,7 +82,9 @@ async def kit_bridge(pbx_kit):
     ami = pbx_kit["ami"]
     config = AmiConfig(name="kit-bridge", host=ami["host"], port=ami["port"],
                        username="bridge", secret="bridge-secret")  # fmt: skip
-    connection = AmiConnection(config, on_event=lambda _event: None)
+    heard: list[dict] = []
+    connection = AmiConnection(config, on_event=lambda event: heard.append(dict(event)))
+    connection.heard = heard  # type: ignore[attr-defined]
     await connection.start()
     await until(lambda: str(connection.state) == "connected", "the kit's AMI")
     yield connection
@@ -200,6 +202,9 @@ async def test_listen_to_a_real_call_until_it_ends(site, kit_bridge):
         await until(lambda: _calls_logged(client, 1), "the call logged")
         (logged,) = (await client.get("/api/calls")).json()["calls"]
     assert logged["linkedid"] == linkedid and logged["agent"] == "1001"
+    cdrs = [e for e in kit_bridge.heard if e.get("Event") == "Cdr"]
+    assert any(e.get("LinkedID") == linkedid for e in cdrs)
+    assert [e for e in cdrs if e.get("LinkedID", "").startswith("cbsup-")] == []  # no CDR
 
 
 async def _no_spies() -> bool:
