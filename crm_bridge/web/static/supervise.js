@@ -18,7 +18,8 @@
       const response = await fetch("/supervisor/supervise/" + linkedid, {
         method: "POST",
         credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": panel.dataset.csrf },
+        headers: { "Content-Type": "application/json", "Accept": "application/json",
+                   "X-CSRF-Token": panel.dataset.csrf },
         body: JSON.stringify({ mode: button.dataset.superviseMode }),
       });
       const data = await response.json().catch(() => ({}));
