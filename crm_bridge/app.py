@@ -50,6 +50,8 @@ from crm_bridge.pops.hub import PopHub
 from crm_bridge.pops.lookups import database_campaign_lookup, database_lookup
 from crm_bridge.runtime import Runtime, RuntimeDep
 from crm_bridge.settings import Settings
+from crm_bridge.supervise import routes as supervise_routes
+from crm_bridge.supervise.service import Supervision
 from crm_bridge.supervision import call_pages as supervision_call_pages
 from crm_bridge.supervision import pages as supervision_pages
 from crm_bridge.supervision.periodic import supervision_jobs
@@ -142,6 +144,7 @@ ROUTES = (
     live_speech_routes.router,
     agent_states_routes.router,
     wallboard_routes.router,
+    supervise_routes.router,
 )
 """Every feature's router, in the order the app includes them."""
 
@@ -226,6 +229,7 @@ async def _start(settings: Settings) -> Runtime:
     bridge.subscribe(pops.on_event)
     await pops.start()
     live_speech = await start_live_speech(settings, bridge, pops, sessions)
+    supervise = Supervision(bridge, settings.agent_contexts)  # before start: the first resync
     await bridge.start()
     if demo is not None:
         await bridge.wait_connected(timeout=10)
@@ -256,6 +260,7 @@ async def _start(settings: Settings) -> Runtime:
         live_speech=live_speech,
         agent_states=agent_states,
         wallboard=wallboard,
+        supervise=supervise,
     )
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from crm_bridge.pops.hub import PopHub
     from crm_bridge.pops.relay import PopRelay
     from crm_bridge.settings import Settings
+    from crm_bridge.supervise.service import Supervision
     from crm_bridge.wallboard.board import Wallboard
 
 
@@ -57,6 +58,8 @@ class Runtime:
     agent_states: AgentStates | None = None
     """Queue members and agents' states; None when ``settings.agent_states`` is off."""
     wallboard: Wallboard | None = None
+    supervise: Supervision | None = None
+    """Listen, whisper, barge: the sessions going on."""
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -182,10 +182,22 @@ def run_asterisklint(folder: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+LINT_UNKNOWN_FUNCTIONS = ("CDR_PROP",)
+"""Functions of Asterisk 12+ that asterisklint's function lists lack (CDR_PROP replaced the
+CDR(disable) of Asterisk 11; tests/test_supervise_realpbx.py shows on the kit that it works)."""
+
+
+def lint_findings(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What asterisklint reports, but its not knowing the functions above."""
+    return [line for line in (result.stdout + result.stderr).splitlines()
+            if not any(f"E_FUNC_MISSING: function '{name}' does not exist" in line
+                       for name in LINT_UNKNOWN_FUNCTIONS)]  # fmt: skip
+
+
 def test_asterisklint_finds_nothing_in_the_dialplan(tmp_path):
     shutil.copy(DIALPLANS / DIALPLAN_FILE, tmp_path)
     result = run_asterisklint(tmp_path)
-    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    assert lint_findings(result) == []
 
 
 def test_asterisklint_catches_an_unescaped_semicolon(tmp_path):

@@ -190,6 +190,9 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/wallboard/screen"): SUPERVISORS,
     ("GET", "/wallboard/now"): SUPERVISORS,
     ("WS", "/ws/wallboard"): SUPERVISORS,
+    # crm_bridge/supervise/routes.py
+    ("GET", "/supervisor/supervise"): SUPERVISORS,
+    ("POST", "/supervisor/supervise/{linkedid}"): frozenset({"supervisor"}),
 }
 """Every route of the app and the credentials that may use it. A route missing here fails
 ``test_every_route_is_in_the_access_table``; each one below is fuzzed against its entry."""

@@ -35,6 +35,10 @@ ACTION_LABELS = {
     "download": "下载录音 Download",
     "export": "导出 Export",
     "view_transcript": "查看转写 Transcript",
+    "listen": "监听 Listen",
+    "whisper": "耳语 Whisper",
+    "barge": "强插 Barge",
+    "supervise_failed": "监听未接通 Listen-in not placed",
 }
 
 

@@ -95,6 +95,8 @@ class SignedInUser:
     role: str
     extensions: tuple[str, ...]
     csrf_token: str
+    supervised_queues: tuple[str, ...] = ()
+    """The queues a supervisor may listen to (``crm_bridge.supervise``)."""
 
 
 class _ClockedSigner(TimestampSigner):
@@ -222,7 +224,8 @@ def load_user(conn: HTTPConnection, data: SessionData | None) -> SignedInUser | 
             return None
         if data.gen != (user.session_generation or 0):
             return None
-        return SignedInUser(user.id, user.username, user.role, tuple(user.extensions), data.csrf)
+        return SignedInUser(user.id, user.username, user.role, tuple(user.extensions), data.csrf,
+                            tuple(user.supervised_queues or ()))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- HTTP

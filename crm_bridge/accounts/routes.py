@@ -8,9 +8,9 @@ Routes (browser pages, so they are left out of the OpenAPI document, which descr
 - ``POST /logout``: ends every session of the user, in every tab and browser, and closes their
   pop sockets (:mod:`crm_bridge.accounts.session_revocation`).
 - ``GET /admin/users``, ``POST /admin/users``, ``POST /admin/users/{user_id}``: list, create,
-  change (role, extensions, active, password); ``POST /admin/users/{user_id}/sign-out`` (end
-  every session of the user), ``POST /admin/users/{user_id}/unlock`` (lift the user's sign-in
-  limit); admins only.
+  change (role, extensions, supervised queues, active, password);
+  ``POST /admin/users/{user_id}/sign-out`` (end every session of the user),
+  ``POST /admin/users/{user_id}/unlock`` (lift the user's sign-in limit); admins only.
 
 Every form carries the session's CSRF token. A form with bad input comes back with the errors
 beside the fields and what was typed, except passwords.
@@ -71,6 +71,7 @@ class UserRow:
     username: str
     role: str
     extensions: str
+    supervised_queues: str
     active: bool
     created_at: datetime
     limited: bool
@@ -83,6 +84,7 @@ class UserRow:
             user.username,
             user.role,
             " ".join(user.extensions),
+            " ".join(user.supervised_queues or ()),
             user.active,
             user.created_at,
             limited,
@@ -206,6 +208,13 @@ def sign_out_everywhere(request: Request, user_id: int) -> bool:
     return True
 
 
+def known_queues(request: Request) -> list[str] | None:
+    """The queues Asterisk reports (agent states), which a supervised queue must be one of;
+    None when agent states are off (then any well-formed name is taken)."""
+    states = runtime_of(request).agent_states
+    return None if states is None else states.queues()
+
+
 def admin_page(
     request: Request, admin: SignedInUser, status_code: int = 200, **values: Any
 ) -> Response:
@@ -219,7 +228,8 @@ def admin_page(
         "roles": ROLES,
         "zone": runtime_of(request).settings.zone,
         "done": None,
-        "new": {"username": "", "role": "agent", "extensions": ""},
+        "new": {"username": "", "role": "agent", "extensions": "", "supervised_queues": ""},
+        "queues": known_queues(request),
         "new_errors": {},
         "edit_id": None,
         "edit": {},
@@ -243,11 +253,14 @@ def add_user(
     password: Annotated[str, Form(max_length=4096)] = "",
     role: Annotated[str, Form(max_length=32)] = "",
     extensions: Annotated[str, Form(max_length=2048)] = "",
+    supervised_queues: Annotated[str, Form(max_length=2048)] = "",
 ) -> Response:
-    new = {"username": username, "role": role, "extensions": extensions}
+    new = {"username": username, "role": role, "extensions": extensions,
+           "supervised_queues": supervised_queues}  # fmt: skip
     try:
         with runtime.sessions.begin() as session:
-            create_user(session, username, password, role, extensions)
+            create_user(session, username, password, role, extensions, supervised_queues,
+                        known_queues(request))  # fmt: skip
     except UserInputError as exc:
         return admin_page(request, admin, 400, new=new, new_errors=exc.errors)
     except IntegrityError:
@@ -267,8 +280,10 @@ def change_user(
     extensions: Annotated[str, Form(max_length=2048)] = "",
     active: Annotated[str | None, Form(max_length=8)] = None,
     password: Annotated[str, Form(max_length=4096)] = "",
+    supervised_queues: Annotated[str, Form(max_length=2048)] = "",
 ) -> Response:
-    edit = {"role": role, "extensions": extensions, "active": active is not None}
+    edit = {"role": role, "extensions": extensions, "active": active is not None,
+            "supervised_queues": supervised_queues}  # fmt: skip
     response = RedirectResponse("/admin/users?done=updated", status.HTTP_303_SEE_OTHER)
     try:
         with runtime.sessions.begin() as session:
@@ -283,6 +298,8 @@ def change_user(
                 extensions=extensions,
                 active=active is not None,
                 password=password or None,
+                supervised_queues=supervised_queues,
+                known_queues=known_queues(request),
             )
             if password and user.id == admin.id:
                 signed_in = auth.codec_for(request).signed_in(user)

@@ -34,6 +34,9 @@ EXTENSION_PATTERN = re.compile(r"\d{2,20}|(?:PJSIP|SIP|IAX2|DAHDI|Local)/[A-Za-z
 """A dialled extension (``1001``) or an Asterisk interface (``PJSIP/1001``,
 ``Local/1001@from-internal``): nothing that could carry a separator or a line break into AMI."""
 
+QUEUE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A queue name as queues.conf spells a section (``support``)."""
+
 _hasher = PasswordHasher()
 
 
@@ -104,6 +107,26 @@ def parse_extensions(text: str | Iterable[str]) -> list[str]:
     return extensions
 
 
+def parse_queues(text: str | Iterable[str], known: Iterable[str] | None) -> list[str]:
+    """Supervised queues from a form field (separated like extensions) or a list; each must be
+    one of ``known`` (the queues Asterisk has), when they are known. Duplicates are dropped and
+    the order kept; a bad one raises :class:`UserInputError`."""
+    parts = re.split(r"[\s,，]+", text) if isinstance(text, str) else list(text)
+    allowed = None if known is None else set(known)
+    queues: list[str] = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        if not QUEUE_PATTERN.fullmatch(part):
+            message = f"队列名无效 / Not a queue name: {part[:40]!r}"
+            raise UserInputError({"supervised_queues": message})
+        if allowed is not None and part not in allowed:
+            raise UserInputError({"supervised_queues": f"没有这个队列 / No such queue: {part}"})
+        if part not in queues:
+            queues.append(part)
+    return queues
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -120,8 +143,11 @@ def create_user(
     password: str,
     role: str,
     extensions: str | Iterable[str] = (),
+    supervised_queues: str | Iterable[str] = (),
+    known_queues: Iterable[str] | None = None,
 ) -> User:
-    """Add a user (flushed, not committed); every problem at once in a UserInputError."""
+    """Add a user (flushed, not committed); every problem at once in a UserInputError.
+    ``known_queues``: the queues a supervised queue must be one of (None: not checked)."""
     name = normalize_username(username)
     errors = _problems(
         username=username_problem(username),
@@ -130,6 +156,11 @@ def create_user(
     )
     try:
         parsed = parse_extensions(extensions)
+    except UserInputError as exc:
+        errors.update(exc.errors)
+    queues: list[str] = []
+    try:
+        queues = parse_queues(supervised_queues, known_queues)
     except UserInputError as exc:
         errors.update(exc.errors)
     if "username" not in errors and find_user(session, name) is not None:
@@ -141,6 +172,7 @@ def create_user(
         password_hash=hash_password(password),
         role=role,
         extensions=parsed,
+        supervised_queues=queues,
         active=True,
     )
     session.add(user)
@@ -156,8 +188,12 @@ def update_user(
     extensions: str | Iterable[str] | None = None,
     active: bool | None = None,
     password: str | None = None,
+    supervised_queues: str | Iterable[str] | None = None,
+    known_queues: Iterable[str] | None = None,
 ) -> User:
-    """Change what is given (None keeps it); refuses to leave the center without an admin."""
+    """Change what is given (None keeps it); refuses to leave the center without an admin.
+    A supervised queue is checked against ``known_queues`` when given, unless the user
+    already had it (a queue Asterisk no longer reports can stay)."""
     errors = _problems(
         role=role_problem(role) if role is not None else None,
         password=password_problem(password, user.username) if password else None,
@@ -166,6 +202,13 @@ def update_user(
     if extensions is not None:
         try:
             parsed = parse_extensions(extensions)
+        except UserInputError as exc:
+            errors.update(exc.errors)
+    queues = None
+    if supervised_queues is not None:
+        known = None if known_queues is None else {*known_queues, *user.supervised_queues}
+        try:
+            queues = parse_queues(supervised_queues, known)
         except UserInputError as exc:
             errors.update(exc.errors)
     stays_admin = (role or user.role) == "admin" and (user.active if active is None else active)
@@ -177,6 +220,8 @@ def update_user(
         user.role = role
     if parsed is not None:
         user.extensions = parsed
+    if queues is not None:
+        user.supervised_queues = queues
     if active is False and user.active:
         end_sessions(user)
     if active is not None:

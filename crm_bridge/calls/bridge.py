@@ -99,7 +99,7 @@ class BridgeService:
         self._unjournaled: list[CallRecord] = []
         self._subscribers: list[Subscriber] = []
         self._channel_listeners: list[ChannelListener] = []
-        self._own_channel: IsOwnChannel = lambda _event: False
+        self._own_channels: list[IsOwnChannel] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-log")
         self._stopping = threading.Event()
         self._pending: set[asyncio.Future] = set()
@@ -117,10 +117,13 @@ class BridgeService:
 
     def listen_to_channels(self, listener: ChannelListener, own_channel: IsOwnChannel) -> None:
         """``listener`` hears channel events and resyncs; the channels ``own_channel`` says
-        the bridge placed for itself (live-audio spies) are hidden from the trackers, so they
-        are never taken for calls."""
+        the bridge placed for itself (live-audio spies, a supervisor's phone listening in) are
+        hidden from the trackers, so they are never taken for calls."""
         self._channel_listeners.append(listener)
-        self._own_channel = own_channel
+        self._own_channels.append(own_channel)
+
+    def _own_channel(self, event: Mapping[str, str]) -> bool:
+        return any(own(event) for own in self._own_channels)
 
     async def start(self) -> None:
         await self._replay_journal()

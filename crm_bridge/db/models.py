@@ -405,6 +405,11 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     extensions: Mapped[list[str]] = mapped_column(JsonList, default=list)
+    supervised_queues: Mapped[list[str]] = mapped_column(
+        JsonList, default=list, server_default=text("'[]'")
+    )
+    """The queues whose calls a supervisor may listen to, whisper into or barge into
+    (``crm_bridge.supervise``); set by an admin on the users page."""
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

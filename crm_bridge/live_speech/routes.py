@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from crm_bridge.accounts import auth
+from crm_bridge.calls.in_progress import LiveCalls
 from crm_bridge.db.models import LiveSpeechAlert
 from crm_bridge.live_speech.service import LiveSpeech
 from crm_bridge.runtime import runtime_of
@@ -24,6 +25,7 @@ from crm_bridge.supervision.page_kit import (
 )
 from crm_bridge.web.pages import ROLE_LABELS, page_templates
 from crm_bridge.web.socket_feed import feed_until_closed
+from telephony.call_events import CallRecord
 
 OWN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_LINKEDID = 64
@@ -63,17 +65,28 @@ def stored_alerts(request: Request, linkedid: str) -> list[dict[str, Any]]:
 
 
 @router.get("/supervisor/live/{linkedid}", include_in_schema=False)
-def live_call_page(request: Request, user: Supervisor, linkedid: str) -> Response:
+def live_call_page(request: Request, user: Supervisor, linkedid: str,
+                   in_progress: LiveCalls) -> Response:  # fmt: skip
     live = _live(request)
     call = live.call(linkedid) if live is not None and len(linkedid) <= MAX_LINKEDID else None
+    going_on = in_progress.get(linkedid)
     context = {"user": user, "csrf_token": user.csrf_token, "role_labels": ROLE_LABELS,
                "nav": NAV, "here": request.url.path, "linkedid": linkedid,
                "call": call.summary() if call else None,
                "transcript": call.transcript if call else [],
-               "alerts": call.alerts if call else []}  # fmt: skip
+               "alerts": call.alerts if call else [],
+               "going_on": going_on is not None,
+               "supervisable": supervisable(user, going_on)}  # fmt: skip
     return templates.TemplateResponse(
         request, "live_call.html", context, headers=SUPERVISOR_PAGE_HEADERS
     )
+
+
+def supervisable(user: auth.SignedInUser, call: CallRecord | None) -> bool:
+    """Whether the page offers listen, whisper and barge (``crm_bridge.supervise`` decides
+    again when one is pressed): a supervisor of the call's queue, the call answered."""
+    return (user.role == "supervisor" and call is not None and call.answered_at is not None
+            and call.queue in user.supervised_queues)  # fmt: skip
 
 
 @router.websocket("/ws/live-speech")

@@ -217,6 +217,8 @@ class Wallboard:
                 "queues": list(agent.status.queues),
                 "customer": call.customer if call else "",
                 "call_since": call.since if call else None,
+                "linkedid": call.linkedid if call else None,
+                "call_queue": call.queue if call else "",
             })  # fmt: skip
         return {"now": now, "connected": self.states.link.connected,
                 "queues": queues, "agents": agents}  # fmt: skip

@@ -1,5 +1,7 @@
 // The wallboard: draws each frame the server pushes over /ws/wallboard (the whole board each
-// time) and counts the times in between. Reconnects after a drop. No controls.
+// time) and counts the times in between. Reconnects after a drop. On the supervisor's page
+// (not the big screen) an agent on a call of a queue the supervisor supervises gets the
+// listen, whisper and barge buttons (#supervise names the queues; supervise.js posts them).
 (function () {
   "use strict";
   const root = document.getElementById("wallboard");
@@ -8,6 +10,36 @@
   const queueBody = document.querySelector("#wb-queues tbody");
   const agentBody = document.querySelector("#wb-agents tbody");
   let frame = null;
+  const supervise = document.getElementById("supervise");
+  const supervised = new Set(supervise ? JSON.parse(supervise.dataset.queues || "[]") : []);
+  let buttons = new Map(); // "agent|linkedid" -> its cell, kept across redraws (a click in
+                           // progress is not lost to the redraw every second)
+  if (supervise) {
+    const th = document.createElement("th");
+    th.innerHTML = '监听 <span class="en">Listen in</span>';
+    document.querySelector("#wb-agents thead tr").appendChild(th);
+  }
+  function superviseCell(a) {
+    const key = a.agent + "|" + a.linkedid;
+    let td = buttons.get(key);
+    if (!td) {
+      td = document.createElement("td");
+      td.className = "wb-supervise";
+      const span = document.createElement("span");
+      span.className = "sv-buttons";
+      for (const [mode, zh, en] of [["listen", "监听", "Listen"], ["whisper", "耳语", "Whisper"],
+                                    ["barge", "强插", "Barge"]]) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.dataset.linkedid = a.linkedid;
+        button.dataset.superviseMode = mode;
+        button.innerHTML = zh + ' <span class="en">' + en + "</span>";
+        span.appendChild(button);
+      }
+      td.appendChild(span);
+    }
+    return [key, td];
+  }
   let skew = 0; // server clock minus this browser's clock, in seconds
   function clock(seconds) {
     const s = Math.max(0, Math.floor(seconds));
@@ -47,6 +79,7 @@
       queueBody.appendChild(row);
     }
     agentBody.replaceChildren();
+    const kept = new Map();
     for (const a of frame.agents) {
       const row = document.createElement("tr");
       row.dataset.agent = a.agent;
@@ -55,8 +88,18 @@
       cell(row, clock(now() - a.since), "num wb-since");
       cell(row, a.customer, "wb-customer");
       cell(row, a.call_since === null ? "" : clock(now() - a.call_since), "num wb-call");
+      if (supervise) {
+        if (a.linkedid && supervised.has(a.call_queue)) {
+          const [key, td] = superviseCell(a);
+          kept.set(key, td);
+          row.appendChild(td);
+        } else {
+          cell(row, "", "wb-supervise");
+        }
+      }
       agentBody.appendChild(row);
     }
+    buttons = kept;
   }
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
