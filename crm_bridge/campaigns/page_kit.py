@@ -21,7 +21,7 @@ from starlette.datastructures import FormData, UploadFile
 from crm_bridge.accounts import auth
 from crm_bridge.accounts.auth import SignedInUser
 from crm_bridge.campaigns import greetings
-from crm_bridge.campaigns.dial_decision import REASON_LABELS, PolicyIn
+from crm_bridge.campaigns.dial_decision import REASON_LABELS, OnMachine, PolicyIn
 from crm_bridge.campaigns.rules import FESTIVALS, parse_rules
 from crm_bridge.customers.numbers import mask_phone
 from crm_bridge.db.models import (
@@ -72,12 +72,19 @@ STATUS_LABELS = {
 
 OUTCOME_LABELS = {
     "answered": "接通 Answered",
+    "machine": "答录机 Answering machine",
     "busy": "忙 Busy",
     "no_answer": "未接 No answer",
     "congestion": "线路拥塞 Congestion",
     "failed": "失败 Failed",
     "lost": "未发出 Not placed",
     "unknown": "未知 Unknown",
+}
+
+
+ON_MACHINE_LABELS = {
+    "hang_up": "挂断，稍后按重拨间隔再呼 Hang up and call again after the retry delay",
+    "message": "提示音后留言 Leave the greeting after the beep",
 }
 
 
@@ -129,6 +136,8 @@ class CampaignForm(BaseModel):
     retry_no_answer: float = 60
     retry_congestion: float = 5
     retry_failed: float = 30
+    retry_machine: float = 120
+    on_machine: OnMachine = "hang_up"
 
     def rules(self) -> list[dict[str, Any]]:
         rules: list[dict[str, Any]] = []
@@ -166,7 +175,9 @@ class CampaignForm(BaseModel):
                 "no_answer": self.retry_no_answer,
                 "congestion": self.retry_congestion,
                 "failed": self.retry_failed,
+                "machine": self.retry_machine,
             },
+            "on_machine": self.on_machine,
         }
 
 
@@ -250,6 +261,7 @@ def page(request: Request, user: SignedInUser, name: str, context: dict[str, Any
         "modes": MODE_LABELS,
         "statuses": STATUS_LABELS,
         "outcomes": OUTCOME_LABELS,
+        "on_machine_labels": ON_MACHINE_LABELS,
         "reasons": REASON_LABELS,
         "festival_choices": FESTIVALS,
         "weekday_names": WEEKDAYS,

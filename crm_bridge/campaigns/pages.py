@@ -31,7 +31,7 @@ from starlette.datastructures import UploadFile
 from crm_bridge.accounts import audit
 from crm_bridge.accounts.auth import SignedInUser
 from crm_bridge.campaigns import greetings, store
-from crm_bridge.campaigns.dial_decision import preview
+from crm_bridge.campaigns.dial_decision import PolicyIn, preview
 from crm_bridge.campaigns.page_kit import (
     PREVIEW_SAMPLE,
     STATUS_LABELS,
@@ -165,6 +165,7 @@ def detail(
         "errors": list(errors),
         "done": done,
         "editable": campaign.status in ("draft", "paused"),
+        "on_machine": PolicyIn.model_validate(campaign.policy or {}).on_machine,
         "greeting_seconds": greetings.seconds_of(settings.greetings_dir, campaign.greeting_file),
     }
     code = status.HTTP_400_BAD_REQUEST if errors else 200

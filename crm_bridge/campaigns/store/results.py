@@ -20,7 +20,9 @@ from crm_bridge.db.models import (
     DoNotCall,
 )
 
-OUTCOMES_SHOWN = ("answered", "busy", "no_answer", "congestion", "failed", "lost", "unknown")
+OUTCOMES_SHOWN = (
+    "answered", "machine", "busy", "no_answer", "congestion", "failed", "lost", "unknown"
+)
 
 
 @dataclass
