@@ -187,6 +187,7 @@ async def test_a_machine_is_hung_up_on_and_called_again_a_person_hears_the_greet
         url = await create_and_start(client, token, form, tone_wav(3.0))
         progress = await finished(client, url)
     assert (progress["by_outcome"]["answered"], progress["by_outcome"]["machine"]) == (1, 2)
+    assert progress["messages_left"] == 0
     attempts = attempts_by_number(amd_site)
     assert {n: [a.outcome for a in tries] for n, tries in attempts.items()} == {
         PERSON: ["answered"],
@@ -234,6 +235,7 @@ async def test_a_message_is_left_after_the_beep_as_the_scheduler_chose(
     await expect(page.locator("#outcomes [data-outcome=answered]")).to_have_text("1")
     await expect(page.locator("#outcomes [data-outcome=machine]")).to_have_text("1")
     await expect(page.locator("#outcomes")).to_contain_text("答录机 Answering machine")
+    await expect(page.locator("#messages-left")).to_have_text("1")
     await page.screenshot(path=ARTIFACTS / "campaign_answering_machine.png", full_page=True)
 
     attempts = attempts_by_number(amd_site)

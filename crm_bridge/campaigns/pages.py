@@ -256,6 +256,7 @@ def campaign_progress(
             "finished": progress.finished,
             "by_state": progress.by_state,
             "by_outcome": progress.by_outcome,
+            "messages_left": progress.messages_left,
         },
         headers={"Cache-Control": "no-store"},
     )
