@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from telephony.dialer import AMD_EVENT, GREETING_EVENT
+
 ROOT = Path(__file__).resolve().parents[1]
 DIALPLANS = ROOT / "dialplans"
 SIP_TRACES = sorted(
@@ -201,6 +203,21 @@ def test_asterisklint_catches_an_unescaped_semicolon(tmp_path):
 def test_the_contexts_and_campaign_extensions_exist(plan):
     assert {"from-customers", "agents", "outbound-campaign", "internal"} <= plan.keys()
     assert {"return-visit", "birthday"} <= plan["outbound-campaign"].keys()
+
+
+def test_a_message_call_reports_amd_first_and_plays_after_a_machines_beep(plan):
+    """What the dialer reads (telephony/dialer.py): AMD's verdict before any greeting, then the
+    greeting's; the campaign's CC_ON_MACHINE is only ever compared with a fixed word."""
+    steps = plan["callbridge-campaign"]["s"]
+    names = [app for app, _ in steps]
+    amd = names.index("AMD")
+    reported = steps.index(("UserEvent", f"{AMD_EVENT},Status: ${{AMDSTATUS}}"))
+    played = steps.index(("UserEvent", f"{GREETING_EVENT},Status: ${{PLAYBACKSTATUS}}"))
+    playback = names.index("Playback")
+    assert amd < reported < names.index("WaitForSilence") < playback < played
+    assert [data for _, data in steps if "CC_ON_MACHINE" in data] == [
+        '$["${CC_ON_MACHINE}" != "message"]?done'
+    ]
 
 
 def test_every_recording_names_its_file_in_cc_recfile_first(plan):

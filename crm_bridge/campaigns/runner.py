@@ -15,9 +15,10 @@ stopped at any moment and another started on the same database:
   its customer would be dialled again while still on the line.
 
 Message campaigns play the scheduler's greeting (answered only once the dialplan reports it
-played: :mod:`telephony.dialer`), to a person, or to an answering machine after its beep or
-not at all, as ``CC_ON_MACHINE`` says (the campaign's ``on_machine``), agent campaigns put the customer through to the agents'
-queue (``CC_MODE`` in ``dialplans/extensions_callbridge.conf``); preview
+played: :mod:`telephony.dialer`) to a person, and to an answering machine after its beep or
+not at all, as ``CC_ON_MACHINE`` says (the campaign's ``on_machine``); agent campaigns put
+the customer through to the agents' queue (``CC_MODE`` in
+``dialplans/extensions_callbridge.conf``); preview
 campaigns are dialled by an agent's click (``crm_bridge/campaigns/pages.py``), and the runner
 only settles their attempts from the call log.
 """
