@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal[
     "answered", "busy", "no_answer", "congestion", "failed", "machine", "unknown"
-]
+]  # fmt: skip
 REASON_OUTCOME: dict[str, Outcome] = {
     "4": "answered",
     "5": "busy",

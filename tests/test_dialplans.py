@@ -184,10 +184,24 @@ def run_asterisklint(folder: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+UNKNOWN_TO_ASTERISKLINT = (
+    "E_APP_MISSING: app 'AMD' does not exist",
+    "E_APP_MISSING: app 'WaitForSilence' does not exist",
+    "E_FUNC_MISSING: function 'IFMODULE' does not exist",
+)
+"""Asterisk has these (app_amd, app_waitforsilence, func_module; the PBX kit's Asterisk runs
+them in tests/test_campaign_amd_realpbx.py), asterisklint's tables of them do not."""
+
+
 def test_asterisklint_finds_nothing_in_the_dialplan(tmp_path):
     shutil.copy(DIALPLANS / DIALPLAN_FILE, tmp_path)
     result = run_asterisklint(tmp_path)
-    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    findings = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if not any(known in line for known in UNKNOWN_TO_ASTERISKLINT)
+    ]
+    assert findings == []
 
 
 def test_asterisklint_catches_an_unescaped_semicolon(tmp_path):

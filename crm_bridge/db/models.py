@@ -549,7 +549,7 @@ CAMPAIGN_STATUSES = ("draft", "running", "paused", "stopped", "done")
 TARGET_STATES = ("pending", "dialing", "done", "failed", "skipped")
 DIAL_OUTCOMES = (
     "answered", "busy", "no_answer", "congestion", "failed", "machine", "lost", "unknown"
-)
+)  # fmt: skip
 OPT_OUT_SOURCES = ("admin", "call")
 
 

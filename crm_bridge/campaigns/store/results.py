@@ -23,7 +23,7 @@ from telephony.dialer import MESSAGE_LEFT
 
 OUTCOMES_SHOWN = (
     "answered", "machine", "busy", "no_answer", "congestion", "failed", "lost", "unknown"
-)
+)  # fmt: skip
 
 
 @dataclass

@@ -33,6 +33,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """A machine outcome was an answered call before detection: it reads as answered."""
-    for table, column in COLUMNS:
-        op.execute(f"UPDATE {table} SET {column} = 'answered' WHERE {column} = 'machine'")
+    op.execute("UPDATE dial_attempts SET outcome = 'answered' WHERE outcome = 'machine'")
+    op.execute(
+        "UPDATE campaign_targets SET last_outcome = 'answered' WHERE last_outcome = 'machine'"
+    )
     _check(OLD)
