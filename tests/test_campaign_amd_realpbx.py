@@ -174,7 +174,8 @@ def recordings(site: Site, channel_id: str) -> tuple[Path, Path]:
 
 def target_states(site: Site) -> dict[int, str]:
     with site.sessions()() as session:
-        return dict(session.execute(select(CampaignTarget.customer_id, CampaignTarget.state)))
+        query = select(CampaignTarget.customer_id, CampaignTarget.state)
+        return dict(session.execute(query).all())
 
 
 async def test_a_machine_is_hung_up_on_and_called_again_a_person_hears_the_greeting(
