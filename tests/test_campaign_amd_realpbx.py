@@ -226,6 +226,7 @@ async def test_a_message_is_left_after_the_beep_as_the_scheduler_chose(
     await page.fill("input[name=end]", "00:00")
     (tmp_path / "greeting.wav").write_bytes(tone_wav(3.0))
     await page.set_input_files("#c-greeting", tmp_path / "greeting.wav")
+    await page.locator("#c-on-machine").screenshot(path=ARTIFACTS / "campaign_on_machine.png")
     await page.click("#create")
     await page.wait_for_url(f"{amd_site.origin}/campaigns/*")
     await expect(page.locator("#on-machine")).to_contain_text("提示音后留言")
