@@ -2,13 +2,15 @@
 message campaign calls a person and an answering machine, through the product's pages, its
 dialer and database; the bridge and the dialer log in with the product's own AMI account.
 
-- The person is the kit's callee 13900000001: a short "hello world" a second after answering,
-  then silence. The machine is 13900000006, made a voicemail box for this test: as its call
-  rings on the carrier, its sound is set (on that channel only, over the carrier's AMI) to a
-  recorded greeting, tt-weasels (2.6 s of talk), and a beep.
+- The people are the kit's callee 13900000001, a short "hello world" a second after
+  answering, then silence, and 13900000007 answering "喂，您好" (espeak-ng's Mandarin), which
+  AMD's default arguments take for a machine (dialplans/extensions_callbridge.conf). The
+  machine is 13900000006, made a voicemail box: a recorded greeting, tt-weasels (2.6 s of
+  talk), and a beep. Each sound is set as the call rings on the carrier, on that channel only,
+  over the carrier's AMI.
 - Hang up on machines: the machine's attempts read ``machine`` and are tried again after the
   campaign's machine delay until the attempts run out, without the greeting ever played to
-  it; the person's reads ``answered``, and the person heard the greeting.
+  it; the people's read ``answered``, and they heard the greeting.
 - Leave the message, chosen on the campaign form in Chromium: the greeting plays to the
   machine after its beep (the call's two recordings, in step, show it), the attempt reads
   ``machine`` with a message left, the target is done, and the campaign page shows one
@@ -27,6 +29,7 @@ import numpy as np
 import pytest
 import soundfile
 from playwright.async_api import expect
+from speech_fixtures import require_speech_tools, run
 from sqlalchemy import select
 from test_campaigns_browser import ARTIFACTS, signed_in
 from test_campaigns_realpbx import (
@@ -51,8 +54,8 @@ from telephony.dialer import MESSAGE_LEFT
 
 pytestmark = pytest.mark.realpbx
 
-PERSON, MACHINE = "+8613900000001", "+8613900000006"
-CUSTOMERS = {"P1": PERSON, "M1": MACHINE}
+PERSON, MANDARIN, MACHINE = "+8613900000001", "+8613900000007", "+8613900000006"
+CUSTOMERS = {"P1": PERSON, "P2": MANDARIN, "M1": MACHINE}
 RETRY_MINUTES = 0.05
 """3 s between attempts: long enough to see the delay kept, short enough for a test."""
 FRAME = 160
@@ -85,10 +88,10 @@ async def ami_message(reader: asyncio.StreamReader) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def voicemail_box(sim_port: int, sound: str) -> AsyncIterator[list[str]]:
-    """While open, every call to 13900000006 on the carrier says ``sound`` when it answers:
-    its channel gets ``CALLEE_PLAY`` (the kit's callee sound) as it rings, 3 s before it
-    answers and plays. Yields the carrier channels so steered."""
+async def callees_say(sim_port: int, sounds: dict[str, str]) -> AsyncIterator[list[str]]:
+    """While open, every call to a number of ``sounds`` (E.164) says its sound when it
+    answers: its carrier channel gets ``CALLEE_PLAY`` (the kit's callee sound) as it rings, 3 s
+    before it answers and plays. Yields the numbers of the calls so steered, in order."""
     reader, writer = await asyncio.open_connection("127.0.0.1", sim_port)
     await reader.readline()  # the banner
     writer.write(b"Action: Login\r\nUsername: sim\r\nSecret: sim-secret\r\nEvents: call\r\n\r\n")
@@ -97,12 +100,12 @@ async def voicemail_box(sim_port: int, sound: str) -> AsyncIterator[list[str]]:
     async def steer() -> None:
         while True:
             message = await ami_message(reader)
-            channel = message.get("Channel", "")
-            if message.get("Event") == "Newchannel" and message.get("Exten") == MACHINE[3:]:
-                steered.append(channel)
+            number = "+86" + message.get("Exten", "")
+            if message.get("Event") == "Newchannel" and number in sounds:
+                steered.append(number)
                 writer.write(
-                    f"Action: Setvar\r\nChannel: {channel}\r\nVariable: CALLEE_PLAY\r\n"
-                    f"Value: {sound}\r\n\r\n".encode()
+                    f"Action: Setvar\r\nChannel: {message['Channel']}\r\n"
+                    f"Variable: CALLEE_PLAY\r\nValue: {sounds[number]}\r\n\r\n".encode()
                 )
 
     task = asyncio.create_task(steer())
@@ -118,8 +121,8 @@ async def voicemail_box(sim_port: int, sound: str) -> AsyncIterator[list[str]]:
 @pytest.fixture
 async def amd_site(pbx_kit, pbx_commands, tmp_path, monkeypatch) -> AsyncIterator[Site]:
     """The app under uvicorn, its bridge and dialer on the kit's PBX, the greetings folder the
-    one the PBX plays as ``callbridge/greetings``; the customers P1 (a person) and M1 (the
-    voicemail box of the fixture ``voicemail``)."""
+    one the PBX plays as ``callbridge/greetings``; the customers P1 and P2 (people) and M1
+    (the voicemail box), answering as the fixture ``callees`` makes them."""
     monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
     (tmp_path / "greetings").symlink_to(pbx_kit["greetings"], target_is_directory=True)
     ami = pbx_kit["ami"]
@@ -150,13 +153,24 @@ async def amd_site(pbx_kit, pbx_commands, tmp_path, monkeypatch) -> AsyncIterato
         yield Site(None, app, address, settings)  # type: ignore[arg-type]
 
 
+def mandarin_hello(folder: Path) -> Path:
+    """"喂，您好" said by espeak-ng, as an 8 kHz mono 16-bit WAV (the kit plays no other)."""
+    require_speech_tools()
+    run("espeak-ng", "-v", "cmn", "-w", folder / "hello-22k.wav", "喂，您好")
+    run("sox", folder / "hello-22k.wav", "-r", "8000", "-c", "1", "-b", "16", folder / "hello.wav")
+    return folder / "hello.wav"
+
+
 @pytest.fixture
-async def voicemail(pbx_kit, tmp_path) -> AsyncIterator[list[str]]:
-    """13900000006 answers as a voicemail box (tt-weasels and a beep) while the test runs;
-    the carrier channels it answered on."""
-    sound = f"tt-weasels&{beep_wav(tmp_path / 'beep.wav').with_suffix('')}"
+async def callees(pbx_kit, tmp_path) -> AsyncIterator[list[str]]:
+    """While the test runs, 13900000006 answers as a voicemail box (tt-weasels and a beep)
+    and 13900000007 with a Mandarin "喂，您好"; the numbers of the calls they answered."""
+    sounds = {
+        MACHINE: f"tt-weasels&{beep_wav(tmp_path / 'beep.wav').with_suffix('')}",
+        MANDARIN: str(mandarin_hello(tmp_path).with_suffix("")),
+    }
     sim_port = pbx_kit["ami"]["port"] + 1  # the carrier's AMI: the PBX's port + 1 (kit README)
-    async with voicemail_box(sim_port, sound) as steered:
+    async with callees_say(sim_port, sounds) as steered:
         yield steered
 
 
@@ -178,8 +192,8 @@ def target_states(site: Site) -> dict[int, str]:
         return dict(session.execute(query).all())
 
 
-async def test_a_machine_is_hung_up_on_and_called_again_a_person_hears_the_greeting(
-    amd_site, voicemail
+async def test_a_machine_is_hung_up_on_and_called_again_people_hear_the_greeting(
+    amd_site, callees
 ):
     async with amd_site.signed_in("zhou") as client:
         token = CSRF_RE.search((await client.get("/campaigns")).text).group(1)
@@ -187,24 +201,25 @@ async def test_a_machine_is_hung_up_on_and_called_again_a_person_hears_the_greet
         form |= {"on_machine": "hang_up", "retry_machine": str(RETRY_MINUTES)}
         url = await create_and_start(client, token, form, tone_wav(3.0))
         progress = await finished(client, url)
-    assert (progress["by_outcome"]["answered"], progress["by_outcome"]["machine"]) == (1, 2)
+    assert (progress["by_outcome"]["answered"], progress["by_outcome"]["machine"]) == (2, 2)
     assert progress["messages_left"] == 0
     attempts = attempts_by_number(amd_site)
     assert {n: [a.outcome for a in tries] for n, tries in attempts.items()} == {
         PERSON: ["answered"],
+        MANDARIN: ["answered"],
         MACHINE: ["machine", "machine"],
     }
-    assert len(voicemail) == 2  # both machine calls answered as the voicemail box
+    assert sorted(callees) == [MACHINE, MACHINE, MANDARIN]  # each answered as it was made to
     first, second = attempts[MACHINE]
     assert second.created_at - first.finished_at >= timedelta(minutes=RETRY_MINUTES * 0.95)
     assert MESSAGE_LEFT not in (first.reason_code, second.reason_code)
-    assert sorted(target_states(amd_site).values()) == ["done", "failed"]
+    assert sorted(target_states(amd_site).values()) == ["done", "done", "failed"]
     await logged(amd_site, {a.channel_id for tries in attempts.values() for a in tries})
 
-    (person,) = attempts[PERSON]
-    _, heard = recordings(amd_site, person.channel_id)
-    low, high = peak_hz(heard)
-    assert abs(low - 440) < 10 and abs(high - 660) < 10
+    for person in (*attempts[PERSON], *attempts[MANDARIN]):
+        _, heard = recordings(amd_site, person.channel_id)
+        low, high = peak_hz(heard)
+        assert abs(low - 440) < 10 and abs(high - 660) < 10
     for attempt in (first, second):
         said, heard = recordings(amd_site, attempt.channel_id)
         assert frames_rms(said).max() > LOUD  # the machine's greeting was there to hear
@@ -212,7 +227,7 @@ async def test_a_machine_is_hung_up_on_and_called_again_a_person_hears_the_greet
 
 
 async def test_a_message_is_left_after_the_beep_as_the_scheduler_chose(
-    amd_site, voicemail, browser, tmp_path
+    amd_site, callees, browser, tmp_path
 ):
     ARTIFACTS.mkdir(exist_ok=True)
     page = await signed_in(amd_site, browser, "zhou", "/campaigns")
@@ -226,7 +241,7 @@ async def test_a_message_is_left_after_the_beep_as_the_scheduler_chose(
     await page.fill("input[name=end]", "00:00")
     (tmp_path / "greeting.wav").write_bytes(tone_wav(3.0))
     await page.set_input_files("#c-greeting", tmp_path / "greeting.wav")
-    await page.locator("#c-on-machine").screenshot(path=ARTIFACTS / "campaign_on_machine.png")
+    await page.screenshot(path=ARTIFACTS / "campaign_on_machine_form.png", full_page=True)
     await page.click("#create")
     await page.wait_for_url(f"{amd_site.origin}/campaigns/*")
     await expect(page.locator("#on-machine")).to_contain_text("提示音后留言")
@@ -242,7 +257,7 @@ async def test_a_message_is_left_after_the_beep_as_the_scheduler_chose(
 
     attempts = attempts_by_number(amd_site)
     (left,) = attempts[MACHINE]  # a message left: not called again
-    assert len(voicemail) == 1
+    assert callees == [MACHINE]
     assert (left.outcome, left.reason_code) == ("machine", MESSAGE_LEFT)
     assert [a.outcome for a in attempts[PERSON]] == ["answered"]
     assert sorted(target_states(amd_site).values()) == ["done", "done"]
