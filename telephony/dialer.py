@@ -23,6 +23,12 @@ the dialplan sends ``UserEvent: CallbridgeGreeting`` with ``PLAYBACKSTATUS`` aft
 missing, or in a format Asterisk refuses) makes the outcome ``failed`` with the reason
 :data:`GREETING_NOT_PLAYED`. A customer who hangs up during the greeting has answered.
 
+Before the greeting the dialplan runs answering-machine detection (``AMD()``) and reports its
+``AMDSTATUS`` at once in ``UserEvent: CallbridgeAmd``. A ``MACHINE`` makes the outcome
+``machine``: with the reason :data:`MESSAGE_LEFT` when the greeting then played after the
+machine's beep (the campaign said to leave it), without one when the dialplan hung up (the
+campaign said so, or the machine hung up first). ``HUMAN`` and ``NOTSURE`` are people.
+
 No database here: the caller records the attempt before :meth:`Dialer.dial` and the outcome
 after it. An Originate is never resent: a lost connection fails the dial with
 :class:`~telephony.ami_connection.AmiActionLost` or an ``unknown`` outcome.
@@ -42,7 +48,9 @@ from telephony.ami_connection import AmiConfig, AmiConnection, AmiEvent, AmiStat
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["answered", "busy", "no_answer", "congestion", "failed", "unknown"]
+Outcome = Literal[
+    "answered", "busy", "no_answer", "congestion", "failed", "machine", "unknown"
+]  # fmt: skip
 REASON_OUTCOME: dict[str, Outcome] = {
     "4": "answered",
     "5": "busy",
@@ -69,6 +77,11 @@ GREETING_EVENT = "CallbridgeGreeting"
 """The ``UserEvent`` the dialplan sends after a campaign greeting, with ``Status``."""
 GREETING_NOT_PLAYED = "greeting"
 """The reason of a call answered whose greeting Asterisk could not play."""
+AMD_EVENT = "CallbridgeAmd"
+"""The ``UserEvent`` the dialplan sends after ``AMD()``, with ``Status`` (its ``AMDSTATUS``)."""
+MACHINE = "MACHINE"
+MESSAGE_LEFT = "message"
+"""The reason of a ``machine`` outcome whose greeting played after the machine's beep."""
 REFINE_WAIT = 1.0
 """How long a failed originate waits for the DialEnd or hangup cause that names its outcome."""
 RESPONSE_MARGIN = 15.0
@@ -146,6 +159,7 @@ class _Call:
     hung_up: bool = False
     awaiting_greeting: bool = False
     greeting_status: str | None = None
+    amd_status: str | None = None
     refine: asyncio.TimerHandle | None = None
 
 
@@ -266,12 +280,21 @@ class Dialer:
                     self._refined(call)
                     if call.outcome.done():
                         self._release(call)
-        elif name == "UserEvent" and event.get("UserEvent") == GREETING_EVENT:
-            call = self._by_channel.get(event.get("Uniqueid", ""))
-            if call is not None:
-                call.greeting_status = str(event.get("Status", "")).upper()
-                if call.awaiting_greeting:
-                    self._settle_greeting(call)
+        elif name == "UserEvent":
+            self._on_user_event(event)
+
+    def _on_user_event(self, event: AmiEvent) -> None:
+        """The dialplan's reports on a message call: AMD's verdict, then the greeting's."""
+        call = self._by_channel.get(event.get("Uniqueid", ""))
+        if call is None:
+            return
+        status = str(event.get("Status", "")).upper()
+        if event.get("UserEvent") == AMD_EVENT:
+            call.amd_status = status
+        elif event.get("UserEvent") == GREETING_EVENT:
+            call.greeting_status = status
+            if call.awaiting_greeting:
+                self._settle_greeting(call)
 
     def _on_response(self, call: _Call, event: AmiEvent) -> None:
         call.reason = str(event.get("Reason", ""))
@@ -290,13 +313,18 @@ class Dialer:
             call.refine = loop.call_later(REFINE_WAIT, self._settle, call, "failed")
 
     def _settle_greeting(self, call: _Call) -> None:
-        """An answered greeting call: answered, unless the dialplan said it did not play (a
-        hangup before any report is a customer who hung up during it)."""
-        if call.greeting_status in (None, "SUCCESS"):
-            self._settle(call, "answered")
-        else:
+        """An answered greeting call: answered (``machine`` when AMD said so), unless the
+        dialplan said the greeting did not play (a hangup before any report is a customer who
+        hung up during it, or a machine the dialplan hung up on)."""
+        if call.greeting_status not in (None, "SUCCESS"):
             call.reason = GREETING_NOT_PLAYED
             self._settle(call, "failed")
+        elif call.amd_status == MACHINE:
+            if call.greeting_status == "SUCCESS":
+                call.reason = MESSAGE_LEFT
+            self._settle(call, "machine")
+        else:
+            self._settle(call, "answered")
 
     def _refined(self, call: _Call) -> bool:
         """Settle a failed originate from its DialStatus or cause, once both are known."""
@@ -312,14 +340,15 @@ class Dialer:
 
     def _settle(self, call: _Call, outcome: Outcome) -> None:
         """Report the outcome (once). A call that was not answered has no talk left to wait
-        for, so its slot is freed now; an answered one frees it when it hangs up."""
+        for, so its slot is freed now; an answered one (a machine too) frees it when it hangs
+        up."""
         if call.refine is not None:
             call.refine.cancel()
         call.awaiting_greeting = False
         if not call.outcome.done():
             call.outcome.set_result((outcome, call.reason))
         self._by_action.pop(call.request.action_id, None)
-        if outcome != "answered" or call.hung_up:
+        if outcome not in ("answered", "machine") or call.hung_up:
             self._release(call)
 
     def _release(self, call: _Call) -> None:

@@ -116,9 +116,21 @@ def pbx_kit(tmp_path_factory) -> Iterator[dict]:
         subprocess.run([str(PBX), "stop"], capture_output=True)
 
 
+def load_amd() -> None:
+    """The kit's PBX leaves ``app_amd`` out (a ``noload`` of its own ``modules.conf``); the
+    product's message campaigns run ``AMD()`` (dialplans/README.md, install step 6), so it is
+    loaded as an installation does, with the product's ``amd.conf``: after every start and
+    every restart a test may have made."""
+    pbx("rx", "pbx", "module load app_amd.so")
+    if "app_amd.so" not in pbx("rx", "pbx", "module show like app_amd"):
+        pytest.fail("the PBX kit could not load app_amd (answering-machine detection)")
+
+
 @pytest.fixture
 def pbx_commands(pbx_kit) -> Iterator[PbxRunner]:
-    """The kit's command runner, the far ends reset before and the PBX idle after the test."""
+    """The kit's command runner, the far ends reset before (and ``app_amd`` loaded) and the
+    PBX idle after the test."""
     pbx("reset")
+    load_amd()
     yield pbx
     pbx("wait-idle", "--timeout", "60")

@@ -16,7 +16,12 @@ from sqlalchemy import select
 from crm_bridge.calls.bridge import BridgeService
 from crm_bridge.calls.call_log import CallLog, NumberRules
 from crm_bridge.campaigns import store as store
-from crm_bridge.campaigns.runner import TICK_SECONDS, CampaignRunner, dial_string
+from crm_bridge.campaigns.runner import (
+    TICK_SECONDS,
+    CampaignRunner,
+    campaign_request,
+    dial_string,
+)
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
 from crm_bridge.db.models import (
@@ -135,6 +140,19 @@ def test_dial_strings():
     assert dial_string("+8613900000001", "CN") == "13900000001"
     assert dial_string("+861012345678", "CN") == "01012345678"
     assert dial_string("+14155550123", "CN") == "0014155550123"
+
+
+def test_message_calls_say_what_to_do_on_an_answering_machine():
+    ticket = store.Ticket(1, 7, 42, 1, "+8613900000001", "cmp-7-42-1", "chan-1")
+    message = Campaign(id=7, kind="birthday", mode="message", greeting_file="g.wav",
+                       policy={"on_machine": "message"})  # fmt: skip
+    variables = campaign_request(message, ticket, "CN").variables
+    assert (variables["CC_ON_MACHINE"], variables["CC_MODE"]) == ("message", "message")
+    assert campaign_request(message, ticket, "CN").plays_greeting
+    unset = Campaign(id=7, kind="birthday", mode="message", greeting_file="g.wav", policy={})
+    assert campaign_request(unset, ticket, "CN").variables["CC_ON_MACHINE"] == "hang_up"
+    agent = Campaign(id=7, kind="return_visit", mode="agent", policy={"on_machine": "message"})
+    assert "CC_ON_MACHINE" not in campaign_request(agent, ticket, "CN").variables
 
 
 async def test_a_restart_mid_campaign_dials_nobody_twice_and_forgets_nobody(rig: Rig):

@@ -23,6 +23,7 @@ from crm_bridge.db.models import (
     CustomerPhone,
     DialAttempt,
 )
+from telephony.dialer import MESSAGE_LEFT
 
 TZ = "Asia/Shanghai"
 ZONE = ZoneInfo(TZ)
@@ -106,6 +107,31 @@ def test_an_attempt_is_committed_before_dialling_and_settled_once(db_sessions):
     with db_sessions.begin() as session:
         assert store.finish_if_done(session, cid, NOW)
         assert session.get(Campaign, cid).status == "done"
+
+
+def test_a_machine_is_called_again_after_its_delay_and_a_message_left_is_done(db_sessions):
+    ids = add_customers(db_sessions, 2)
+    cid = running_campaign(db_sessions, ids, policy={**ALL_DAY, "retry_minutes": {"machine": 30}})
+    with db_sessions() as session:
+        hung_up_on, left = store.due_target_ids(session, cid, NOW, 10)
+    first = store.claim_attempt(db_sessions, hung_up_on, NOW, TZ)
+    message = store.claim_attempt(db_sessions, left, NOW, TZ)
+    assert first is not None and message is not None
+    assert store.record_outcome(db_sessions, first.attempt_id, "machine", NOW, TZ, "4")
+    assert store.record_outcome(db_sessions, message.attempt_id, "machine", NOW, TZ, MESSAGE_LEFT)
+    later = NOW + timedelta(minutes=30)
+    with db_sessions() as session:
+        assert session.get(CampaignTarget, left).state == "done"
+        assert store.due_target_ids(session, cid, later - timedelta(minutes=1), 10) == []
+        assert store.due_target_ids(session, cid, later, 10) == [hung_up_on]
+        progress = store.progress(session, cid)
+        assert (progress.by_outcome["machine"], progress.messages_left) == (2, 1)
+    second = store.claim_attempt(db_sessions, hung_up_on, later, TZ)
+    assert second is not None and second.attempt_no == 2
+    store.record_outcome(db_sessions, second.attempt_id, "machine", later, TZ, "4")
+    with db_sessions() as session:  # max_attempts 2: failed
+        row = session.get(CampaignTarget, hung_up_on)
+        assert (row.state, row.attempts, row.last_outcome) == ("failed", 2, "machine")
 
 
 def test_the_attempt_key_is_unique(db_sessions):

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
+from sqlalchemy import select
 from test_pops import AMI_SECRET, CHEAP_ARGON2, PASSWORD, Site, hashed, seed, served
 
 from crm_bridge.accounts import users
@@ -271,6 +272,36 @@ async def test_campaign_pages_are_for_schedulers_and_admins(site):
     async with httpx.AsyncClient(base_url=site.origin) as anonymous:
         for path in ("/campaigns", "/campaigns/1", "/campaigns/1/progress", "/admin/do-not-call"):
             assert (await anonymous.get(path)).status_code == 401
+
+
+async def test_a_bad_answering_machine_policy_is_refused_and_changes_nothing(site):
+    form = {
+        "name": "坏设置", "kind": "birthday", "mode": "message", "rule_uploaded": "on",
+        "uploaded": "K001", "start": "09:00", "end": "20:00", "weekdays": ["0", "1"],
+    }  # fmt: skip
+    with site.sessions().begin() as session:
+        draft = Campaign(name="草稿", kind="birthday", mode="message", status="draft",
+                         rules=[{"kind": "uploaded", "entries": ["K001"]}],
+                         policy={"on_machine": "message"})  # fmt: skip
+        session.add(draft)
+        session.flush()
+        draft_id = draft.id
+    async with site.signed_in("zhou") as scheduler:
+        listed = (await scheduler.get("/campaigns")).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', listed)[1]
+        refusals = (
+            ("on_machine", "voicemail", "on_machine: Input should be &#39;hang_up&#39; or"),
+            ("retry_machine", "-1", "retry delays are 0 to 10080 minutes"),
+        )
+        for field, bad, said in refusals:
+            data = {**form, "csrf_token": token, field: bad}
+            created = await scheduler.post("/campaigns", data=data)
+            assert created.status_code == 400 and said in created.text
+            edited = await scheduler.post(f"/campaigns/{draft_id}", data=data)
+            assert edited.status_code == 400 and said in edited.text
+    with site.sessions()() as session:
+        assert session.scalars(select(Campaign.name)).all() == ["草稿"]
+        assert session.get(Campaign, draft_id).policy == {"on_machine": "message"}
 
 
 async def test_an_agent_saves_the_return_visit_form_and_an_opt_out(site):

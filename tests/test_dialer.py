@@ -12,7 +12,14 @@ import pytest
 
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiConfig
-from telephony.dialer import GREETING_EVENT, GREETING_NOT_PLAYED, Dialer, OriginateRequest
+from telephony.dialer import (
+    AMD_EVENT,
+    GREETING_EVENT,
+    GREETING_NOT_PLAYED,
+    MESSAGE_LEFT,
+    Dialer,
+    OriginateRequest,
+)
 from telephony.simulator import AmiSimulator
 
 SECRET = "dialer-test-secret"
@@ -184,5 +191,44 @@ async def test_a_greeting_call_is_answered_only_once_its_greeting_played(sim, re
             assert await asyncio.wait_for(dialing, 2) == expected
         else:
             assert await asyncio.wait_for(dialing, 10) == ("answered", "4")
+    finally:
+        await dialer.stop()
+
+
+@pytest.mark.parametrize(
+    ("amd", "greeting", "expected"),
+    [
+        ("MACHINE", None, ("machine", "4")),
+        ("MACHINE", "SUCCESS", ("machine", MESSAGE_LEFT)),
+        ("MACHINE", "FAILED", ("failed", GREETING_NOT_PLAYED)),
+        ("HUMAN", "SUCCESS", ("answered", "4")),
+        ("NOTSURE", "SUCCESS", ("answered", "4")),
+    ],
+    ids=["machine-hung-up-on", "message-left", "message-not-played", "person", "not-sure"],
+)
+async def test_answering_machine_detection_decides_a_message_call(sim, amd, greeting, expected):
+    """The dialplan's CallbridgeAmd report comes first; a machine is ``machine`` whether the
+    greeting then played after its beep (a message left) or the dialplan hung up on it."""
+    sim.originate_speed = 2  # answered after 1 s, hung up after 4.7 s
+    dialer = await started(sim, events="call,user")
+    call = dataclasses.replace(request("13900000001"), plays_greeting=True)
+
+    def user_event(name: str, status: str) -> dict[str, str]:
+        return {
+            "Event": "UserEvent", "Privilege": "user,all", "UserEvent": name,
+            "Channel": "PJSIP/carrier-00000001", "Uniqueid": call.channel_id,
+            "Linkedid": call.channel_id, "Status": status,
+        }  # fmt: skip
+
+    try:
+        dialing = asyncio.create_task(dialer.dial(call))
+        await sim.wait_for_action("Originate")
+        await asyncio.sleep(1.5)  # answered
+        await sim.play_events([user_event(AMD_EVENT, amd)], renumber=False)
+        await asyncio.sleep(0.2)
+        assert not dialing.done()  # AMD's verdict alone settles nothing: the hangup or greeting
+        if greeting is not None:
+            await sim.play_events([user_event(GREETING_EVENT, greeting)], renumber=False)
+        assert await asyncio.wait_for(dialing, 10) == expected
     finally:
         await dialer.stop()

@@ -35,7 +35,7 @@ from crm_bridge.db.models import (
     DoNotCall,
 )
 
-RETRYABLE_OUTCOMES = ("busy", "no_answer", "congestion", "failed", "lost")
+RETRYABLE_OUTCOMES = ("busy", "no_answer", "congestion", "failed", "machine", "lost")
 
 
 _IN_CHUNK = 500
@@ -59,7 +59,13 @@ PERMANENT_REASONS = frozenset({"no_consent", "do_not_call", "no_valid_number",
 """Reasons that will not change by waiting; the others pass with time."""
 
 
-DEFAULT_RETRY_MINUTES = {"busy": 10, "no_answer": 60, "congestion": 5, "failed": 30, "lost": 5}
+DEFAULT_RETRY_MINUTES = {
+    "busy": 10, "no_answer": 60, "congestion": 5, "failed": 30, "machine": 120, "lost": 5
+}  # fmt: skip
+RetriedOutcome = Literal["busy", "no_answer", "congestion", "failed", "machine", "lost"]
+OnMachine = Literal["hang_up", "message"]
+"""What a message call does on an answering machine: hang up (and try again after the
+``machine`` retry delay), or leave the greeting after the beep (the target is then done)."""
 
 
 class PolicyIn(BaseModel):
@@ -73,10 +79,12 @@ class PolicyIn(BaseModel):
     """Monday is 0."""
     blackout_dates: list[date] = Field(default_factory=list)
     max_attempts: int = Field(default=3, ge=1, le=10)
-    retry_minutes: dict[Literal["busy", "no_answer", "congestion", "failed", "lost"], float] = (
-        Field(default_factory=lambda: dict(DEFAULT_RETRY_MINUTES))
+    retry_minutes: dict[RetriedOutcome, float] = Field(
+        default_factory=lambda: dict(DEFAULT_RETRY_MINUTES)
     )
     """Fractions allowed: 0.5 is half a minute."""
+    on_machine: OnMachine = "hang_up"
+    """See :data:`OnMachine`; only message calls detect machines."""
 
     @field_validator("weekdays")
     @classmethod

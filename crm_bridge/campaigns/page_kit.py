@@ -22,7 +22,7 @@ from starlette.datastructures import FormData, UploadFile
 from crm_bridge.accounts import auth
 from crm_bridge.accounts.auth import SignedInUser
 from crm_bridge.campaigns import greetings
-from crm_bridge.campaigns.dial_decision import REASON_LABELS, PolicyIn
+from crm_bridge.campaigns.dial_decision import REASON_LABELS, OnMachine, PolicyIn
 from crm_bridge.campaigns.rules import FESTIVALS, parse_rules
 from crm_bridge.customers.numbers import mask_phone
 from crm_bridge.db.models import (
@@ -73,6 +73,7 @@ STATUS_LABELS = {
 
 OUTCOME_LABELS = {
     "answered": "接通 Answered",
+    "machine": "答录机 Answering machine",
     "busy": "忙 Busy",
     "no_answer": "未接 No answer",
     "congestion": "线路拥塞 Congestion",
@@ -82,7 +83,17 @@ OUTCOME_LABELS = {
 }
 
 
+ON_MACHINE_LABELS = {
+    "hang_up": "挂断，稍后按重拨间隔再呼 Hang up and call again after the retry delay",
+    "message": "提示音后留言 Leave the greeting after the beep",
+}
+
+
 WEEKDAYS = ("一", "二", "三", "四", "五", "六", "日")
+
+
+RETRY_KEYS = ("busy", "no_answer", "congestion", "failed", "machine")
+"""The outcomes the form sets a retry delay for (each a ``retry_<outcome>`` field)."""
 
 
 ACTIONS = {
@@ -130,6 +141,8 @@ class CampaignForm(BaseModel):
     retry_no_answer: float = 60
     retry_congestion: float = 5
     retry_failed: float = 30
+    retry_machine: float = 120
+    on_machine: OnMachine = "hang_up"
 
     def rules(self) -> list[dict[str, Any]]:
         rules: list[dict[str, Any]] = []
@@ -167,7 +180,9 @@ class CampaignForm(BaseModel):
                 "no_answer": self.retry_no_answer,
                 "congestion": self.retry_congestion,
                 "failed": self.retry_failed,
+                "machine": self.retry_machine,
             },
+            "on_machine": self.on_machine,
         }
 
 
@@ -302,9 +317,11 @@ def page(request: Request, user: SignedInUser, name: str, context: dict[str, Any
         "modes": MODE_LABELS,
         "statuses": STATUS_LABELS,
         "outcomes": OUTCOME_LABELS,
+        "on_machine_labels": ON_MACHINE_LABELS,
         "reasons": REASON_LABELS,
         "festival_choices": FESTIVALS,
         "weekday_names": WEEKDAYS,
+        "retry_keys": RETRY_KEYS,
         "actions": ACTIONS,
         **context,
     }
@@ -347,9 +364,6 @@ def sample_rows(session, ids: list[int], reasons: dict[int, str] | None = None) 
     return out
 
 
-RETRY_KEYS = ("busy", "no_answer", "congestion", "failed")
-
-
 def form_of(campaign: Campaign) -> dict[str, Any]:
     """The campaign as its form shows it (the shape of :func:`typed_form`)."""
     rules = {rule["kind"]: rule for rule in campaign.rules or []}
@@ -367,7 +381,7 @@ def form_of(campaign: Campaign) -> dict[str, Any]:
         "start": policy.start.strftime("%H:%M"), "end": policy.end.strftime("%H:%M"),
         "weekdays": list(policy.weekdays),
         "blackout": ", ".join(d.isoformat() for d in policy.blackout_dates),
-        "max_attempts": policy.max_attempts,
+        "max_attempts": policy.max_attempts, "on_machine": policy.on_machine,
         **{f"retry_{key}": f"{policy.retry_minutes[key]:g}" for key in RETRY_KEYS},
         "kept_greeting": "", "kept_greeting_seconds": None,
     }  # fmt: skip
@@ -382,7 +396,7 @@ def typed_form(form) -> dict[str, Any]:
     """The posted form as it was typed (the shape of :func:`form_of`), to show it again."""
     shown = new_form()
     for name in ("name", "kind", "mode", "after_purchase_days", "top_n", "complaint_days",
-                 "uploaded", "start", "end", "blackout", "max_attempts",
+                 "uploaded", "start", "end", "blackout", "max_attempts", "on_machine",
                  *(f"retry_{key}" for key in RETRY_KEYS)):  # fmt: skip
         value = form.get(name)
         if isinstance(value, str):

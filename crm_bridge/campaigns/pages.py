@@ -31,7 +31,7 @@ from starlette.datastructures import UploadFile
 from crm_bridge.accounts import audit
 from crm_bridge.accounts.auth import SignedInUser
 from crm_bridge.campaigns import greetings, store
-from crm_bridge.campaigns.dial_decision import preview
+from crm_bridge.campaigns.dial_decision import PolicyIn, preview
 from crm_bridge.campaigns.page_kit import (
     PREVIEW_SAMPLE,
     RULE_FIELDS,
@@ -168,6 +168,7 @@ def detail(
         "errors": [*errors, *(checked.errors if checked else [])],
         "done": done,
         "editable": campaign.status in ("draft", "paused"),
+        "on_machine": PolicyIn.model_validate(campaign.policy or {}).on_machine,
         "greeting_seconds": greetings.seconds_of(settings.greetings_dir, campaign.greeting_file),
     }
     code = status.HTTP_400_BAD_REQUEST if errors or (checked and checked.refused) else 200
@@ -255,6 +256,7 @@ def campaign_progress(
             "finished": progress.finished,
             "by_state": progress.by_state,
             "by_outcome": progress.by_outcome,
+            "messages_left": progress.messages_left,
         },
         headers={"Cache-Control": "no-store"},
     )

@@ -15,8 +15,10 @@ stopped at any moment and another started on the same database:
   its customer would be dialled again while still on the line.
 
 Message campaigns play the scheduler's greeting (answered only once the dialplan reports it
-played: :mod:`telephony.dialer`), agent campaigns put the customer through to the agents'
-queue (``CC_MODE`` in ``dialplans/extensions_callbridge.conf``); preview
+played: :mod:`telephony.dialer`) to a person, and to an answering machine after its beep or
+not at all, as ``CC_ON_MACHINE`` says (the campaign's ``on_machine``); agent campaigns put
+the customer through to the agents' queue (``CC_MODE`` in
+``dialplans/extensions_callbridge.conf``); preview
 campaigns are dialled by an agent's click (``crm_bridge/campaigns/pages.py``), and the runner
 only settles their attempts from the call log.
 """
@@ -34,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge.campaigns import store as store
+from crm_bridge.campaigns.dial_decision import PolicyIn
 from crm_bridge.customers.numbers import mask_phone
 from crm_bridge.db.models import Campaign
 from crm_bridge.settings import Settings
@@ -81,6 +84,8 @@ def campaign_request(
     if campaign.greeting_file:
         stem = campaign.greeting_file.rsplit(".", 1)[0]
         variables["CC_GREETING"] = f"{GREETING_SOUNDS}/{stem}"
+    if campaign.mode == "message":
+        variables["CC_ON_MACHINE"] = PolicyIn.model_validate(campaign.policy or {}).on_machine
     return OriginateRequest(
         channel=f"PJSIP/{dial_string(ticket.number_e164, region)}@{TRUNK}",
         context=CAMPAIGN_CONTEXT,

@@ -552,7 +552,9 @@ CAMPAIGN_KINDS = ("return_visit", "birthday", "festival", "complaint_followup", 
 CAMPAIGN_MODES = ("message", "agent", "preview")
 CAMPAIGN_STATUSES = ("draft", "running", "paused", "stopped", "done")
 TARGET_STATES = ("pending", "dialing", "done", "failed", "skipped")
-DIAL_OUTCOMES = ("answered", "busy", "no_answer", "congestion", "failed", "lost", "unknown")
+DIAL_OUTCOMES = (
+    "answered", "busy", "no_answer", "congestion", "failed", "machine", "lost", "unknown"
+)  # fmt: skip
 OPT_OUT_SOURCES = ("admin", "call")
 
 

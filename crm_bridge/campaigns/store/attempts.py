@@ -47,6 +47,7 @@ from crm_bridge.db.models import (
     CampaignTarget,
     DialAttempt,
 )
+from telephony.dialer import MESSAGE_LEFT
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +229,11 @@ def record_outcome(
     reason_code: str | None = None,
 ) -> bool:
     """Settle an attempt (once: a second report changes nothing) and move its target on:
-    answered -> done; else retried after the outcome's delay, or failed when the attempts are
-    used up, or at once when trying again cannot help (an ``unknown`` outcome, or an Originate
-    refused as unsafe to send, which the same campaign would make again, or a greeting that did
-    not play). True when this call settled it."""
+    answered, or a message left on an answering machine -> done; else retried after the
+    outcome's delay (a machine hung up on too), or failed when the attempts are used up, or at
+    once when trying again cannot help (an ``unknown`` outcome, or an Originate refused as
+    unsafe to send, which the same campaign would make again, or a greeting that did not
+    play). True when this call settled it."""
     with sessions.begin() as session:
         settled = session.execute(
             update(DialAttempt)
@@ -252,7 +254,7 @@ def record_outcome(
         assert campaign is not None
         policy = campaign_policy(campaign, center_timezone)
         target.last_outcome = outcome
-        if outcome == "answered":
+        if outcome == "answered" or (outcome, reason_code) == ("machine", MESSAGE_LEFT):
             target.state = "done"
         elif (
             outcome == "unknown"

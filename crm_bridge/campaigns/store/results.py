@@ -19,8 +19,11 @@ from crm_bridge.db.models import (
     DialAttempt,
     DoNotCall,
 )
+from telephony.dialer import MESSAGE_LEFT
 
-OUTCOMES_SHOWN = ("answered", "busy", "no_answer", "congestion", "failed", "lost", "unknown")
+OUTCOMES_SHOWN = (
+    "answered", "machine", "busy", "no_answer", "congestion", "failed", "lost", "unknown"
+)  # fmt: skip
 
 
 @dataclass
@@ -29,6 +32,8 @@ class Progress:
     targets: int
     by_state: dict[str, int]
     by_outcome: dict[str, int]
+    messages_left: int = 0
+    """Of the ``machine`` outcomes, those whose greeting played after the machine's beep."""
 
     @property
     def finished(self) -> int:
@@ -53,11 +58,19 @@ def progress(session: Session, campaign_id: int) -> Progress:
             .group_by(DialAttempt.outcome)
         ).all()
     )
+    messages_left = session.scalar(
+        select(func.count()).where(
+            DialAttempt.campaign_id == campaign_id,
+            DialAttempt.outcome == "machine",
+            DialAttempt.reason_code == MESSAGE_LEFT,
+        )
+    )
     return Progress(
         status=campaign.status,
         targets=sum(states.values()),
         by_state={str(k): int(v) for k, v in states.items()},
         by_outcome={o: int(outcomes.get(o, 0)) for o in OUTCOMES_SHOWN},
+        messages_left=int(messages_left or 0),
     )
 
 

@@ -23,6 +23,8 @@
     for (const cell of document.querySelectorAll("#outcomes [data-outcome]")) {
       cell.textContent = p.by_outcome[cell.dataset.outcome] ?? 0;
     }
+    const left = document.getElementById("messages-left");
+    if (left) left.textContent = p.messages_left;
   }
 
   async function poll() {
