@@ -290,7 +290,7 @@ async def test_a_bad_answering_machine_policy_is_refused_and_changes_nothing(sit
         listed = (await scheduler.get("/campaigns")).text
         token = re.search(r'name="csrf_token" value="([^"]+)"', listed)[1]
         refusals = (
-            ("on_machine", "voicemail", "on_machine: Input should be &#39;hang_up&#39; or"),
+            ("on_machine", "voicemail", 'id="err-on_machine" role="alert">“voicemail”: 请从列表'),
             ("retry_machine", "-1", "retry delays are 0 to 10080 minutes"),
         )
         for field, bad, said in refusals:

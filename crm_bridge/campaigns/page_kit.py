@@ -280,13 +280,13 @@ def _say_where(checked: CheckedForm, exc: ValidationError) -> None:
     for error in exc.errors():
         names = [str(part) for part in error["loc"] if isinstance(part, str)]
         name = names[-1] if names else ""
-        if name == "retry_minutes" or (len(names) > 1 and names[-2] == "retry_minutes"):
+        if len(names) > 1 and names[-2] == "retry_minutes":
             name = f"retry_{names[-1]}"
         name = FIELD_OF_LOCATION.get(name, name)
         message = MESSAGES.get(error["type"], f"填写有误 / Not valid: {error['msg']}")
         if isinstance(error.get("input"), str) and error["type"] not in ("missing",):
             message = f"“{error['input'][:40]}”: {message}"
-        if name in checked.typed or name.startswith("retry_"):
+        if name in checked.typed:
             checked.field_errors.setdefault(name, message)
         else:
             checked.errors.append(message)
