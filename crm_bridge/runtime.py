@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from crm_bridge.live_speech.service import LiveSpeech
     from crm_bridge.pops.hub import PopHub
     from crm_bridge.pops.relay import PopRelay
+    from crm_bridge.routing.service import Routing
     from crm_bridge.settings import Settings
     from crm_bridge.wallboard.board import Wallboard
 
@@ -54,6 +55,9 @@ class Runtime:
     agent_states: AgentStates | None = None
     """Queue members and agents' states; None when ``settings.agent_states`` is off."""
     wallboard: Wallboard | None = None
+    routing: Routing | None = None
+    """The FastAGI server and rules of routing by customer value; None when off, in the demo,
+    or when its port was taken."""
 
 
 def runtime_of(request: Request) -> Runtime:
