@@ -48,7 +48,10 @@ from crm_bridge.routing.domain import (
     decide,
 )
 from crm_bridge.settings import Settings
+from telephony.call_events import AgentRinging
+from telephony.call_tracker import CallTracker
 from telephony.simulator import AmiSimulator
+from telephony.trace_files import RECORDED_TRACES, load_trace
 
 RULES = RoutingRules(tiers={"金卡": 10, "银卡": 3}, high_value_cents=5_000_00,
                      high_value_priority=5, manager_ring_seconds=12,
@@ -277,3 +280,27 @@ def test_a_taken_port_leaves_routing_off_and_the_service_up(tmp_path):
 
     asyncio.run(run())
 
+
+
+# --------------------------------------------------------------------------- the tracker
+
+
+def test_the_tracker_carries_the_label_the_dialplan_set_to_the_ringing_agent():
+    """A recorded inbound call, with the VarSet ``callbridge-route`` makes on the customer's
+    channel before ``Queue()`` put in after the channel's first dialplan step."""
+    trace = load_trace(RECORDED_TRACES / "sip" / "a_inbound_answered_1001.ami")
+    events = [dict(e) for e in trace.events]
+    inbound = [i for i, e in enumerate(events)
+               if e["Event"] == "Newexten" and e.get("Context") == "from-customers"]  # fmt: skip
+    first_step = inbound[0]
+    customer = events[first_step]
+    varset = {"Event": "VarSet", "Channel": customer["Channel"], "Uniqueid": customer["Uniqueid"],
+              "Linkedid": customer["Linkedid"], "Variable": "CC_ROUTE", "Value": LABEL_VIP,
+              "Timestamp": customer.get("Timestamp", "")}  # fmt: skip
+    tracker = CallTracker()
+    out = tracker.feed_all([*events[: first_step + 1], varset, *events[first_step + 1 :]])
+    ringing = [e for e in out if isinstance(e, AgentRinging)]
+    assert ringing and all(e.call.route == LABEL_VIP for e in ringing)
+    raw = (b"Event: VarSet\r\nPrivilege: dialplan,all\r\nChannel: PJSIP/carrier-1\r\n"
+           b"Variable: CC_ROUTE\r\nValue: x\r\nUniqueid: 1.1")  # fmt: skip
+    assert tracker.sieve().keeps(raw)
