@@ -260,26 +260,22 @@ async def test_many_requests_at_once_are_all_answered(site):
     assert site.app.state.runtime.routing.server.counts.answered == 50
 
 
-def test_a_taken_port_leaves_routing_off_and_the_service_up(tmp_path):
-    async def run() -> None:
-        blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-        port = blocker.sockets[0].getsockname()[1]
-        try:
-            async with AmiSimulator(username="bridge", secret=AMI_SECRET) as simulator:
-                settings = Settings(data_dir=tmp_path, ami_port=simulator.port,
-                                    ami_username="bridge", ami_secret=AMI_SECRET,
-                                    api_token="test-token-0123456789",
-                                    secret_key="a-test-secret-key-of-some-length",
-                                    routing_port=port)  # fmt: skip
-                seed(settings.database_url)
-                app = create_app(settings)
-                async with served(app):
-                    assert app.state.runtime.routing is None
-        finally:
-            blocker.close()
-
-    asyncio.run(run())
-
+async def test_a_taken_port_leaves_routing_off_and_the_service_up(tmp_path):
+    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = blocker.sockets[0].getsockname()[1]
+    try:
+        async with AmiSimulator(username="bridge", secret=AMI_SECRET) as simulator:
+            settings = Settings(data_dir=tmp_path, ami_port=simulator.port,
+                                ami_username="bridge", ami_secret=AMI_SECRET,
+                                api_token="test-token-0123456789",
+                                secret_key="a-test-secret-key-of-some-length",
+                                routing_port=port)  # fmt: skip
+            seed(settings.database_url)
+            app = create_app(settings)
+            async with served(app):
+                assert app.state.runtime.routing is None
+    finally:
+        blocker.close()
 
 
 # --------------------------------------------------------------------------- the tracker

@@ -198,6 +198,7 @@ async def test_an_unknown_caller_gets_the_plain_queue(site, pbx_commands, kit_br
         pbx_commands("call-in", "--from", UNKNOWN_RAW, "--hold", "4", "--wait", timeout=90)
         call = await logged_call(site.origin, caller="+86" + UNKNOWN_RAW)
         assert call["queue"] == "support" and call["disposition"] == "answered"
+        assert await logged_call(site.origin) == call  # the routing's Local channel is no call
         frame = await frame_of_state(wang_ws if call["agent"] == "1001" else li_ws, "ringing")
         assert frame["call"]["route"] is None
     await queue_join(kit_bridge, UNKNOWN_RAW, "unknown caller, bridge answering")
