@@ -182,10 +182,22 @@ def run_asterisklint(folder: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+ASTERISKLINT_GAPS = (
+    # CDR_PROP came with Asterisk 12's CDR engine (the only way to disable a channel's CDR).
+    "E_FUNC_MISSING: function 'CDR_PROP' does not exist",
+    # Originate's options (a: async, b: predial Gosub) came with Asterisk 18.
+    "E_APP_ARG_MANY: too many arguments for app 'Originate', maximum is 6",
+)
+"""What asterisklint, written for older Asterisk, does not know of the Asterisk 18+ this
+dialplan is for (callbridge-route); every other finding fails the test."""
+
+
 def test_asterisklint_finds_nothing_in_the_dialplan(tmp_path):
     shutil.copy(DIALPLANS / DIALPLAN_FILE, tmp_path)
     result = run_asterisklint(tmp_path)
-    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    findings = [line for line in (result.stdout + result.stderr).splitlines()
+                if not any(gap in line for gap in ASTERISKLINT_GAPS)]  # fmt: skip
+    assert findings == [] and result.returncode in (0, 1)
 
 
 def test_asterisklint_catches_an_unescaped_semicolon(tmp_path):
