@@ -10,7 +10,7 @@ from realpbx_site import WAIT, ZHANG_SAN_RAW, kit_site
 from test_agent_browser import ARTIFACTS
 from test_pops import CHEAP_ARGON2, PASSWORD
 from test_routing import ADMIN, routing_site, snapshot
-from test_routing_realpbx import LI, WANG, point_dialplan_at, seed_routing, until
+from test_routing_realpbx import LI, WANG, kit, point_dialplan_at, seed_routing, until
 
 from crm_bridge.accounts import users
 
@@ -89,7 +89,7 @@ async def test_the_pop_of_a_vip_call_shows_the_decision(kit_routing_site, pbx_co
     await expect(page.locator("#agent-app")).to_have_attribute("data-socket", "open")
     pbx_commands("agent", "1001", "--behaviour", "noanswer")
     pbx_commands("agent", "1002", "--behaviour", "noanswer")
-    pbx_commands("call-in", "--from", ZHANG_SAN_RAW, "--hold", "6")
+    await kit(pbx_commands, "call-in", "--from", ZHANG_SAN_RAW, "--hold", "6")
     card = page.locator("article.card", has=page.locator(".customer-name", has_text="张三"))
     await expect(card.locator(".route")).to_have_text("VIP · 优先接入")
     await page.screenshot(path=ARTIFACTS / "pop_route_vip.png")

@@ -60,6 +60,12 @@ def seed_routing(site) -> None:
     site.app.state.runtime.routing.reload_rules()
 
 
+async def kit(pbx_commands, *args: str) -> str:
+    """A kit command on a thread: the app shares this test's event loop, and its FastAGI server
+    must answer while ``call-in --wait`` waits for the call to end."""
+    return await asyncio.to_thread(pbx_commands, *args, timeout=90)
+
+
 def point_dialplan_at(pbx_commands, port: int) -> None:
     pbx_commands("rx", "pbx", f"dialplan set global CC_ROUTE_AGI 127.0.0.1:{port}")
 
@@ -144,10 +150,10 @@ async def test_a_vip_caller_is_queued_with_priority_and_the_pop_says_so(site, pb
     pbx_commands("agent", "1001", "--behaviour", "noanswer")
     pbx_commands("agent", "1002", "--behaviour", "noanswer")
     async with site.pops("wang") as ws:
-        pbx_commands("call-in", "--from", ZHANG_SAN_RAW, "--hold", "8")
+        await kit(pbx_commands, "call-in", "--from", ZHANG_SAN_RAW, "--hold", "8")
         join = await queue_join(kit_bridge, ZHANG_SAN_RAW, "VIP, bridge answering")
         assert join["Queue"] == "support"
-        shown = pbx_commands("rx", "pbx", "queue show support")
+        shown = await kit(pbx_commands, "rx", "pbx", "queue show support")
         assert "prio: 10" in shown, shown
         frame = await frame_of_state(ws, "ringing")
         assert frame["call"]["route"] == "VIP · 优先接入"
@@ -156,7 +162,7 @@ async def test_a_vip_caller_is_queued_with_priority_and_the_pop_says_so(site, pb
 
 async def test_the_account_manager_rings_first_when_ready(site, pbx_commands, kit_bridge):
     async with site.pops("li") as ws:
-        pbx_commands("call-in", "--from", MANAGED_RAW, "--hold", "4", "--wait", timeout=90)
+        await kit(pbx_commands, "call-in", "--from", MANAGED_RAW, "--hold", "4", "--wait")
         call = await logged_call(site.origin, caller="+86" + MANAGED_RAW)
         assert call["agent"] == "1002" and call["disposition"] == "answered"
         frame = await frame_of_state(ws, "ringing")
@@ -172,7 +178,7 @@ async def test_a_paused_account_manager_is_not_rung_first(site, pbx_commands, ki
     await states.pause("1002", "会议")
     await until(lambda: str(states.of("1002").status.state) == "paused")
     try:
-        pbx_commands("call-in", "--from", MANAGED_RAW, "--hold", "4", "--wait", timeout=90)
+        await kit(pbx_commands, "call-in", "--from", MANAGED_RAW, "--hold", "4", "--wait")
         call = await logged_call(site.origin, caller="+86" + MANAGED_RAW)
         assert call["agent"] == "1001" and call["queue"] == "support"
     finally:
@@ -183,7 +189,7 @@ async def test_a_paused_account_manager_is_not_rung_first(site, pbx_commands, ki
 
 async def test_an_open_complaint_goes_to_the_senior_agents(site, pbx_commands, kit_bridge):
     async with site.pops("li") as ws:
-        pbx_commands("call-in", "--from", COMPLAINING_RAW, "--hold", "4", "--wait", timeout=90)
+        await kit(pbx_commands, "call-in", "--from", COMPLAINING_RAW, "--hold", "4", "--wait")
         call = await logged_call(site.origin, caller="+86" + COMPLAINING_RAW)
         assert call["queue"] == "senior" and call["agent"] == "1002"
         frame = await frame_of_state(ws, "ringing")
@@ -195,7 +201,7 @@ async def test_an_open_complaint_goes_to_the_senior_agents(site, pbx_commands, k
 async def test_an_unknown_caller_gets_the_plain_queue(site, pbx_commands, kit_bridge):
     answered_before = site.app.state.runtime.routing.server.counts.answered
     async with site.pops("wang") as wang_ws, site.pops("li") as li_ws:
-        pbx_commands("call-in", "--from", UNKNOWN_RAW, "--hold", "4", "--wait", timeout=90)
+        await kit(pbx_commands, "call-in", "--from", UNKNOWN_RAW, "--hold", "4", "--wait")
         call = await logged_call(site.origin, caller="+86" + UNKNOWN_RAW)
         assert call["queue"] == "support" and call["disposition"] == "answered"
         assert await logged_call(site.origin) == call  # the routing's Local channel is no call
@@ -208,15 +214,25 @@ async def test_an_unknown_caller_gets_the_plain_queue(site, pbx_commands, kit_br
     report(site)
 
 
+CALLS_AWAY = 2
+"""Calls placed one after the other with the bridge away; the caller holds on long enough for
+an agent out of the queue's wrap-up time (10 s) to answer."""
+
+
+async def calls_reach_the_queue(site, pbx_commands, kit_bridge, case: str) -> None:
+    for _ in range(CALLS_AWAY):
+        await kit(pbx_commands, "call-in", "--from", ZHANG_SAN_RAW, "--hold", "25", "--wait")
+        await queue_join(kit_bridge, ZHANG_SAN_RAW, case)
+    calls = await all_calls(site, "+86" + ZHANG_SAN_RAW, CALLS_AWAY)
+    assert [(c["disposition"], c["queue"]) for c in calls] == [("answered", "support")] * CALLS_AWAY
+    assert all(c["agent"] in ("1001", "1002") for c in calls)
+
+
 async def test_with_the_fastagi_port_closed_the_call_still_reaches_the_queue(
     site, pbx_commands, kit_bridge
 ):
     await site.app.state.runtime.routing.server.stop()  # the bridge's FastAGI port is closed
-    for _ in range(3):
-        pbx_commands("call-in", "--from", ZHANG_SAN_RAW, "--hold", "4", "--wait", timeout=90)
-        await queue_join(kit_bridge, ZHANG_SAN_RAW, "FastAGI port closed")
-    call = await latest_call(site, "+86" + ZHANG_SAN_RAW)
-    assert call["disposition"] == "answered" and call["queue"] == "support"
+    await calls_reach_the_queue(site, pbx_commands, kit_bridge, "FastAGI port closed")
     report(site)
 
 
@@ -231,12 +247,9 @@ async def test_a_bridge_that_accepts_and_never_answers_delays_nothing_for_long(
     mute = await asyncio.start_server(hold, "127.0.0.1", 0)
     point_dialplan_at(pbx_commands, mute.sockets[0].getsockname()[1])
     try:
-        for _ in range(3):
-            pbx_commands("call-in", "--from", ZHANG_SAN_RAW, "--hold", "4", "--wait", timeout=90)
-            await queue_join(kit_bridge, ZHANG_SAN_RAW, "FastAGI accepts, never answers")
-        call = await latest_call(site, "+86" + ZHANG_SAN_RAW)
-        assert call["disposition"] == "answered" and call["queue"] == "support"
-        assert len(held) == 3  # Asterisk did connect each time
+        await calls_reach_the_queue(site, pbx_commands, kit_bridge,
+                                    "FastAGI accepts, never answers")  # fmt: skip
+        assert len(held) == CALLS_AWAY  # Asterisk did connect each time
     finally:
         for writer in held:
             writer.close()
@@ -244,15 +257,14 @@ async def test_a_bridge_that_accepts_and_never_answers_delays_nothing_for_long(
     report(site)
 
 
-async def latest_call(site, caller: str) -> dict:
-    """The newest logged call from ``caller`` once all the calls placed have ended."""
+async def all_calls(site, caller: str, count: int) -> list[dict]:
+    """The ``count`` logged calls from ``caller``, oldest first, once all have ended."""
     async with api(site) as client:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT
         while True:
             calls = (await client.get("/api/calls", params={"caller": caller})).json()["calls"]
-            if calls and all(c["ended_at"] for c in calls):
-                return max(calls, key=lambda c: c["offered_at"])
-            assert loop.time() < deadline, "calls not logged"
+            if len(calls) == count and all(c["ended_at"] for c in calls):
+                return sorted(calls, key=lambda c: c["offered_at"])
+            assert loop.time() < deadline, f"{len(calls)} calls logged, not {count}"
             await asyncio.sleep(0.2)
-
