@@ -4,13 +4,17 @@ What runs is callbridge's own routing (``crm_bridge/routing/service.py``): the F
 ``telephony/fastagi.py`` on 127.0.0.1, the caller's facts read from a real SQLite archive of
 ``--customers`` customers (each with a phone, a VIP level for one in five, purchases, an open
 complaint for one in twenty, an account manager for one in ten) and the decision under rules
-that use every kind. What stands in for Asterisk: a client that does what res_agi does for
-``AGI(agi://127.0.0.1:PORT/route,<number>)``: connect, send the ``agi_*`` environment, read
-the ``SET VARIABLE`` command, reply ``200 result=1``, and see the server close.
+that use every kind.
 
-The answer time is from the client's connect to the command read (what the dialplan waits
-for), for ``--requests`` calls one after another (random callers, some unknown), then the same
-in bursts of ``--burst`` calls at once. Usage: ``python bench/fastagi_answer.py [--customers N]
+What stands in for Asterisk, in a process of its own (as Asterisk is): a client that does what
+res_agi does for ``AGI(agi://127.0.0.1:PORT/route,<number>)``, on blocking sockets, one thread
+per call as Asterisk has: connect, send the ``agi_*`` environment, read the ``SET
+VARIABLE`` command, reply ``200 result=1``, and see the server close.
+
+The answer time is from the client's connect to the server's close (when res_agi's AGI() ends
+and the dialplan has the answer), for ``--requests`` calls one after another (random callers,
+some unknown), then the same in bursts of ``--burst`` calls at once. The server's own time
+(accept to last reply) is printed too. Usage: ``python bench/fastagi_answer.py [--customers N]
 [--requests N] [--burst N]``. The last line is one JSON object.
 """
 
@@ -20,9 +24,12 @@ import argparse
 import asyncio
 import json
 import random
+import socket
 import statistics
+import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -98,19 +105,30 @@ def environment(number: str) -> bytes:
     return ("".join(f"{k}: {v}\n" for k, v in lines.items()) + "\n").encode()
 
 
-async def one_request(port: int, number: str) -> float:
+def one_request(port: int, number: str) -> float:
+    """One AGI() as res_agi makes it; the seconds from the connect to the server's close."""
     started = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(environment(number))
-    await writer.drain()
-    command = await reader.readline()
-    answered = time.perf_counter() - started
-    assert command.startswith(b"SET VARIABLE CC_ROUTE_ANSWER"), command
-    writer.write(b"200 result=1\n")
-    await writer.drain()
-    assert await reader.read() == b""
-    writer.close()
-    return answered
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(environment(number))
+        stream = sock.makefile("rb")
+        command = stream.readline()
+        assert command.startswith(b"SET VARIABLE CC_ROUTE_ANSWER"), command
+        sock.sendall(b"200 result=1\n")
+        assert stream.read() == b""
+    return time.perf_counter() - started
+
+
+def client(port: int, numbers: list[str], burst: int) -> dict[str, list[float]]:
+    """The Asterisk side: the requests one after another, then in bursts on threads."""
+    for number in numbers[:50]:  # warm up: queries compiled, pages cached
+        one_request(port, number)
+    sequential = [one_request(port, n) for n in numbers]
+    bursts: list[float] = []
+    with ThreadPoolExecutor(burst) as pool:
+        for start in range(0, len(numbers), burst):
+            chunk = numbers[start : start + burst]
+            bursts += pool.map(lambda n: one_request(port, n), chunk)
+    return {"sequential": sequential, "bursts": bursts}
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -141,20 +159,19 @@ async def run(customers: int, requests: int, burst: int) -> dict[str, object]:
         try:
             rng = random.Random(7)
             numbers = [number_of(rng.randint(1, customers * 11 // 10)) for _ in range(requests)]
-            for number in numbers[:50]:  # warm up: queries compiled, pages cached
-                await one_request(routing.server.port, number)
-            sequential = [await one_request(routing.server.port, n) for n in numbers]
-            bursts: list[float] = []
-            for start in range(0, requests, burst):
-                chunk = numbers[start : start + burst]
-                port = routing.server.port
-                bursts += await asyncio.gather(*(one_request(port, n) for n in chunk))
+            asterisk = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--client", str(routing.server.port), str(burst),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, _ = await asterisk.communicate(json.dumps(numbers).encode())
+            times = json.loads(out)
             server_side = list(routing.answer_seconds)
         finally:
             await routing.stop()
         sessions.kw["bind"].dispose()
-    one_by_one = figures("one request at a time (client: connect -> command)", sequential)
-    at_once = figures(f"bursts of {burst} at once (client: connect -> command)", bursts)
+    sequential, bursts = times["sequential"], times["bursts"]
+    one_by_one = figures("one request at a time (Asterisk side: connect -> close)", sequential)
+    at_once = figures(f"bursts of {burst} at once (Asterisk side: connect -> close)", bursts)
     server = figures("server side, accept -> last reply (all requests)", server_side)
     return {"customers": customers, "requests": requests, "burst": burst,
             "answer_p50_ms": one_by_one["p50_ms"], "answer_p99_ms": one_by_one["p99_ms"],
@@ -163,6 +180,10 @@ async def run(customers: int, requests: int, burst: int) -> dict[str, object]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--client"]:
+        port, burst = int(sys.argv[2]), int(sys.argv[3])
+        print(json.dumps(client(port, json.load(sys.stdin), burst)))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=2000)
