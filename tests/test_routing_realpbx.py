@@ -268,3 +268,23 @@ async def all_calls(site, caller: str, count: int) -> list[dict]:
                 return sorted(calls, key=lambda c: c["offered_at"])
             assert loop.time() < deadline, f"{len(calls)} calls logged, not {count}"
             await asyncio.sleep(0.2)
+
+
+REAL_CALLS = 20
+
+
+async def test_the_answer_time_on_real_calls(site, pbx_commands, kit_bridge):
+    """Short real calls from a VIP, a customer with a complaint and an unknown caller, one after
+    another: every one is answered by the FastAGI server and joins its queue. The answer times
+    (accept to last reply, on the server) and call start to Queue() are printed."""
+    pbx_commands("agent", "1001", "--behaviour", "noanswer")
+    pbx_commands("agent", "1002", "--behaviour", "noanswer")
+    callers = [ZHANG_SAN_RAW, COMPLAINING_RAW, UNKNOWN_RAW]
+    for i in range(REAL_CALLS):
+        number = callers[i % len(callers)]
+        await kit(pbx_commands, "call-in", "--from", number, "--hold", "1", "--wait")
+        join = await queue_join(kit_bridge, number, "20 short real calls")
+        assert join["Queue"] == ("senior" if number == COMPLAINING_RAW else "support")
+    routing = site.app.state.runtime.routing
+    assert routing.server.counts.answered == REAL_CALLS and routing.server.counts.failed == 0
+    report(site)
