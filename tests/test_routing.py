@@ -300,3 +300,17 @@ def test_the_tracker_carries_the_label_the_dialplan_set_to_the_ringing_agent():
     raw = (b"Event: VarSet\r\nPrivilege: dialplan,all\r\nChannel: PJSIP/carrier-1\r\n"
            b"Variable: CC_ROUTE\r\nValue: x\r\nUniqueid: 1.1")  # fmt: skip
     assert tracker.sieve().keeps(raw)
+
+
+def test_a_resync_takes_no_routing_channel_for_a_call():
+    """A reconnect while a call asks the bridge: CoreShowChannels lists the Local pair too
+    (an action's answer passes no event filter), and the tracker leaves it out."""
+    channel = {"Event": "CoreShowChannel", "Context": "callbridge-route-ask", "Exten": "1.1",
+               "ChannelState": "0", "Application": "AGI", "Duration": "00:00:00",
+               "ApplicationData": "agi://127.0.0.1:4573/route,13800138000"}  # fmt: skip
+    halves = [channel | {"Channel": "Local/1.1@callbridge-route-ask-00000001;2",
+                         "Uniqueid": "1.3", "Linkedid": "1.2"},
+              channel | {"Channel": "Local/1.1@callbridge-route-ask-00000001;1",
+                         "Uniqueid": "1.2", "Linkedid": "1.2", "Application": ""}]  # fmt: skip
+    tracker = CallTracker()
+    assert tracker.resync(halves, 0.0) == [] and tracker.calls_in_flight == 0
