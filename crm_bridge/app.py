@@ -23,6 +23,7 @@ from crm_bridge.accounts import routes as accounts_routes
 from crm_bridge.accounts.auth import SessionRefreshMiddleware, SignInLimiter, api_access
 from crm_bridge.accounts.session_revocation import SessionRevocations
 from crm_bridge.agent_states import routes as agent_states_routes
+from crm_bridge.agent_states.domain import AgentState
 from crm_bridge.agent_states.service import AgentStates
 from crm_bridge.calls import api as calls_api
 from crm_bridge.calls.bridge import BridgeService
@@ -48,6 +49,8 @@ from crm_bridge.pops import api as pops_api
 from crm_bridge.pops import page as pops_page
 from crm_bridge.pops.hub import PopHub
 from crm_bridge.pops.lookups import database_campaign_lookup, database_lookup
+from crm_bridge.routing import routes as routing_routes
+from crm_bridge.routing.service import Routing
 from crm_bridge.runtime import Runtime, RuntimeDep
 from crm_bridge.settings import Settings
 from crm_bridge.supervise import routes as supervise_routes
@@ -145,6 +148,7 @@ ROUTES = (
     agent_states_routes.router,
     wallboard_routes.router,
     supervise_routes.router,
+    routing_routes.router,
 )
 """Every feature's router, in the order the app includes them."""
 
@@ -240,6 +244,7 @@ async def _start(settings: Settings) -> Runtime:
     agent_states, wallboard = await start_agent_states(
         settings, servers[0], sessions, bridge, numbers
     )
+    routing = await start_routing(settings, sessions, agent_states)
     registry = metrics_registry(bridge, pops, sessions, pop_latency, pop_relay)
     if live_speech is not None:
         registry.register(LiveSpeechCollector(live_speech))
@@ -261,6 +266,7 @@ async def _start(settings: Settings) -> Runtime:
         agent_states=agent_states,
         wallboard=wallboard,
         supervise=supervise,
+        routing=routing,
     )
 
 
@@ -315,7 +321,37 @@ async def start_agent_states(
     return states, wallboard
 
 
+async def start_routing(
+    settings: Settings, sessions: sessionmaker[Session], agent_states: AgentStates | None
+) -> Routing | None:
+    """The FastAGI server of routing by customer value, unless off (and in the demo). A port
+    already taken is logged and leaves routing off rather than the service down: the dialplan
+    goes on to the plain queue without it, as when the bridge is away."""
+    if not settings.routing or settings.demo:
+        return None
+
+    def agent_ready(extension: str) -> bool:
+        """Logged in and ready; without agent states nobody is known to be."""
+        return agent_states is not None and (
+            agent_states.of(extension).status.state is AgentState.READY
+        )
+
+    routing = Routing(sessions, host=settings.routing_host, port=settings.routing_port,
+                      zone=settings.zone, region=settings.number_region,
+                      outside_line_prefix=settings.outside_line_prefix,
+                      agent_ready=agent_ready)  # fmt: skip
+    try:
+        await routing.start()
+    except OSError as exc:
+        log.error("routing is off: FastAGI cannot listen on %s:%s (%s)",
+                  settings.routing_host, settings.routing_port, exc.strerror)  # fmt: skip
+        return None
+    return routing
+
+
 async def _stop(runtime: Runtime) -> None:
+    if runtime.routing is not None:
+        await runtime.routing.stop()
     if runtime.demo is not None:
         await runtime.demo.stop_replay()
     if runtime.campaigns is not None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from crm_bridge.live_speech.service import LiveSpeech
     from crm_bridge.pops.hub import PopHub
     from crm_bridge.pops.relay import PopRelay
+    from crm_bridge.routing.service import Routing
     from crm_bridge.settings import Settings
     from crm_bridge.supervise.service import Supervision
     from crm_bridge.wallboard.board import Wallboard
@@ -60,6 +61,9 @@ class Runtime:
     wallboard: Wallboard | None = None
     supervise: Supervision | None = None
     """Listen, whisper, barge: the sessions going on."""
+    routing: Routing | None = None
+    """The FastAGI server and rules of routing by customer value; None when off, in the demo,
+    or when its port was taken."""
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -189,6 +189,15 @@ class Settings(BaseSettings):
     live_speech_workers: int = Field(default=2, ge=1, le=64)
     """Threads decoding live audio (one core each at most)."""
 
+    routing: bool = True
+    """Routing by customer value (``crm_bridge/routing/``): the FastAGI server the dialplan
+    asks before ``Queue()`` (``callbridge-route``). Off in the demo, which has no dialplan."""
+    routing_host: str = "127.0.0.1"
+    """Where the FastAGI server listens (the dialplan's global ``CC_ROUTE_AGI`` points Asterisk
+    at it)."""
+    routing_port: int = Field(default=4573, ge=0, le=65535)
+    """4573 is FastAGI's usual port; 0: any free one (tests)."""
+
     inbound_contexts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["from-customers", "from-trunk", "from-pstn", "from-external"]
     )

@@ -319,3 +319,35 @@ def encode_action(
     lines = [_encode_line("Action", action)]
     lines.extend(_encode_line(key, value) for key, value in pairs)
     return b"".join(lines) + b"\r\n"
+
+
+# --------------------------------------------------------------------------- AGI commands
+
+AGI_MAX_COMMAND_BYTES = 2047
+"""res_agi reads a command into ``AGI_BUF_LEN`` (2048) bytes, the LF included."""
+_AGI_FORBIDDEN = ('"', "\\")
+
+
+def encode_agi_set_variable(name: str, value: str) -> bytes:
+    """``SET VARIABLE NAME "value"`` for a FastAGI session: the AGI side of this module.
+
+    res_agi splits a command on blanks, takes a double-quoted word as one and consumes
+    backslashes (``parse_args``); a CR or LF would end the command and start another. So the
+    name must be made of ``[A-Za-z0-9_]`` (no function such as ``SHARED(...)``: a FastAGI server
+    sets plain variables on its own channel) and the value may hold no control character,
+    quote or backslash. Raises :class:`UnsafeAmiValue`, naming the variable, never the value.
+    """
+    if not isinstance(name, str) or not _VARIABLE_NAME.match(name):
+        raise UnsafeAmiValue("AGI variable name is not made of [A-Za-z0-9_]")
+    if not isinstance(value, str):
+        raise UnsafeAmiValue(f"AGI variable {name!r} value must be a string")
+    _check_text(f"AGI variable {name!r} value", value)
+    if any(ch in value for ch in _AGI_FORBIDDEN):
+        raise UnsafeAmiValue(f"AGI variable {name!r} value contains a quote or backslash")
+    try:
+        command = f'SET VARIABLE {name} "{value}"\n'.encode()
+    except UnicodeEncodeError:
+        raise UnsafeAmiValue(f"AGI variable {name!r} value is not valid Unicode text") from None
+    if len(command) > AGI_MAX_COMMAND_BYTES:
+        raise UnsafeAmiValue(f"AGI variable {name!r}: the command is {len(command)} bytes")
+    return command

@@ -57,6 +57,8 @@ class CallRecord:
     hangup_cause_text: str | None = None
     recording_path: str | None = None
     campaign: str | None = None
+    route: str | None = None
+    """The label of the routing decision the dialplan got before Queue() (``CC_ROUTE``)."""
     originate_action_id: str | None = None
     transferred_to: str | None = None
     agents_rung: list[str] = field(default_factory=list)

@@ -35,7 +35,11 @@ CALLBRIDGE = Path(sys.executable).with_name("callbridge")
 
 
 def kit_settings(data_dir: Path, info: Mapping, **extra: object) -> Settings:
+    """The app's settings against the kit. Its FastAGI server (routing) listens on a free port
+    unless ``routing_port`` is given: the dialplan then finds nobody at its default address and
+    goes on to the plain queue at once, as with the bridge away."""
     ami = info["ami"]
+    extra.setdefault("routing_port", 0)
     return Settings(
         data_dir=data_dir,
         ami_host=ami["host"],
@@ -71,9 +75,10 @@ def serve_environment(settings: Settings) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def kit_site(data_dir: Path, info: Mapping) -> AsyncIterator[Site]:
-    """The seeded app under uvicorn, in step with the kit's Asterisk."""
-    settings = kit_settings(data_dir, info)
+async def kit_site(data_dir: Path, info: Mapping, **extra: object) -> AsyncIterator[Site]:
+    """The seeded app under uvicorn, in step with the kit's Asterisk (``extra``: more
+    settings)."""
+    settings = kit_settings(data_dir, info, **extra)
     seed(settings.database_url)
     app = create_app(settings)
     async with served(app) as address:

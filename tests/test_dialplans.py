@@ -189,10 +189,14 @@ UNKNOWN_TO_ASTERISKLINT = (
     "E_APP_MISSING: app 'AMD' does not exist",
     "E_APP_MISSING: app 'WaitForSilence' does not exist",
     "E_FUNC_MISSING: function 'IFMODULE' does not exist",
+    "E_APP_ARG_MANY: too many arguments for app 'Originate', maximum is 6",
 )
-"""Asterisk has these, asterisklint's tables of them do not: CDR_PROP (Asterisk 12+, which
-replaced CDR(disable); tests/test_supervise_realpbx.py shows on the kit that it works), and
-app_amd, app_waitforsilence, func_module (tests/test_campaign_amd_realpbx.py runs them)."""
+"""What asterisklint, written for older Asterisk, does not know of the Asterisk 18+ this
+dialplan is for; every other finding fails the test. CDR_PROP came with Asterisk 12's CDR
+engine, replacing CDR(disable) (tests/test_supervise_realpbx.py shows on the kit that it works);
+Originate's options (a: async) came with Asterisk 18 (callbridge-route); app_amd,
+app_waitforsilence and func_module are not in its tables (tests/test_campaign_amd_realpbx.py
+runs them)."""
 
 
 def lint_findings(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -204,7 +208,7 @@ def lint_findings(result: subprocess.CompletedProcess[str]) -> list[str]:
 def test_asterisklint_finds_nothing_in_the_dialplan(tmp_path):
     shutil.copy(DIALPLANS / DIALPLAN_FILE, tmp_path)
     result = run_asterisklint(tmp_path)
-    assert lint_findings(result) == []
+    assert lint_findings(result) == [] and result.returncode in (0, 1)
 
 
 def test_asterisklint_catches_an_unescaped_semicolon(tmp_path):

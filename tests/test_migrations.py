@@ -69,6 +69,9 @@ TABLES = {
     "agent_state_changes",
     "pause_reasons",
     "queue_settings",
+    "routing_settings",
+    "routing_tiers",
+    "account_managers",
 }
 
 

@@ -193,6 +193,13 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     # crm_bridge/supervise/routes.py
     ("GET", "/supervisor/supervise"): SUPERVISORS,
     ("POST", "/supervisor/supervise/{linkedid}"): frozenset({"supervisor"}),
+    # crm_bridge/routing/routes.py
+    ("GET", "/admin/routing"): ADMINS,
+    ("POST", "/admin/routing/settings"): ADMINS,
+    ("POST", "/admin/routing/tiers"): ADMINS,
+    ("POST", "/admin/routing/tiers/{tier_id}/delete"): ADMINS,
+    ("POST", "/admin/routing/managers"): ADMINS,
+    ("POST", "/admin/routing/managers/{customer_id}/delete"): ADMINS,
 }
 """Every route of the app and the credentials that may use it. A route missing here fails
 ``test_every_route_is_in_the_access_table``; each one below is fuzzed against its entry."""

@@ -232,6 +232,7 @@ async def test_the_rung_agent_gets_the_card_and_the_call_as_it_goes(site):
             "callee": "+864008001234",
             "direction": "inbound",
             "queue": "support",
+            "route": None,  # a recorded call from before routing: no decision
         }
         assert pop["lookup"]["kind"] == "known" and pop["campaign"] is None
         (card,) = pop["lookup"]["cards"]

@@ -831,3 +831,40 @@ class QueueSetting(Base):
     waiting_alert: Mapped[int] = mapped_column(Integer, default=3)
     """Calls waiting at or above which the wallboard colours the queue."""
     longest_wait_alert_seconds: Mapped[int] = mapped_column(Integer, default=60)
+
+
+class RoutingSettings(Base):
+    """The admin's routing rules (``crm_bridge/routing/``), one row (id 1): the queue priority
+    of high-value customers, how long an account manager rings first, and the queue of the
+    customers with an open complaint."""
+
+    __tablename__ = "routing_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    high_value_cents: Mapped[int | None] = mapped_column(BigInteger)
+    """Spend over the last 12 months from which a customer is high-value; None: no such rule."""
+    high_value_priority: Mapped[int] = mapped_column(Integer, default=5)
+    manager_ring_seconds: Mapped[int] = mapped_column(Integer, default=15)
+    complaint_queue: Mapped[str | None] = mapped_column(String(64))
+    """Where a customer with an open complaint goes (the senior agents); None: the usual queue."""
+
+
+class RoutingTier(Base):
+    """A VIP level (``customers.vip_level``) and the queue priority (``QUEUE_PRIO``) it gets."""
+
+    __tablename__ = "routing_tiers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tier: Mapped[str] = mapped_column(String(16), unique=True)
+    priority: Mapped[int] = mapped_column(Integer)
+
+
+class AccountManager(Base):
+    """The agent (extension) a customer's calls ring first, while that agent is ready."""
+
+    __tablename__ = "account_managers"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    extension: Mapped[str] = mapped_column(String(16))

@@ -90,13 +90,14 @@ def number_to_look_up(call: CallRecord) -> str | None:
 
 def call_summary(call: CallRecord, to_e164: Callable[[str | None], str | None]) -> Frame:
     """The call as the card shows it: numbers in E.164, as in the call log (an extension
-    stays as it is)."""
+    stays as it is); ``route`` is the routing decision's label (``VIP · 优先接入``), if any."""
     return {
         "caller": to_e164(call.caller),
         "caller_name": call.caller_name,
         "callee": to_e164(call.callee),
         "direction": str(call.direction) if call.direction else None,
         "queue": call.queue,
+        "route": call.route,
     }
 
 

@@ -10,6 +10,7 @@ from telephony.call_tracker.names import known
 from telephony.call_tracker.state import (
     CAMPAIGN_VARIABLES,
     RECORDING_VARIABLES,
+    ROUTE_VARIABLE,
     STATE_UP,
     CallState,
     Event,
@@ -64,11 +65,14 @@ class ChannelRules(CallSteps):
 
     def _on_varset(self, ev: Event) -> list[DomainEvent]:
         variable = ev.get("Variable", "")
-        if variable not in RECORDING_VARIABLES and variable not in CAMPAIGN_VARIABLES:
+        if variable not in RECORDING_VARIABLES | CAMPAIGN_VARIABLES and variable != ROUTE_VARIABLE:
             return []
         call = self._call_of(ev)
         value = ev.get("Value", "")
         if call is None or not value:
+            return []
+        if variable == ROUTE_VARIABLE:
+            call.record.route = value
             return []
         if variable in CAMPAIGN_VARIABLES:
             call.record.campaign = value

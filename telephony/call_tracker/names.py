@@ -34,6 +34,15 @@ def is_local(channel: str) -> bool:
     return channel.startswith("Local/")
 
 
+ROUTING_CHANNEL_MARK = "@callbridge-route-ask-"
+"""In the name of the Local channels the dialplan starts to ask the bridge's FastAGI server
+who is calling (``callbridge-route``): they are no calls."""
+
+
+def is_routing_channel(channel: str) -> bool:
+    return channel.startswith("Local/") and ROUTING_CHANNEL_MARK in channel
+
+
 def device_of(channel: str) -> str:
     """``PJSIP/1001-0000004b`` -> ``PJSIP/1001``: the device a channel was placed on."""
     return _CHANNEL_SUFFIX.sub("", channel)

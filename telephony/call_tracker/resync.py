@@ -7,7 +7,13 @@ from collections.abc import Iterable
 
 from telephony.call_events import Direction, DomainEvent, EndReason
 from telephony.call_tracker.lifecycle import CallSteps
-from telephony.call_tracker.names import agent_from_channel, device_of, is_local, known
+from telephony.call_tracker.names import (
+    agent_from_channel,
+    device_of,
+    is_local,
+    is_routing_channel,
+    known,
+)
 from telephony.call_tracker.state import OUTGOING_APPS, STATE_RING, STATE_UP, CallState, Event
 
 
@@ -25,7 +31,11 @@ class ResyncRules(CallSteps):
         (see :meth:`_rebuild`). Calls that saw an event after ``started_at`` are alive by that
         evidence and left alone.
         """
-        snapshot = {ch["Uniqueid"]: ch for ch in channels if ch.get("Uniqueid")}
+        snapshot = {
+            ch["Uniqueid"]: ch
+            for ch in channels
+            if ch.get("Uniqueid") and not is_routing_channel(ch.get("Channel", ""))
+        }  # the routing's Local channels (no calls) live a few ms: manager.conf drops their events
         # a call's first channel (its Uniqueid is the Linkedid) first: it tells the direction
         snapshot = dict(
             sorted(snapshot.items(), key=lambda item: item[1].get("Linkedid") != item[0])

@@ -21,6 +21,8 @@ STATE_UP = "6"
 SOFTHANGUP_SHUTDOWN = "4"
 RECORDING_VARIABLES = {"CC_RECFILE", "MIXMONITOR_FILENAME"}
 CAMPAIGN_VARIABLES = {"CAMPAIGN", "CC_CAMPAIGN"}
+ROUTE_VARIABLE = "CC_ROUTE"
+"""The routing decision's label the dialplan sets before Queue() (``callbridge-route``)."""
 
 DIAL_STATUS_OUTCOME = {
     "ANSWER": Disposition.ANSWERED,

@@ -22,6 +22,7 @@ from telephony.call_tracker.shutdown import ShutdownRules
 from telephony.call_tracker.state import (
     CAMPAIGN_VARIABLES,
     RECORDING_VARIABLES,
+    ROUTE_VARIABLE,
     Event,
     TrackerPolicy,
 )
@@ -66,8 +67,9 @@ class CallTracker(ChannelRules, QueueRules, DialRules, TransferRules, ShutdownRu
 
     def sieve(self) -> EventSieve:
         """What of an AMI stream this tracker reads: its events, and of VarSet the recording
-        and campaign variables; everything else can be dropped before it is parsed."""
-        return EventSieve(self._handlers, RECORDING_VARIABLES | CAMPAIGN_VARIABLES)
+        campaign and route variables; everything else can be dropped before it is parsed."""
+        variables = RECORDING_VARIABLES | CAMPAIGN_VARIABLES | {ROUTE_VARIABLE}
+        return EventSieve(self._handlers, variables)
 
     def feed(self, event: Event) -> list[DomainEvent]:
         """Apply one AMI event; return the domain events it causes (often none)."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0014_campaign_amd"
-down_revision: str | None = "0012_supervised_queues"
+down_revision: str | None = "0013_routing_rules"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
