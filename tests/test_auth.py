@@ -434,7 +434,7 @@ async def test_the_api_takes_the_token_or_a_supervisor_or_admin_session(web):
     assert ok.status_code == 200
 
 
-PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login")}
+PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login"), ("GET", "/favicon.ico")}
 FASTAPI_DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
