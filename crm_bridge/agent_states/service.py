@@ -29,7 +29,7 @@ from crm_bridge.agent_states.domain import (
     extension_of,
 )
 from telephony.ami_connection import AmiConfig
-from telephony.queue_members import CALL_DONE, MemberState, QueueMembersLink
+from telephony.queue_members import CALL_DONE, MEMBER_EVENTS, MemberState, QueueMembersLink
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ class AgentStates:
         self._history = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-history")
         """Writes the state history off the event loop, in order (one thread): a commit
         waits for the disk, and the loop must not, with pops to send."""
+        self._history_due: list[AgentNow] = []
+        self._history_write_asked = False
 
     # -- lifecycle
 
@@ -101,6 +103,7 @@ class AgentStates:
                 await self._send_pause(self.interface(extension), False, "", queue)
         self._timers.clear()
         await self.link.stop()
+        self._write_history()
         self._history.shutdown(wait=True)
 
     def subscribe(self, listener: Listener) -> None:
@@ -203,34 +206,57 @@ class AgentStates:
     # -- from Asterisk
 
     def _on_change(self, event: Mapping[str, str] | None) -> None:
-        before = dict(self._now)
         if event is None:
             self._adopt_after_call_work()
         elif event.get("Event") == CALL_DONE:
             self._after_call(event)
-        by_agent: dict[str, list[MemberState]] = {}
-        for member in self.link.board.members.values():
-            extension = extension_of(member.interface, self.interface_template)
-            if extension is not None:
-                by_agent.setdefault(extension, []).append(member)
-        changed: list[AgentNow] = []
-        now = self._clock()
-        for extension in set(by_agent) | set(before):
-            members = by_agent.get(extension, [])
-            status = agent_status(members)
-            old = before.get(extension)
-            if old is None or old.status != status:
-                self._now[extension] = AgentNow(extension, status, now, tuple(members))
-                changed.append(self._now[extension])
-            else:
-                self._now[extension] = AgentNow(extension, status, old.since, tuple(members))
-        if changed:
-            self._history.submit(self._store, changed, datetime.now(UTC))
+        self._reread(self._extensions_touched(event))
         for listener in self._listeners:
             try:
                 listener(event)
             except Exception:
                 log.exception("agent-state listener failed")
+
+    def _extensions_touched(self, event: Mapping[str, str] | None) -> set[str] | None:
+        """The agents whose state ``event`` may change: the one of a member event, none for a
+        caller joining or leaving; None (every agent) after the board was read anew. Events
+        come by the thousand in a busy minute, so only those agents are looked at again."""
+        if event is None:
+            return None
+        if event.get("Event") not in MEMBER_EVENTS:
+            return set()
+        extension = extension_of(event.get("Interface", ""), self.interface_template)
+        return {extension} if extension is not None else set()
+
+    def _reread(self, extensions: set[str] | None) -> None:
+        """Each of these agents' state from the board (every agent's for None); a change is
+        timed from now and goes into the state history."""
+        by_agent: dict[str, list[MemberState]] = {}
+        for member in self.link.board.members.values():
+            extension = extension_of(member.interface, self.interface_template)
+            if extension is not None and (extensions is None or extension in extensions):
+                by_agent.setdefault(extension, []).append(member)
+        now = self._clock()
+        for extension in set(by_agent) | (set(self._now) if extensions is None else extensions):
+            members = by_agent.get(extension, [])
+            status = agent_status(members)
+            old = self._now.get(extension)
+            if old is None or old.status != status:
+                self._now[extension] = AgentNow(extension, status, now, tuple(members))
+                self._history_due.append(self._now[extension])
+            else:
+                self._now[extension] = AgentNow(extension, status, old.since, tuple(members))
+        if self._history_due and not self._history_write_asked:
+            self._history_write_asked = True
+            asyncio.get_running_loop().call_soon(self._write_history)
+
+    def _write_history(self) -> None:
+        """Hand the changes of this turn of the event loop to the history's thread at once
+        (one transaction for fifty agents ringing together, not fifty)."""
+        self._history_write_asked = False
+        changed, self._history_due = self._history_due, []
+        if changed:
+            self._history.submit(self._store, changed, datetime.now(UTC))
 
     def _after_call(self, event: Mapping[str, str]) -> None:
         interface = event.get("Interface", "")
