@@ -258,8 +258,11 @@ def validated_form(form, need_rules: bool = True) -> CheckedForm:
     checked = CheckedForm(typed_form(form))
     for name, value in form.multi_items():
         if isinstance(value, str) and has_control(value, BODY_ALLOWED_CONTROLS):
-            checked.field_errors[name] = CONTROL_CHARACTER
-    if checked.field_errors:  # refused, but the rest is checked (without the characters)
+            if name in checked.typed:
+                checked.field_errors[name] = CONTROL_CHARACTER
+            else:
+                checked.errors.append(f"{name}: {CONTROL_CHARACTER}")
+    if checked.refused:  # refused, but the rest is checked (without the characters)
         form = FormData([(k, _without_controls(v)) for k, v in form.multi_items()])
     try:
         checked.data = CampaignForm.model_validate(form_values(form))
