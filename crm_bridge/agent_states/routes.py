@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from crm_bridge.accounts import audit, auth
 from crm_bridge.accounts.auth import AdminUser, AgentUser, SignedInUser
@@ -102,13 +103,16 @@ def agent_page(request: Request, user: SignedInUser, errors: dict[str, str] | No
 
 
 @router.get("/agent/states")
-def agent_states_page(request: Request, user: AgentUser) -> Response:
-    return agent_page(request, user)
+async def agent_states_page(request: Request, user: AgentUser) -> Response:
+    await service_of(request).history_written()
+    return await run_in_threadpool(agent_page, request, user)
 
 
 @router.get("/agent/states/now")
-def agent_state_now(request: Request, user: AgentUser) -> dict[str, Any]:
+async def agent_state_now(request: Request, user: AgentUser) -> dict[str, Any]:
+    """The agent's state now; once it is shown, it is in the state history too."""
     service = service_of(request)
+    await service.history_written()
     now = service.of(agent_from_interface(user.extensions[0]) if user.extensions else "")
     return {"state": str(now.status.state), "label": now.status.label,
             "reason": now.status.reason, "since": now.since,

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -83,6 +83,8 @@ class AgentStates:
         waits for the disk, and the loop must not, with pops to send."""
         self._history_due: list[AgentNow] = []
         self._history_write_asked = False
+        self._history_written: Future[None] | None = None
+        """The last write handed to the thread: once it is done, every earlier one is."""
 
     # -- lifecycle
 
@@ -256,7 +258,14 @@ class AgentStates:
         self._history_write_asked = False
         changed, self._history_due = self._history_due, []
         if changed:
-            self._history.submit(self._store, changed, datetime.now(UTC))
+            self._history_written = self._history.submit(self._store, changed, datetime.now(UTC))
+
+    async def history_written(self) -> None:
+        """Return once every change seen so far is in the state history: a page that shows
+        the history (reloaded because the state changed) reads it next."""
+        self._write_history()
+        if self._history_written is not None:
+            await asyncio.wrap_future(self._history_written)
 
     def _after_call(self, event: Mapping[str, str]) -> None:
         interface = event.get("Interface", "")
