@@ -57,10 +57,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from crm_bridge.calls.bridge import BridgeService, monotonic_of
@@ -111,6 +109,10 @@ APPLICATION_NAME = "callbridge-pop-relay"
 """The ``application_name`` of both relay connections (as ``pg_stat_activity`` shows them)."""
 
 
+if TYPE_CHECKING:  # psycopg is the postgres extra: imported where the relay runs
+    import psycopg
+
+
 def libpq_conninfo(database_url: str) -> str:
     """The SQLAlchemy database URL as libpq takes it (no ``+psycopg`` driver suffix)."""
     url = make_url(database_url).set(drivername="postgresql")
@@ -149,6 +151,8 @@ class _RelayConnection(abc.ABC):
                 await self._task
 
     async def _run(self) -> None:
+        import psycopg
+
         failures = 0
         while True:
             try:
@@ -267,6 +271,8 @@ class PopPublisher(_RelayConnection):
             self._drop(int(outgoing.is_event))
 
     async def _serve(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        import psycopg
+
         self._back_up()
         while True:
             if not self._unsent:
@@ -360,6 +366,8 @@ class PopListener(_RelayConnection):
                 self._end_calls_of(origin, keep=frozenset())
 
     async def _serve(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        from psycopg import sql
+
         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
         self.connected.set()
         now = time.monotonic()  # the time away does not count as the others' silence
