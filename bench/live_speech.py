@@ -19,8 +19,8 @@ Figures:
 * ``alert_latency_p50_s`` / ``_p95_s``: from a watch word's end in the audio (the aligned word
   end of the recogniser, on the stream's clock from its first frame) to the alert frame read by
   the supervisor's WebSocket client, for the first alert of each word said (tentative, on a
-  partial, or firm); ``firm_alert_latency_*`` for the alert on the final result (stored with
-  the call).
+  partial, or firm; the word's end is the firm alert's aligned time, since a partial carries
+  none); ``firm_alert_latency_*`` for the alert on the final result (stored with the call).
 * ``cpu_per_stream`` (share of one core) and ``rss_mb_per_stream`` during the concurrent run.
 * ``live_vs_posthoc_cer``: mean character error rate of the live finals divided by that of the
   post-call transcript (:class:`~transcription.engine.Transcriber`) of the same sides.
@@ -270,19 +270,26 @@ async def live_run(model: Path, sides: list[Clip]) -> dict[str, Any]:
 
 
 def latencies(run: dict[str, Any]) -> tuple[list[float], list[float]]:
-    first: dict[tuple[str, str, str], float] = {}
-    firm: dict[tuple[str, str, str], float] = {}
+    """Per word said (its call, side, utterance, word and occurrence): the first alert's and
+    the firm alert's arrival after the word's end. The end is the firm alert's, Kaldi's
+    aligned time (a tentative alert's time is only when the word was first heard); a word
+    that never became firm has no end to measure from and is left out."""
+    first: dict[tuple[Any, ...], float] = {}
+    firm: dict[tuple[Any, ...], tuple[float, float]] = {}
     channel_of = {f"bench.{n}": ch for n, ch in enumerate(run["clip_of"])}
     for received_at, frame in run["frames"]:
         if frame["type"] != "live_alert":
             continue
         linkedid = frame["linkedid"]
-        said_end = run["player"].first_frame_at[channel_of[linkedid]] + frame["word_end"]
-        key = (linkedid, frame["word"], frame["said_at"][:19])
-        first.setdefault(key, received_at - said_end)
+        key = (linkedid, frame["side"], frame["utterance"], frame["word"], frame["occurrence"])
+        first.setdefault(key, received_at)
         if not frame["tentative"]:
-            firm.setdefault(key, received_at - said_end)
-    return list(first.values()), list(firm.values())
+            said_end = run["player"].first_frame_at[channel_of[linkedid]] + frame["word_end"]
+            firm.setdefault(key, (received_at, said_end))
+    return (
+        [first[key] - said_end for key, (_, said_end) in firm.items()],
+        [received_at - said_end for received_at, said_end in firm.values()],
+    )
 
 
 def live_cers(run: dict[str, Any]) -> list[float]:

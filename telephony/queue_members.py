@@ -12,6 +12,7 @@ through :func:`~telephony.ami_codec.encode_action`, the one sanitiser).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +33,12 @@ work (``InCall`` of ``QueueMemberStatus`` is no reliable edge: the device state 
 first)."""
 QUEUE_EVENTS = MEMBER_EVENTS | CALLER_EVENTS | {CALL_DONE}
 """What :class:`QueueMembersLink` reads; its session drops every other event unparsed."""
+SESSION_EVENTS = "agent,system"
+"""The event classes the session logs in for: app_queue sends every event above in ``agent``;
+``system`` brings ``FullyBooted``. Asterisk then sends this session none of a call's channel,
+bridge or dial events, which would only be read and dropped on the bridge's event loop (a
+queue call brings some forty of them, against a handful here). ``QueueStatus`` answers come
+whatever the classes."""
 
 IN_USE_STATUSES = frozenset({"2", "3", "6", "7", "8"})
 """Device states (``Status``) of a member whose phone is busy: in use, busy, ringing, ring in
@@ -192,7 +199,7 @@ class QueueMembersLink:
         self._clock = clock
         self._refresh: asyncio.Task[None] | None = None
         self.connection = AmiConnection(
-            config,
+            dataclasses.replace(config, events=SESSION_EVENTS, purpose="queue-members"),
             on_event=self._on_event,
             on_resync=self._on_resync,
             sieve=EventSieve(QUEUE_EVENTS),

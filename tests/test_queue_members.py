@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from telephony.queue_members import QueueBoard, member_state, waiting_caller
+import asyncio
+from pathlib import Path
+
+from telephony.ami_connection import AmiConfig
+from telephony.queue_members import QueueBoard, QueueMembersLink, member_state, waiting_caller
+from telephony.simulator import AmiSimulator
+
+TRACES = Path(__file__).resolve().parent.parent / "telephony" / "traces"
 
 # As Asterisk 22 sends them (fields trimmed to what is read)
 MEMBER = {"Event": "QueueMemberStatus", "Queue": "support", "MemberName": "Agent 1001",
@@ -62,3 +69,27 @@ def test_a_caller_who_joins_waits_from_now():
                              "Uniqueid": "u2", "CallerIDNum": "1380"}, 50.0)  # fmt: skip
     assert (caller.queue, caller.since, caller.caller_number) == ("support", 50.0, "1380")
     assert waiting_caller({"Event": "QueueCallerJoin", "Queue": "support"}, 1) is None
+
+
+async def test_the_queue_members_session_asks_asterisk_for_queue_events_only():
+    """The session logs in for app_queue's class (and ``system``), so Asterisk sends it none of
+    a call's channel events; the member and call-done events still come (the simulator
+    filters by each event's ``Privilege`` as Asterisk does)."""
+    heard: list[str] = []
+    async with AmiSimulator(username="bridge", secret="s", originate_speed=0) as simulator:
+        config = AmiConfig(host="127.0.0.1", port=simulator.port, username="bridge", secret="s",
+                           backoff_initial=0.02, backoff_max=0.2)  # fmt: skip
+        link = QueueMembersLink(config, lambda event: heard.append(event and event["Event"]))
+        await link.start()
+        try:
+            async with asyncio.timeout(5):
+                while not link.connected:
+                    await asyncio.sleep(0.01)
+                await simulator.play(TRACES / "local" / "a_inbound_answered_1001.ami", speed=0)
+                while "AgentComplete" not in heard:
+                    await asyncio.sleep(0.01)
+        finally:
+            await link.stop()
+    login = next(action for action in simulator.actions if action["Action"].lower() == "login")
+    assert login["Events"] == "agent,system"
+    assert "QueueMemberStatus" in heard

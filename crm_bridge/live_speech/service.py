@@ -292,9 +292,9 @@ class LiveSpeech:
 
     def _alert(self, call: LiveCall, stream: LiveStream, result: LiveResult, hit: Hit) -> None:
         """A tentative alert on the first partial that says the word, a firm one (stored)
-        on the final; each once per utterance. The utterance is told by its first word's
-        start, which a partial and its final share."""
-        utterance = (stream.side, stream.connections, round(result.words[0].start, 1))
+        on the final; each once per utterance. A tentative alert's time is when the word was
+        first heard (a partial has no word times of its own); the firm one's is the word's."""
+        utterance = (stream.side, stream.connections, result.utterance)
         firm = result.final
         if (*utterance, hit.word, hit.occurrence, firm) in call.alerted:
             return
@@ -305,7 +305,8 @@ class LiveSpeech:
                  "tentative": not firm, "text": result.text,
                  "said_at": datetime.fromtimestamp(said_at, UTC).isoformat(),
                  "call_second": round(said_at - call.answered_at, 1),
-                 "word_end": round(hit.end, 3), "link": call_link(call.linkedid)}  # fmt: skip
+                 "word_end": round(hit.end, 3), "utterance": result.utterance,
+                 "occurrence": hit.occurrence, "link": call_link(call.linkedid)}  # fmt: skip
         self.hub.publish(alert, call.agent, to_agent=False)
         if firm:
             self.counts.alerts += 1
