@@ -4,8 +4,8 @@ word times, and the utterance number a partial shares with the final that closes
 from __future__ import annotations
 
 import soundfile
-
 from speech_fixtures import ASR_SAMPLES, dither_free_model, manifest
+
 from transcription.streaming import LiveResult, StreamingRecognizer
 
 BATCH = 3200
@@ -32,10 +32,12 @@ def test_partials_share_their_final_utterance_number(tmp_path_factory):
     results = fed_live(tmp_path_factory)
     finals = [r.utterance for _, r in results if r.final]
     assert len(finals) >= 2 and finals == sorted(set(finals))
-    for at, result in enumerate(results):
-        if not result[1].final:
-            closing = next(r for _, r in results[at:] if r.final or r.utterance != result[1].utterance)
-            assert closing.utterance == result[1].utterance
+    for at, (_, partial) in enumerate(results):
+        if partial.final:
+            continue
+        # the first result past this partial that is a final or of another utterance is its final
+        after = (r for _, r in results[at:] if r.final or r.utterance != partial.utterance)
+        assert next(after).utterance == partial.utterance
 
 
 def test_a_partial_word_is_timed_when_first_heard(tmp_path_factory):
