@@ -1,0 +1,116 @@
+"""The agent's day in a real browser (Debian's Chromium, 1366x768): the card as it pops (it fits
+the screen with the wrap-up in view, names the customer as the archive does, counts the
+complaint filed from it, draws the birthday cake), the agent's own history and today's
+figures (``/me/history``), the calls to return (``/me/callbacks``) and the customer archive
+searched and edited outside a call (``/customers``). Screenshots go to ``test-artifacts/``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+from test_agent_browser import ARTIFACTS, WAIT_MS, enrich_zhang_san, signed_in_agent_page
+from test_pops import CHEAP_ARGON2, PASSWORD, ZHANG_SAN, Site, running_site
+
+from crm_bridge.accounts import users
+from crm_bridge.db.models import (
+    AgentStateChange,
+    AuditEntry,
+    Call,
+    CallbackClaim,
+    Complaint,
+    Customer,
+    DoNotCall,
+    Purchase,
+    Recording,
+    VisitRecord,
+)
+
+VIEWPORT = {"width": 1366, "height": 768}
+
+
+@pytest.fixture
+async def site(tmp_path, monkeypatch) -> AsyncIterator[Site]:
+    monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
+    async with running_site(tmp_path) as running:
+        enrich_zhang_san(running)
+        yield running
+
+
+def fill_the_card(site: Site) -> None:
+    """As much as a card can show: five of each list, tags, a second open complaint, and the
+    archive's own name (张三丰), which differs from the name the PBX sends (张三)."""
+    today = datetime.now(site.settings.zone).date()
+    now = datetime.now(UTC)
+    with site.sessions().begin() as session:
+        zhang = session.query(Customer).filter_by(card_no="C0001").one()
+        zhang.name, zhang.tags = "张三丰", ["老客户", "家电"]
+        for n in range(1, 5):
+            session.add_all([
+                Purchase(customer=zhang, purchased_on=today - timedelta(days=10 * n),
+                         department="厨卫", amount=Decimal("199.00") * n, items=f"净水器滤芯 {n}"),
+                VisitRecord(customer=zhang, visited_at=now - timedelta(days=20 * n), place="电话",
+                            opinions=f"满意 {n}", suggestions="无"),
+                Call(linkedid=f"old-{n}", server="main", direction="inbound", caller=ZHANG_SAN,
+                     agent="1002", disposition="answered", customer_id=zhang.id,
+                     offered_at=now - timedelta(days=n), talk_seconds=60.0 * n),
+            ])  # fmt: skip
+        session.add(Complaint(customer=zhang, received_at=now - timedelta(days=1),
+                              content="送货晚了", status="in_progress"))  # fmt: skip
+
+
+async def test_the_card_fits_the_screen_with_the_wrap_up_in_view(site, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    fill_the_card(site)
+    page = await signed_in_agent_page(site, browser)
+    await site.play("a_inbound_answered_1001")
+    card = page.locator("article.card", has=page.locator(".customer-name", has_text="张三丰"))
+    await expect(card.locator(".state")).to_contain_text("已结束")
+
+    # the archive's name is the name; the PBX's caller name is apart, and smaller
+    await expect(card.locator(".customer-name")).to_contain_text("张三丰")
+    pbx = card.locator(".pbx-name")
+    await expect(pbx).to_contain_text("张三")
+    sizes = await card.evaluate(
+        "c => [c.querySelector('.pbx-name'), c.querySelector('.customer-name')]"
+        ".map(e => parseFloat(getComputedStyle(e).fontSize))"
+    )
+    assert sizes[0] < sizes[1]
+
+    # the whole wrap-up, down to its button, without scrolling
+    assert await page.evaluate("window.scrollY") == 0
+    await expect(card.locator("form.wrapup button[type=submit]")).to_be_in_viewport(ratio=1)
+    await expect(card.locator("form.wrapup select[name=code]")).to_be_in_viewport(ratio=1)
+    assert await page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+
+    # the birthday cake is drawn (an icon, not a glyph the fonts may lack)
+    cake = card.locator(".birthday-today img.birthday-icon")
+    await expect(cake).to_be_visible()
+    assert await cake.evaluate("img => img.complete && img.naturalWidth > 0")
+
+    # the folded lists open on demand
+    purchases = card.locator("details.fold", has_text="最近消费")
+    await expect(purchases.locator("li").first).to_be_hidden()
+    await purchases.locator("summary").click()
+    await expect(purchases.locator("li")).to_have_count(5)
+    await purchases.locator("summary").click()
+
+    # a complaint filed from the card counts at once
+    count = card.locator(".complaint-count")
+    await expect(count).to_have_text("2")
+    await card.locator(".complaint-new summary").click()
+    await card.locator(".complaint-form textarea").fill("安装师傅迟到")
+    await card.locator(".complaint-form button[type=submit]").click()
+    await expect(card.locator(".complaint-new")).to_contain_text("投诉已提交")
+    await expect(count).to_have_text("3")
+    await expect(card.locator("details.complaints")).to_contain_text("安装师傅迟到")
+    await card.locator(".complaint-new summary").click()
+    await page.evaluate("window.scrollTo(0, 0)")
+    await expect(card.locator("form.wrapup button[type=submit]")).to_be_in_viewport(ratio=1)
+    await page.screenshot(path=ARTIFACTS / "agent_day_card_wrapup_visible.png")
