@@ -7,6 +7,7 @@ searched and edited outside a call (``/customers``). Screenshots go to ``test-ar
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -14,7 +15,7 @@ from decimal import Decimal
 import pytest
 from playwright.async_api import Browser, Page, expect
 from test_agent_browser import ARTIFACTS, WAIT_MS, enrich_zhang_san, signed_in_agent_page
-from test_pops import CHEAP_ARGON2, PASSWORD, ZHANG_SAN, Site, running_site
+from test_pops import CHEAP_ARGON2, PASSWORD, ZHANG_SAN, Site, running_site, wait_for
 
 from crm_bridge.accounts import users
 from crm_bridge.db.models import (
@@ -27,6 +28,7 @@ from crm_bridge.db.models import (
     DoNotCall,
     Purchase,
     Recording,
+    User,
     VisitRecord,
 )
 
@@ -114,3 +116,93 @@ async def test_the_card_fits_the_screen_with_the_wrap_up_in_view(site, browser):
     await page.evaluate("window.scrollTo(0, 0)")
     await expect(card.locator("form.wrapup button[type=submit]")).to_be_in_viewport(ratio=1)
     await page.screenshot(path=ARTIFACTS / "agent_day_card_wrapup_visible.png")
+
+
+async def signed_in(site: Site, browser: Browser, username: str, path: str) -> Page:
+    page = await browser.new_page(viewport=VIEWPORT, locale="zh-CN")
+    page.set_default_timeout(WAIT_MS)
+    await page.goto(f"{site.origin}{path}")
+    assert "/login" in page.url
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{site.origin}{path}")
+    return page
+
+
+async def calls_logged(site: Site, count: int) -> None:
+    """Wait until the call log holds ``count`` calls (the replayed calls have ended)."""
+
+    async def logged() -> bool:
+        with site.sessions()() as session:
+            return session.query(Call).count() >= count
+
+    await wait_for(logged)
+    await site.app.state.runtime.bridge.drain()
+
+
+def older_calls(site: Site, count: int) -> None:
+    """``count`` answered calls of wang's (1001) on earlier days, and one of li's (1002)."""
+    start = datetime.now(UTC) - timedelta(days=3)
+    with site.sessions().begin() as session:
+        for n in range(count):
+            session.add(Call(linkedid=f"past-{n}", server="main", direction="outbound",
+                             caller="1001", callee="+8613900139000", agent="1001",
+                             disposition="answered", offered_at=start - timedelta(hours=n),
+                             talk_seconds=30.0))  # fmt: skip
+        session.add(Call(linkedid="lis-own", server="main", direction="inbound",
+                         caller="+8613700137000", agent="1002", disposition="answered",
+                         offered_at=start, talk_seconds=10.0))  # fmt: skip
+
+
+def state_today(site: Site, agent: str, *spans: tuple[str, str | None, int]) -> None:
+    """The agent's state history: each (state, reason, minutes) in turn, ending now."""
+    at = datetime.now(UTC) - timedelta(minutes=sum(minutes for *_, minutes in spans))
+    with site.sessions().begin() as session:
+        for state, reason, minutes in spans:
+            session.add(AgentStateChange(agent=agent, state=state, reason=reason or "",
+                                         queues=["support"], at=at))  # fmt: skip
+            at += timedelta(minutes=minutes)
+
+
+async def test_the_agent_sees_their_own_calls_and_todays_figures(site, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    await site.play("a_inbound_answered_1001")  # 1001 answers 张三
+    await site.play("c_inbound_1001_noanswer_1002_answers")  # rings 1001, 1002 answers
+    await calls_logged(site, 2)
+    older_calls(site, 30)
+    state_today(site, "1001", ("ready", None, 30), ("paused", "用餐", 20), ("ready", None, 10))
+    with site.sessions().begin() as session:
+        mine = session.query(Call).filter_by(agent="1001", direction="inbound").one()
+        talk = round(mine.talk_seconds)
+        missed = session.query(Call).filter_by(agent="1002", caller=ZHANG_SAN).one()
+        assert missed.agents_rung == ["1001", "1002"]  # the call log keeps whom it rang
+        session.add(Recording(call_id=mine.id, path="x.wav", status="ok"))
+
+    page = await signed_in(site, browser, "wang", "/me/history")
+    await expect(page.locator("#fig-handled")).to_have_text("1")
+    await expect(page.locator("#fig-missed")).to_have_text("1")
+    await expect(page.locator("#fig-talk")).to_have_text(f"{talk // 60}:{talk % 60:02d}")
+    await expect(page.locator("#fig-paused")).to_have_text("20:00")
+    await expect(page.locator("#fig-logged-in")).to_have_text(re.compile(r"^60:0\d$"))
+    await expect(page.locator("#fig-ready")).to_have_text(re.compile(r"^40:0\d$"))  # ready until now
+    rows = page.locator("#calls tbody tr")
+    await expect(rows).to_have_count(25)
+    first = rows.first
+    await expect(first).to_contain_text("张三")
+    await expect(first).to_contain_text("呼入")
+    await expect(first).to_contain_text("138****8000")
+    assert "13800138000" not in await page.content()
+    assert "lis-own" not in await page.content() and "137****7000" not in await page.content()
+    await expect(page.locator("a[href^='/supervisor/calls/']")).to_have_count(0)  # agents: none
+    await page.screenshot(path=ARTIFACTS / "agent_day_history.png", full_page=False)
+
+    await page.locator("#older").click()
+    await expect(rows).to_have_count(30 + 1 - 25)
+    await expect(page.locator("#older")).to_have_count(0)
+
+    # a supervisor at an agent's desk may open the recording and transcript
+    with site.sessions().begin() as session:
+        session.query(User).filter_by(username="lin").one().extensions = ["1001"]
+    boss = await signed_in(site, browser, "lin", "/me/history")
+    await expect(boss.locator(f"a[href='/supervisor/calls/{mine.id}']")).to_have_count(1)
