@@ -206,3 +206,66 @@ async def test_the_agent_sees_their_own_calls_and_todays_figures(site, browser):
         session.query(User).filter_by(username="lin").one().extensions = ["1001"]
     boss = await signed_in(site, browser, "lin", "/me/history")
     await expect(boss.locator(f"a[href='/supervisor/calls/{mine.id}']")).to_have_count(1)
+
+
+OTHER_CALLER = "+8613600136000"
+CALLED_BACK = "+8613500135000"
+
+
+def more_missed_calls(site: Site) -> None:
+    """A no-answer from a number on the do-not-call list, and an abandoned call that an agent
+    already called back (an outbound call to the number after it)."""
+    now = datetime.now(UTC)
+    with site.sessions().begin() as session:
+        session.add_all([
+            Call(linkedid="missed-dnc", server="main", direction="inbound", caller=OTHER_CALLER,
+                 disposition="no_answer", offered_at=now - timedelta(minutes=5)),
+            Call(linkedid="missed-done", server="main", direction="inbound", caller=CALLED_BACK,
+                 disposition="abandoned", offered_at=now - timedelta(minutes=9)),
+            Call(linkedid="back-done", server="main", direction="outbound", caller="1002",
+                 callee=CALLED_BACK, agent="1002", disposition="answered",
+                 offered_at=now - timedelta(minutes=7)),
+            DoNotCall(number_e164=OTHER_CALLER, note="投诉骚扰"),
+        ])  # fmt: skip
+
+
+async def test_agents_take_missed_calls_and_call_them_back(site, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    await site.play("b_inbound_abandoned")  # 张三 hangs up in the queue
+    await calls_logged(site, 1)
+    more_missed_calls(site)
+    wang = await signed_in(site, browser, "wang", "/me/callbacks")
+    li = await signed_in(site, browser, "li", "/me/callbacks")
+    rows = wang.locator("#callbacks tbody tr")
+    await expect(rows).to_have_count(2)  # the one called back already is not there
+    zhang = wang.locator("#callbacks tr", has_text="张三")
+    await expect(zhang).to_contain_text("138****8000")
+    await expect(zhang).to_contain_text("放弃")
+    assert CALLED_BACK[-4:] not in await wang.locator("#callbacks").inner_text()
+
+    # both pages show it free; wang takes it first, li's take then says who has it
+    await zhang.locator("button.take").click()
+    await expect(zhang.locator(".taken-by")).to_contain_text("wang")
+    li_zhang = li.locator("#callbacks tr", has_text="张三")
+    await li_zhang.locator("button.take").click()
+    await expect(li_zhang.locator(".error")).to_contain_text("已由 wang 接手")
+    await expect(li_zhang.locator(".error")).to_contain_text("Taken by wang")
+    await expect(li_zhang.locator("button.call-back")).to_have_count(0)
+    with site.sessions()() as session:
+        assert [c.taken_by for c in session.query(CallbackClaim)] == ["wang"]
+    await wang.screenshot(path=ARTIFACTS / "agent_day_callbacks.png")
+
+    # the do-not-call list is checked: nothing is sent to Asterisk
+    dnc = wang.locator("#callbacks tr", has_text="136****6000")
+    await dnc.locator("button.call-back").click()
+    await expect(dnc.locator(".error")).to_contain_text("免打扰")
+    assert site.simulator.actions_named("Originate") == []
+
+    # wang calls 张三 back through click-to-call: their phone first, then the number
+    await zhang.locator("button.call-back").click()
+    await expect(wang.locator("#call-status")).to_contain_text("请接起")
+    (originate,) = site.simulator.actions_named("Originate")
+    assert originate["Channel"] == "PJSIP/1001" and originate["Exten"].endswith("13800138000")
+    await expect(wang.locator("#callbacks tr", has_text="张三")).to_have_count(0)
+    await li.reload()
+    await expect(li.locator("#callbacks tbody tr")).to_have_count(1)
