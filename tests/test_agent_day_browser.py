@@ -269,3 +269,60 @@ async def test_agents_take_missed_calls_and_call_them_back(site, browser):
     await expect(wang.locator("#callbacks tr", has_text="张三")).to_have_count(0)
     await li.reload()
     await expect(li.locator("#callbacks tbody tr")).to_have_count(1)
+
+
+async def test_the_agent_finds_and_edits_a_customer_outside_a_call(site, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await signed_in(site, browser, "wang", "/customers")
+    for typed in ("张", "138 0013 8000", "+86 138-0013-8000", "C0001"):
+        await page.fill("#q", typed)
+        await page.click("form.search button[type=submit]")
+        found = page.locator("#found tbody tr")
+        await expect(found.filter(has_text="张三")).to_have_count(1)
+    await expect(found.first).to_contain_text("138****8000")
+    await page.fill("#q", "赵")
+    await page.click("form.search button[type=submit]")
+    await expect(page.locator("#no-customers")).to_contain_text("没有找到客户")
+    await page.fill("#q", "王")
+    await page.click("form.search button[type=submit]")
+    await expect(page.locator("#found tbody tr")).to_have_count(2)  # 王芳, 王小明
+    await page.screenshot(path=ARTIFACTS / "agent_day_customer_search.png")
+
+    await page.fill("#q", "张三")
+    await page.click("form.search button[type=submit]")
+    await page.locator("#found a", has_text="张三").click()
+    await expect(page.locator("#customer-name")).to_contain_text("张三")
+
+    # bad input: each error beside its field, in both languages; what was typed is kept
+    await page.fill("#name", "")
+    await page.fill("#employer", "华联商厦（新）")
+    await page.fill("#birthday", "1985-13-01")
+    await page.click("#edit-customer button[type=submit]")
+    await expect(page.locator("#name-error")).to_contain_text("请填写姓名")
+    await expect(page.locator("#name-error")).to_contain_text("Enter a name")
+    await expect(page.locator("#birthday-error")).to_contain_text("YYYY-MM-DD")
+    await expect(page.locator("#birthday")).to_have_value("1985-13-01")
+    await expect(page.locator("#employer")).to_have_value("华联商厦（新）")
+    await expect(page.locator("#employer-error")).to_have_count(0)
+    await page.screenshot(path=ARTIFACTS / "agent_day_customer_edit_errors.png")
+    with site.sessions()() as session:
+        zhang = session.query(Customer).filter_by(card_no="C0001").one()
+        assert (zhang.name, zhang.employer) == ("张三", "华联商厦")
+        assert session.query(AuditEntry).filter_by(action="customer_edit").count() == 0
+
+    await page.fill("#name", "张三丰")
+    await page.fill("#birthday", "1985-03-08")
+    await page.select_option("#gender", "M")
+    await page.click("#edit-customer button[type=submit]")
+    await expect(page.locator("#saved")).to_contain_text("已保存")
+    await expect(page.locator("#customer-name")).to_contain_text("张三丰")
+    await page.screenshot(path=ARTIFACTS / "agent_day_customer_edit.png")
+    with site.sessions()() as session:
+        zhang = session.query(Customer).filter_by(card_no="C0001").one()
+        assert (zhang.name, zhang.employer, zhang.birthday) == (
+            "张三丰", "华联商厦（新）", date(1985, 3, 8))  # fmt: skip
+        (entry,) = session.query(AuditEntry).filter_by(action="customer_edit").all()
+        assert (entry.username, entry.subject_type, entry.subject_id) == ("wang", "customer",
+                                                                          str(zhang.id))
+        assert entry.details["changes"]["name"] == ["张三", "张三丰"]
+        assert set(entry.details["changes"]) == {"name", "employer", "birthday"}
