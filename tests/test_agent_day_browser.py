@@ -6,7 +6,6 @@ searched and edited outside a call (``/customers``). Screenshots go to ``test-ar
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -185,7 +184,7 @@ async def test_the_agent_sees_their_own_calls_and_todays_figures(site, browser):
     await expect(page.locator("#fig-talk")).to_have_text(f"{talk // 60}:{talk % 60:02d}")
     await expect(page.locator("#fig-paused")).to_have_text("20:00")
     await expect(page.locator("#fig-logged-in")).to_have_text(re.compile(r"^60:0\d$"))
-    await expect(page.locator("#fig-ready")).to_have_text(re.compile(r"^40:0\d$"))  # ready until now
+    await expect(page.locator("#fig-ready")).to_have_text(re.compile(r"^40:0\d$"))
     rows = page.locator("#calls tbody tr")
     await expect(rows).to_have_count(25)
     first = rows.first
@@ -322,7 +321,10 @@ async def test_the_agent_finds_and_edits_a_customer_outside_a_call(site, browser
         assert (zhang.name, zhang.employer, zhang.birthday) == (
             "张三丰", "华联商厦（新）", date(1985, 3, 8))  # fmt: skip
         (entry,) = session.query(AuditEntry).filter_by(action="customer_edit").all()
-        assert (entry.username, entry.subject_type, entry.subject_id) == ("wang", "customer",
-                                                                          str(zhang.id))
+        assert (entry.username, entry.subject_type, entry.subject_id) == (
+            "wang",
+            "customer",
+            str(zhang.id),
+        )
         assert entry.details["changes"]["name"] == ["张三", "张三丰"]
         assert set(entry.details["changes"]) == {"name", "employer", "birthday"}
