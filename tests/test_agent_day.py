@@ -153,6 +153,9 @@ async def test_the_pages_are_for_the_agent_desk_and_their_forms_need_the_csrf_to
     async with site.signed_in("zhou") as scheduler:
         for path in PAGES:
             assert (await scheduler.get(path)).status_code == 403, path
+    async with site.signed_in("lin") as supervisor:  # no extension: no calls of their own
+        page = await supervisor.get("/me/history")
+        assert page.status_code == 200 and "您的账号没有分机" in page.text
     async with site.signed_in("wang") as agent:
         for path in PAGES:
             assert (await agent.get(path)).status_code == 200, path

@@ -64,7 +64,6 @@ HEADERS = PAGE_HEADERS | {
 }
 NO_SUCH_CUSTOMER = "没有这位客户 / No such customer"
 BAD_CURSOR = "翻页参数无效 / Not a page of this list"
-CALL_PLACED = "正在呼叫您的话机，请接起 / Ringing your phone: pick it up"
 
 templates = page_templates(Path(__file__).resolve().parent / "templates")
 router = APIRouter(include_in_schema=False)
@@ -119,13 +118,15 @@ def my_history(
 # -- /me/callbacks
 
 
-def callbacks_page(request: Request, user: SignedInUser, *, notes: dict[int, str] | None = None,
+def callbacks_page(request: Request, user: SignedInUser, *, placed: bool = False,
                    errors: dict[int, str] | None = None, code: int = 200) -> Response:  # fmt: skip
+    """The list; ``errors`` by call id are shown on their rows, ``placed`` says a call back
+    is ringing the agent's phone."""
     runtime = runtime_of(request)
     with runtime.sessions() as session:
         rows = callbacks.callbacks(session, history.today(runtime.settings.zone, _now()))
         names = customer_names(session, {r.call.customer_id for r in rows if r.call.customer_id})
-    context = {"rows": rows, "names": names, "notes": notes or {}, "errors": errors or {}}
+    context = {"rows": rows, "names": names, "placed": placed, "errors": errors or {}}
     return render(request, user, "my_callbacks.html", context, code)
 
 
@@ -182,7 +183,7 @@ async def call_back(request: Request, runtime: RuntimeDep, user: AgentUser,
             callbacks.called_back(session, call_id)
 
     await run_in_threadpool(done)
-    return callbacks_page(request, user, notes={0: CALL_PLACED})
+    return callbacks_page(request, user, placed=True)
 
 
 async def _place_call(runtime: Runtime, user: SignedInUser, number: str,
@@ -256,7 +257,8 @@ def customer_card(request: Request, user: AgentUser, customer_id: RowId,
 @router.post("/customers/{customer_id}")
 async def edit_customer(request: Request, runtime: RuntimeDep, user: AgentUser,
                         customer_id: RowId) -> Response:  # fmt: skip
-    form = {field: str((await request.form()).get(field) or "") for field in EDITABLE}
+    submitted = await request.form()
+    form = {field: str(submitted.get(field) or "") for field in EDITABLE}
     zone = runtime.settings.zone
 
     def save() -> None:
