@@ -22,6 +22,7 @@ from crm_bridge.accounts import audit
 from crm_bridge.accounts import routes as accounts_routes
 from crm_bridge.accounts.auth import SessionRefreshMiddleware, SignInLimiter, api_access
 from crm_bridge.accounts.session_revocation import SessionRevocations
+from crm_bridge.agent_day import routes as agent_day_routes
 from crm_bridge.agent_states import routes as agent_states_routes
 from crm_bridge.agent_states.domain import AgentState
 from crm_bridge.agent_states.service import AgentStates
@@ -149,6 +150,7 @@ ROUTES = (
     wallboard_routes.router,
     supervise_routes.router,
     routing_routes.router,
+    agent_day_routes.router,
 )
 """Every feature's router, in the order the app includes them."""
 

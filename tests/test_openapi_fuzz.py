@@ -200,6 +200,14 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/admin/routing/tiers/{tier_id}/delete"): ADMINS,
     ("POST", "/admin/routing/managers"): ADMINS,
     ("POST", "/admin/routing/managers/{customer_id}/delete"): ADMINS,
+    # crm_bridge/agent_day/routes.py
+    ("GET", "/me/history"): AGENT_DESK,
+    ("GET", "/me/callbacks"): AGENT_DESK,
+    ("POST", "/me/callbacks/{call_id}/take"): AGENT_DESK,
+    ("POST", "/me/callbacks/{call_id}/call"): AGENT_DESK,
+    ("GET", "/customers"): AGENT_DESK,
+    ("GET", "/customers/{customer_id}"): AGENT_DESK,
+    ("POST", "/customers/{customer_id}"): AGENT_DESK,
 }
 """Every route of the app and the credentials that may use it. A route missing here fails
 ``test_every_route_is_in_the_access_table``; each one below is fuzzed against its entry."""

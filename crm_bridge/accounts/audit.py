@@ -39,6 +39,7 @@ ACTION_LABELS = {
     "whisper": "耳语 Whisper",
     "barge": "强插 Barge",
     "supervise_failed": "监听未接通 Listen-in not placed",
+    "customer_edit": "修改客户资料 Customer edited",
 }
 
 

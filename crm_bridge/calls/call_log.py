@@ -81,6 +81,7 @@ class CallLog:
                 "queue": call.queue,
                 "agent": call.agent,
                 "agent_interface": call.agent_interface,
+                "agents_rung": list(call.agents_rung),
                 "disposition": str(call.disposition) if call.disposition else None,
                 "hangup_cause": call.hangup_cause,
                 "hangup_cause_text": call.hangup_cause_text,

@@ -17,12 +17,11 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_bridge.calls.call_log import CallFilter, with_call_filter
+from crm_bridge.customers.search import customer_ids
 from crm_bridge.db.models import Call, CallFlag, Customer
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
-CUSTOMERS_MATCHED = 50
-"""A customer filter that matches more customers than this is cut to the first ones."""
 
 
 @dataclass(frozen=True)
@@ -125,23 +124,6 @@ def _capped_count(session: Session, search: CallSearch) -> tuple[int, bool]:
         select(func.count()).select_from(matching.limit(COUNT_CAP + 1).subquery())
     )
     return min(int(counted or 0), COUNT_CAP), int(counted or 0) > COUNT_CAP
-
-
-def customer_ids(session: Session, text: str) -> list[int]:
-    """Customers whose card number or name is ``text`` (a name can be shared); when none is,
-    those whose name or card number begins with it (张 finds 张三 and 张丽)."""
-    text = text.strip()
-    for matches in (
-        or_(Customer.card_no == text, Customer.name == text),
-        or_(Customer.name.startswith(text, autoescape=True),
-            Customer.card_no.startswith(text, autoescape=True)),
-    ):  # fmt: skip
-        ids = list(session.scalars(
-            select(Customer.id).where(matches).order_by(Customer.id).limit(CUSTOMERS_MATCHED)
-        ))  # fmt: skip
-        if ids:
-            return ids
-    return []
 
 
 def customer_names(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:

@@ -265,6 +265,11 @@ class Call(Base):
     queue: Mapped[str | None] = mapped_column(String(64))
     agent: Mapped[str | None] = mapped_column(String(64), index=True)
     agent_interface: Mapped[str | None] = mapped_column(String(128))
+    agents_rung: Mapped[list[str]] = mapped_column(
+        JsonList, default=list, server_default=text("'[]'")
+    )
+    """The agents the call rang, in order (whether or not they answered): an agent's missed
+    calls are those that rang them and were not answered by them."""
     disposition: Mapped[str | None] = mapped_column(String(16), index=True)
     hangup_cause: Mapped[int | None] = mapped_column(Integer)
     hangup_cause_text: Mapped[str | None] = mapped_column(String(64))
@@ -415,6 +420,22 @@ class User(Base):
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Every session cookie carries the generation it was issued under and must match it;
     adding one ends every session of the user (``crm_bridge.accounts.users.end_sessions``)."""
+
+
+class CallbackClaim(Base):
+    """A missed or abandoned inbound call that an agent took to call back (``/me/callbacks``).
+
+    One row per call, so of two agents taking the same call at once one insert wins and the
+    other reads who has it. ``called_back_at`` is set when the taker places the call back.
+    """
+
+    __tablename__ = "callback_claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    taken_by: Mapped[str] = mapped_column(String(64))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    called_back_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 def find_customers_by_phone(session: Session, e164: str) -> list[Customer]:

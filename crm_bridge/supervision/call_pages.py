@@ -33,12 +33,12 @@ from crm_bridge.calls.recordings import RecordingsRoot, for_log
 from crm_bridge.calls.search import (
     CallSearch,
     Cursor,
-    customer_ids,
     customer_names,
     search_calls,
 )
 from crm_bridge.customers.card import CustomerCard, build_cards
 from crm_bridge.customers.numbers import PhoneKind, normalize_phone
+from crm_bridge.customers.search import customer_ids
 from crm_bridge.db.models import (
     Call,
     CallFlag,

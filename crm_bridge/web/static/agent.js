@@ -135,14 +135,35 @@
     const parts = [card.birthday_label || day(card.birthday), " (", bi(kind), ")"];
     if (card.age !== null && card.age !== undefined) parts.push(" · " + card.age + " 岁");
     if (card.birthday_today) {
-      parts.push(" ", el("span", { class: "birthday-today" }, "🎂 今天生日 ", el("span", { class: "en" }, "Birthday today")));
+      const cake = el("img", { class: "birthday-icon", src: "/static/cake.svg", alt: "🎂", width: 16, height: 16 });
+      parts.push(" ", el("span", { class: "birthday-today" }, cake, " 今天生日 ", el("span", { class: "en" }, "Birthday today")));
     }
     return el("span", {}, parts);
   }
 
+  // A list of the card folded to its title and count, so the wrap-up stays in view.
   function section(title, items, render) {
     if (!items || items.length === 0) return null;
-    return [el("h3", {}, bi(title)), el("ul", {}, items.map((item) => el("li", {}, render(item))))];
+    return el("details", { class: "fold" }, el("summary", {}, bi(title), " (" + items.length + ")"),
+      el("ul", {}, items.map((item) => el("li", {}, render(item)))));
+  }
+
+  function complaintLine(c) {
+    return el("li", { class: "complaint" }, minute(c.received_at), " · ", COMPLAINT_STATUSES[c.status] || c.status, " · ", c.content);
+  }
+
+  // Open complaints, folded, with a count that a complaint filed from the card adds to.
+  function complaintsView(card) {
+    const count = el("span", { class: "complaint-count" }, String(card.open_complaint_count || 0));
+    const list = el("ul", {}, (card.open_complaints || []).map(complaintLine));
+    const view = el("details", { class: "fold complaints" + (card.open_complaint_count ? " complaint" : "") },
+      el("summary", {}, bi("未结投诉 Open complaints"), " (", count, ")"), list);
+    view.filed = (content) => {
+      count.textContent = String(Number(count.textContent) + 1);
+      view.classList.add("complaint");
+      list.prepend(complaintLine({ received_at: new Date().toISOString(), status: "open", content }));
+    };
+    return view;
   }
 
   function phoneList(card) {
@@ -162,7 +183,7 @@
     return items.length ? el("span", {}, el("ul", { class: "phones" }, items), status) : null;
   }
 
-  function complaintForm(card, linkedid) {
+  function complaintForm(card, linkedid, complaints) {
     const error = errorLine();
     const text = el("textarea", { name: "content", rows: 2, maxLength: 2000, required: true });
     const form = el("form", { class: "complaint-form" },
@@ -174,6 +195,7 @@
       const result = await postJson("/me/complaints", { customer_id: card.id, content: text.value, linkedid });
       if (!result.ok) return showError(error, result.message);
       const shown = form.closest(".card");
+      complaints.filed(text.value.trim());
       form.replaceWith(el("p", { class: "saved" }, bi("投诉已提交 Complaint opened"), " #" + result.data.complaint_id));
       if (shown) markSaved(form, shown);
     });
@@ -183,7 +205,7 @@
 
   function customerView(card, linkedid) {
     const vip = card.vip_level ? el("span", { class: "vip" }, "VIP " + card.vip_level) : null;
-    const complaints = card.open_complaints || [];
+    const complaints = complaintsView(card);
     return el(
       "div",
       { class: "customer", "data-customer-id": card.id },
@@ -206,18 +228,12 @@
         minute(v.visited_at), v.place ? " · " + v.place : "", " · ", v.opinions || "—",
         v.suggestions ? "（建议：" + v.suggestions + "）" : "",
       ]),
-      complaints.length
-        ? [
-            el("h3", { class: "complaint" }, bi("未结投诉 Open complaints"), " (" + card.open_complaint_count + ")"),
-            el("ul", {}, complaints.map((c) => el("li", { class: "complaint" },
-              minute(c.received_at), " · ", COMPLAINT_STATUSES[c.status] || c.status, " · ", c.content))),
-          ]
-        : null,
+      complaints,
       section("最近通话 Last calls", card.last_calls, (c) => [
         minute(c.offered_at), " · ", DIRECTIONS[c.direction] || c.direction || "", " · ",
         DISPOSITIONS[c.disposition] || c.disposition || "—", c.agent ? " · " + c.agent : "",
       ]),
-      complaintForm(card, linkedid),
+      complaintForm(card, linkedid, complaints),
     );
   }
 
@@ -518,7 +534,8 @@
         call.route ? el("span", { class: "route" }, call.route) : null),
       el("p", { class: "caller" },
         el("span", { class: "number" }, number || "—"),
-        call.caller_name && call.direction !== "outbound" ? " · " + call.caller_name : ""),
+        call.caller_name && call.direction !== "outbound"
+          ? el("span", { class: "pbx-name", title: "来电显示名 Caller ID name" }, bi("来电显示 Caller ID"), "：", call.caller_name) : null),
       frame.campaign ? campaignBanner(frame.campaign) : null,
       lookupView(frame.lookup, frame.linkedid),
       frame.campaign ? campaignView(frame.campaign, frame.linkedid) : null,
