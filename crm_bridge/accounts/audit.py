@@ -39,6 +39,9 @@ ACTION_LABELS = {
     "whisper": "耳语 Whisper",
     "barge": "强插 Barge",
     "supervise_failed": "监听未接通 Listen-in not placed",
+    "complaint_assign": "分派投诉 Complaint assigned",
+    "complaint_escalate": "升级投诉 Complaint escalated",
+    "quality_review": "质检评分 Quality review",
 }
 
 

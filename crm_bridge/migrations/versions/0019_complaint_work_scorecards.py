@@ -54,7 +54,9 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quality_reviews")),
-        sa.UniqueConstraint("call_id", "reviewer", name=op.f("uq_quality_reviews_call_id_reviewer")),
+        sa.UniqueConstraint(
+            "call_id", "reviewer", name=op.f("uq_quality_reviews_call_id_reviewer")
+        ),
     )
     op.create_index(op.f("ix_quality_reviews_reviewer"), "quality_reviews", ["reviewer"])
 
