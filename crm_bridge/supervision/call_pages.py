@@ -54,6 +54,7 @@ from crm_bridge.db.models import (
     RecordingDeletion,
     TranscriptSegment,
 )
+from crm_bridge.pops.work import CATEGORY_LABELS, SEVERITY_LABELS
 from crm_bridge.quality import scorecard
 from crm_bridge.runtime import RuntimeDep, runtime_of
 from crm_bridge.speech.transcripts import SegmentHit, search_segments, segments_of_call
@@ -218,6 +219,8 @@ def call_page_with(
         "query": query,
         "wrapup_labels": WRAPUP_LABELS,
         "speaker_labels": SPEAKER_LABELS,
+        "category_labels": CATEGORY_LABELS,
+        "severity_labels": SEVERITY_LABELS,
         "criteria": scorecard.CRITERIA,
         "max_total": scorecard.MAX_TOTAL,
         "my_review": mine,
