@@ -83,18 +83,20 @@ def escalation_users(session: Session) -> list[User]:
     return _users(session, ESCALATION_ROLES)
 
 
-def _picked(session: Session, username: str, roles: tuple[str, ...], field: str) -> str:
+ASSIGN_REFUSED = "只能分派给在职的坐席或主管 / Assign to an active agent or supervisor"
+ESCALATE_REFUSED = "只能升级给在职的主管或管理员 / Escalate to an active supervisor or admin"
+
+
+def _picked(
+    session: Session, username: str, roles: tuple[str, ...], field: str, refusal: str
+) -> str:
     """The user name picked from the list, if it is an active user of one of ``roles``."""
-    username = (username or "").strip()
+    username = (username or "").strip()[:MAX_NAME]
     if not username:
         raise UserInputError({field: "请从列表中选择一位用户 / Pick a user from the list"})
-    user = session.scalar(select(User).where(User.username == username[:MAX_NAME]))
+    user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.active or user.role not in roles:
-        if roles == ESCALATION_ROLES:
-            message = "只能升级给在职的主管或管理员 / Escalate to an active supervisor or admin"
-        else:
-            message = "只能分派给在职的坐席或主管 / Assign to an active agent or supervisor"
-        raise UserInputError({field: f"“{username[:MAX_NAME]}”：{message}"})
+        raise UserInputError({field: f"“{username}”：{refusal}"})
     return user.username
 
 
@@ -127,7 +129,7 @@ def assign(
 ) -> ComplaintEvent:
     """Assign the complaint to ``handler``, an active agent or supervisor."""
     complaint = _complaint(session, complaint_id, "handler")
-    handler = _picked(session, handler, ASSIGNEE_ROLES, "handler")
+    handler = _picked(session, handler, ASSIGNEE_ROLES, "handler", ASSIGN_REFUSED)
     before, now = complaint.status, now or datetime.now(UTC)
     complaint.handler, complaint.status = handler, "in_progress"
     complaint.assigned_by, complaint.assigned_at = actor, now
@@ -145,7 +147,7 @@ def escalate(
 ) -> ComplaintEvent:
     """Escalate the complaint to ``to``, an active supervisor or administrator."""
     complaint = _complaint(session, complaint_id, "escalated_to")
-    to = _picked(session, to, ESCALATION_ROLES, "escalated_to")
+    to = _picked(session, to, ESCALATION_ROLES, "escalated_to", ESCALATE_REFUSED)
     comment = _text(comment, "comment")
     before, now = complaint.status, now or datetime.now(UTC)
     complaint.escalated_to, complaint.status = to, "in_progress"
