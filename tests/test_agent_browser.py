@@ -176,6 +176,7 @@ async def test_the_agent_wraps_up_complains_and_calls_back_from_the_card(site, b
     await expect(wrapup.locator(".saved")).to_be_visible()
 
     await card.locator(".complaint-new summary").click()
+    await card.locator(".complaint-form select[name=category]").select_option("delivery")
     await card.locator(".complaint-form textarea").fill("安装延误两天")
     await card.locator(".complaint-form button[type=submit]").click()
     await expect(card.locator(".complaint-new")).to_contain_text("投诉已提交")
@@ -188,6 +189,7 @@ async def test_the_agent_wraps_up_complains_and_calls_back_from_the_card(site, b
         assert note.agent_username == "wang"
         complaint = session.query(Complaint).filter_by(content="安装延误两天").one()
         assert complaint.linkedid == linkedid and complaint.status == "open"
+        assert (complaint.category, complaint.severity) == ("delivery", "normal")
 
     await card.locator("button.click-to-call").first.click()
     await expect(card.locator(".call-status")).to_contain_text("请接起话机")

@@ -107,6 +107,7 @@ async def test_the_card_fits_the_screen_with_the_wrap_up_in_view(site, browser):
     await expect(count).to_have_text("2")
     await card.locator(".complaint-new summary").click()
     await card.locator(".complaint-form textarea").fill("安装师傅迟到")
+    await card.locator(".complaint-form select[name=category]").select_option("service")
     await card.locator(".complaint-form button[type=submit]").click()
     await expect(card.locator(".complaint-new")).to_contain_text("投诉已提交")
     await expect(count).to_have_text("3")

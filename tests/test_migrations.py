@@ -73,6 +73,7 @@ TABLES = {
     "routing_tiers",
     "account_managers",
     "callback_claims",
+    "quality_reviews",
 }
 
 

@@ -138,6 +138,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     # crm_bridge/supervision/call_pages.py, crm_bridge/supervision/pages.py
     ("GET", "/supervisor/calls"): SUPERVISORS,
     ("GET", "/supervisor/calls/{call_id}"): SUPERVISORS,
+    ("POST", "/supervisor/calls/{call_id}/review"): SUPERVISORS,
     ("GET", "/supervisor/recordings/{recording_id}/audio"): SUPERVISORS,
     ("GET", "/supervisor/complaints"): SUPERVISORS,
     ("GET", "/supervisor/complaints/{complaint_id}"): SUPERVISORS,

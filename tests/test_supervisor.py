@@ -273,8 +273,10 @@ async def test_a_complaint_is_assigned_escalated_and_resolved_with_its_history(s
             return response.status_code
 
         assert await act("assign", who="") == 400
+        assert await act("assign", who="zhou") == 400  # a scheduler handles no complaint
         assert await act("assign", who="li") == 303
-        assert await act("escalate", who="经理 Chen", text="客户要求赔偿") == 303
+        assert await act("escalate", who="经理 Chen", text="客户要求赔偿") == 400  # no such user
+        assert await act("escalate", who="lin", text="客户要求赔偿") == 303
         assert await act("resolve", text="已换新遥控器", follow_up_at="2020-01-01T10:00") == 400
         assert await act("resolve", text="已换新遥控器", follow_up_at="2030-01-02T10:00") == 303
         assert await act("assign", who="li") == 400  # resolved: nothing more to do
@@ -292,13 +294,13 @@ async def test_a_complaint_is_assigned_escalated_and_resolved_with_its_history(s
     with site.sessions()() as session:
         complaint = session.get(Complaint, cid)
         assert (complaint.status, complaint.handler, complaint.escalated_to) == (
-            "resolved", "li", "经理 Chen")  # fmt: skip
+            "resolved", "li", "lin")  # fmt: skip
         assert complaint.resolved_at is not None
         events = [(e.actor, e.action, e.from_status, e.to_status, e.target, e.follow_up_at)
                   for e in complaints.history(session, cid)]  # fmt: skip
     assert events == [
         ("lin", "assign", "open", "in_progress", "li", None),
-        ("lin", "escalate", "in_progress", "in_progress", "经理 Chen", None),
+        ("lin", "escalate", "in_progress", "in_progress", "lin", None),
         ("lin", "resolve", "in_progress", "resolved", None, datetime(2030, 1, 2, 2, tzinfo=UTC)),
     ]
 

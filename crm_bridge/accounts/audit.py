@@ -40,6 +40,9 @@ ACTION_LABELS = {
     "barge": "强插 Barge",
     "supervise_failed": "监听未接通 Listen-in not placed",
     "customer_edit": "修改客户资料 Customer edited",
+    "complaint_assign": "分派投诉 Complaint assigned",
+    "complaint_escalate": "升级投诉 Complaint escalated",
+    "quality_review": "质检评分 Quality review",
 }
 
 

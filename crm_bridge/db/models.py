@@ -54,6 +54,10 @@ GENDERS = ("M", "F")
 PHONE_KINDS = ("mobile", "home", "work", "other")
 VISIT_CHANNELS = ("phone", "in_person", "wechat", "sms", "email", "other")
 COMPLAINT_STATUSES = ("open", "in_progress", "resolved", "closed")
+COMPLAINT_CATEGORIES = ("product", "service", "delivery", "price", "other")
+"""产品质量, 服务态度, 物流配送, 价格, 其他 (labels in ``crm_bridge.supervision.complaints``)."""
+COMPLAINT_SEVERITIES = ("normal", "serious", "urgent")
+"""一般, 严重, 紧急."""
 RECORDING_STATUSES = ("ok", "missing", "empty", "unreadable")
 ROLES = ("agent", "supervisor", "scheduler", "admin")
 WRAPUP_CODES = (
@@ -321,6 +325,8 @@ class Complaint(Base):
     __tablename__ = "complaints"
     __table_args__ = (
         CheckConstraint(_one_of("status", COMPLAINT_STATUSES), name="status"),
+        CheckConstraint(_one_of("category", COMPLAINT_CATEGORIES), name="category"),
+        CheckConstraint(_one_of("severity", COMPLAINT_SEVERITIES), name="severity"),
         Index(None, "customer_id", "received_at"),
         Index(None, "status", "received_at"),
     )
@@ -330,9 +336,18 @@ class Complaint(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     content: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="open")
+    category: Mapped[str | None] = mapped_column(String(16))
+    """None for a complaint taken before categories (or through the API without one)."""
+    severity: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
     handler: Mapped[str | None] = mapped_column(String(64))
+    """The user name of the user it is assigned to (picked from the active users)."""
+    assigned_by: Mapped[str | None] = mapped_column(String(64))
+    assigned_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     resolution: Mapped[str | None] = mapped_column(Text)
     escalated_to: Mapped[str | None] = mapped_column(String(64))
+    """The user name of the user it was last escalated to."""
+    escalated_by: Mapped[str | None] = mapped_column(String(64))
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     call_id: Mapped[int | None] = mapped_column(
         ForeignKey("calls.id", ondelete="SET NULL"), index=True
@@ -500,6 +515,27 @@ class ComplaintEvent(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     follow_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     """On a resolve: when the customer is to be called back."""
+
+
+class QualityReview(Base):
+    """A supervisor's quality-review scorecard (质检评分表) of one call: one per call and
+    reviewer, edited only by that reviewer (``crm_bridge/quality/scorecard.py``)."""
+
+    __tablename__ = "quality_reviews"
+    __table_args__ = (
+        UniqueConstraint("call_id", "reviewer"),
+        CheckConstraint("total >= 0", name="total"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(64), index=True)
+    scores: Mapped[dict[str, int]] = mapped_column(JsonObject)
+    """Criterion key to its score, every criterion of the scorecard."""
+    total: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class SupervisionSetting(Base):

@@ -10,7 +10,8 @@ by the bridge's trackers; ended, by the call log.
   caller to the archive with the call's own number (a ``phone`` given must be that number)
   and link them; answers the new customer's card.
 - ``POST /me/calls/{linkedid}/wrapup`` ``{code, note}``: the wrap-up code and note.
-- ``POST /me/complaints`` ``{customer_id, content, linkedid}``: take a complaint on a call,
+- ``POST /me/complaints`` ``{customer_id, content, linkedid, category, severity}``: take a
+  complaint on a call (category and severity as :mod:`crm_bridge.pops.work` lists them),
   for a customer on that call (:mod:`crm_bridge.calls.parties`; supervisors take the others on
   their complaint pages).
 - ``POST /me/click-to-call`` ``{customer_id, phone}``: ring the user's first extension, then
@@ -59,7 +60,12 @@ from crm_bridge.calls.parties import check_customer_on_call, party_number
 from crm_bridge.customers.card import CustomerCard, build_cards
 from crm_bridge.customers.numbers import normalize_phone
 from crm_bridge.db.models import MAX_NOTE_CHARS, Customer, CustomerPhone
-from crm_bridge.pops.work import create_customer_for_call, open_complaint
+from crm_bridge.pops.work import (
+    CATEGORY_LABELS,
+    SEVERITY_LABELS,
+    create_customer_for_call,
+    open_complaint,
+)
 from crm_bridge.runtime import Runtime, RuntimeDep
 from crm_bridge.web.pages import CustomerId, input_error
 from telephony.ami_codec import UnsafeAmiValue
@@ -127,6 +133,12 @@ class ComplaintIn(BaseModel):
     customer_id: CustomerId
     content: str = Field(max_length=MAX_TEXT_FIELD)
     linkedid: str = Field(pattern=LINKEDID_PATTERN, description="the call it was said on")
+    category: str | None = Field(
+        default=None, max_length=32, description=f"one of {', '.join(CATEGORY_LABELS)}"
+    )
+    severity: str = Field(
+        default="normal", max_length=32, description=f"one of {', '.join(SEVERITY_LABELS)}"
+    )
 
 
 class ComplaintOut(BaseModel):
@@ -269,8 +281,9 @@ def post_complaint(
         _check_call(session, body.linkedid, user, rang)
         check_customer_on_call(session, body.linkedid, body.customer_id, live, runtime.numbers)
         complaint_id = open_complaint(
-            session, body.customer_id, body.content, user.username, body.linkedid
-        )
+            session, body.customer_id, body.content, user.username, body.linkedid,
+            category=body.category, severity=body.severity,
+        )  # fmt: skip
     return ComplaintOut(complaint_id=complaint_id)
 
 

@@ -34,6 +34,16 @@ from crm_bridge.db.models import (
 log = logging.getLogger(__name__)
 
 MAX_COMPLAINT_CHARS = 2000
+CATEGORY_LABELS = {
+    "product": "产品质量 Product quality",
+    "service": "服务态度 Service attitude",
+    "delivery": "物流配送 Delivery",
+    "price": "价格 Price",
+    "other": "其他 Other",
+}
+"""A complaint's category: a fixed list (the database checks it), so that the complaints of
+every month and every center are counted and filtered the same way."""
+SEVERITY_LABELS = {"normal": "一般 Normal", "serious": "严重 Serious", "urgent": "紧急 Urgent"}
 MAX_NAME_CHARS = 64
 MAX_CARD_NO_CHARS = 32
 GENERATED_CARD_PREFIX = "CB"
@@ -123,17 +133,32 @@ def _phone_kind(e164: str) -> str:
 
 
 def open_complaint(
-    session: Session, customer_id: int, content: str, agent: str, linkedid: str | None = None
+    session: Session,
+    customer_id: int,
+    content: str,
+    agent: str,
+    linkedid: str | None = None,
+    *,
+    category: str | None = None,
+    severity: str = "normal",
 ) -> int:
     """Take a complaint (status open, no handler yet); return its id.
 
     Taken on a call, it keeps the Linkedid and gets its ``call_id`` when the call is logged
-    (at once when it already is).
+    (at once when it already is). ``category`` None: not given (an API client of before
+    categories); the agent's form always sends one, and a blank one is refused.
     """
     text = (content or "").strip()
     errors: dict[str, str] = {}
     if session.get(Customer, customer_id) is None:
         errors["customer_id"] = NO_SUCH_CUSTOMER
+    if category is not None and category not in CATEGORY_LABELS:
+        errors["category"] = (
+            "请选择投诉类别 / Choose a category" if not category.strip()
+            else "未知的投诉类别 / Unknown category"
+        )  # fmt: skip
+    if severity not in SEVERITY_LABELS:
+        errors["severity"] = "请选择严重程度：一般、严重或紧急 / Choose a severity"
     if not text:
         errors["content"] = "请填写投诉内容 / The complaint is empty"
     elif len(text) > MAX_COMPLAINT_CHARS:
@@ -150,6 +175,8 @@ def open_complaint(
         customer_id=customer_id,
         received_at=datetime.now(UTC),
         content=text,
+        category=category,
+        severity=severity,
         status="open",
         handler=None,
         linkedid=linkedid,
@@ -157,5 +184,6 @@ def open_complaint(
     )
     session.add(complaint)
     session.flush()
-    log.info("agent %s opened complaint %d for customer %d", agent, complaint.id, customer_id)
+    log.info("agent %s opened complaint %d (%s, %s) for customer %d",
+             agent, complaint.id, category, severity, customer_id)  # fmt: skip
     return complaint.id

@@ -3,7 +3,10 @@ flags, the recordings' audio, and the watch words and where they were said.
 
 - ``GET /supervisor/calls``: every call, filtered, newest first, paged by key.
 - ``GET /supervisor/calls/{call_id}``: one call, its recordings, transcript and flags
-  (``?t=`` starts the audio at a moment, ``?q=`` marks the lines holding those words).
+  (``?t=`` starts the audio at a moment, ``?q=`` marks the lines holding those words), and the
+  quality-review scorecards beside the player: the signed-in reviewer's to fill or change,
+  the others' to read.
+- ``POST /supervisor/calls/{call_id}/review``: save the reviewer's own scorecard (audited).
 - ``GET /supervisor/flags``: where watch words were said; ``POST /supervisor/watch-words``
   (and ``/remove``): the list of watch words.
 - ``GET /supervisor/recordings/{recording_id}/audio``: the recording, by database id, with
@@ -22,11 +25,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from crm_bridge.accounts import audit
+from crm_bridge.accounts.auth import SignedInUser
+from crm_bridge.accounts.users import UserInputError
 from crm_bridge.calls.call_log import CallFilter, NumberRules
 from crm_bridge.calls.notes import WRAPUP_LABELS, notes_by_linkedid
 from crm_bridge.calls.recordings import RecordingsRoot, for_log
@@ -44,11 +49,14 @@ from crm_bridge.db.models import (
     CallFlag,
     CallNote,
     Complaint,
+    QualityReview,
     Recording,
     RecordingDeletion,
     TranscriptSegment,
 )
-from crm_bridge.runtime import RuntimeDep
+from crm_bridge.pops.work import CATEGORY_LABELS, SEVERITY_LABELS
+from crm_bridge.quality import scorecard
+from crm_bridge.runtime import RuntimeDep, runtime_of
 from crm_bridge.speech.transcripts import SegmentHit, search_segments, segments_of_call
 from crm_bridge.supervision import flags
 from crm_bridge.supervision.flags import flags_of_call
@@ -177,25 +185,91 @@ def calls_page(
 @router.get("/supervisor/calls/{call_id}")
 def call_page(
     request: Request,
-    runtime: RuntimeDep,
     call_id: RowId,
     user: Supervisor,
     t: Annotated[float | None, Query(ge=0, le=86_400)] = None,
     q: Annotated[str, Query(max_length=100)] = "",
+    saved: bool = False,
 ) -> Response:
-    zone = runtime.settings.zone
-    with runtime.sessions() as session:
+    return call_page_with(request, user, call_id, start_at=t, query=q.strip(), saved=saved)
+
+
+def call_page_with(
+    request: Request,
+    user: SignedInUser,
+    call_id: int,
+    *,
+    start_at: float | None = None,
+    query: str = "",
+    saved: bool = False,
+    errors: dict[str, str] | None = None,
+    typed: dict[str, str] | None = None,
+) -> Response:
+    """The call page; after a refused scorecard, its errors beside the fields, as typed."""
+    zone = runtime_of(request).settings.zone
+    with runtime_of(request).sessions() as session:
         view = call_view(session, call_id, today=datetime.now(zone).date(), zone=zone)
         if view is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="没有该通话 / No such call")
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=scorecard.NO_CALL)
+        reviews = scorecard.reviews_of_call(session, call_id)
+    mine = next((r for r in reviews if r.reviewer == user.username), None)
     context = {
         "view": view,
-        "start_at": t,
-        "query": q.strip(),
+        "start_at": start_at,
+        "query": query,
         "wrapup_labels": WRAPUP_LABELS,
         "speaker_labels": SPEAKER_LABELS,
+        "category_labels": CATEGORY_LABELS,
+        "severity_labels": SEVERITY_LABELS,
+        "criteria": scorecard.CRITERIA,
+        "max_total": scorecard.MAX_TOTAL,
+        "my_review": mine,
+        "other_reviews": [r for r in reviews if r is not mine],
+        "review_form": typed if typed is not None else _review_form(mine),
+        "review_errors": errors or {},
+        "review_saved": saved,
     }
-    return page(request, user, "supervisor_call.html", context)
+    response = page(request, user, "supervisor_call.html", context)
+    if errors:
+        response.status_code = status.HTTP_400_BAD_REQUEST
+    return response
+
+
+def _review_form(review: QualityReview | None) -> dict[str, str]:
+    if review is None:
+        return {}
+    return {key: str(value) for key, value in review.scores.items()} | {
+        "comment": review.comment or ""
+    }
+
+
+REVIEW_FIELDS = frozenset(c.key for c in scorecard.CRITERIA) | {"comment"}
+MAX_REVIEW_FIELD = 4096
+
+
+@router.post("/supervisor/calls/{call_id}/review")
+async def save_review(
+    request: Request, runtime: RuntimeDep, call_id: RowId, user: Supervisor
+) -> Response:
+    form = await request.form()
+    typed = {k: str(form.get(k, ""))[:MAX_REVIEW_FIELD] for k in REVIEW_FIELDS}
+    try:
+        with runtime.sessions.begin() as session:
+            review = scorecard.save_review(
+                session, call_id, reviewer=user.username, typed=typed, comment=typed["comment"]
+            )
+            audit.record(
+                session, user=user, action="quality_review", subject=("call", call_id),
+                client=audit.client_of(request),
+                details={"review": review.id, "total": review.total, "scores": review.scores},
+            )  # fmt: skip
+    except UserInputError as exc:
+        if "call" in exc.errors:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=scorecard.NO_CALL) from None
+        return call_page_with(request, user, call_id, errors=exc.errors, typed=typed)
+    return RedirectResponse(
+        f"/supervisor/calls/{call_id}?saved=true#scorecard", status.HTTP_303_SEE_OTHER
+    )
 
 
 @router.get("/supervisor/recordings/{recording_id}/audio")

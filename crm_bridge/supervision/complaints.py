@@ -1,6 +1,11 @@
 """What supervisors do with complaints: assign, escalate, resolve, each step kept in
 ``complaint_events`` (who, when, from which status to which).
 
+A complaint is assigned to an active agent or supervisor and escalated to an active supervisor
+or administrator, picked from the list of users (:func:`assignees`, :func:`escalation_users`);
+the complaint keeps the current assignee and escalation with who did it and when. Its category
+and severity are chosen when it is taken (:mod:`crm_bridge.pops.work`).
+
 Resolving can schedule the follow-up call: the customer becomes a target of a complaint
 follow-up campaign (crm_bridge/campaigns/store/'s ``add_follow_up_target``), not to be called
 before the chosen time (the target's ``next_attempt_at``); the time is also kept on the resolve
@@ -26,10 +31,15 @@ from crm_bridge.db.models import (
     Complaint,
     ComplaintEvent,
     Customer,
+    User,
     VisitRecord,
 )
 
 MAX_NAME = 64
+ASSIGNEE_ROLES = ("agent", "supervisor")
+"""Who a complaint can be assigned to: the people who call the customer back."""
+ESCALATION_ROLES = ("supervisor", "admin")
+"""Who a complaint can be escalated to: the people above the handler."""
 MAX_TEXT = 2000
 OPEN_STATUSES = ("open", "in_progress")
 STATUS_LABELS = {
@@ -45,21 +55,49 @@ ACTION_LABELS = {
 }
 
 
-def _complaint(session: Session, complaint_id: int) -> Complaint:
+def _complaint(session: Session, complaint_id: int, field: str) -> Complaint:
+    """The complaint, locked, while it is still open; ``field``: where a refusal is shown."""
     complaint = session.get(Complaint, complaint_id, with_for_update=True)
     if complaint is None:
-        raise UserInputError({"complaint": "没有该投诉 / No such complaint"})
+        raise UserInputError({field: "没有该投诉 / No such complaint"})
     if complaint.status not in OPEN_STATUSES:
-        raise UserInputError({"complaint": "投诉已解决 / The complaint is already resolved"})
+        message = "投诉已解决或已关闭，不能再处理 / The complaint is resolved or closed"
+        raise UserInputError({field: message})
     return complaint
 
 
-def _name(value: str, field: str) -> str:
-    value = (value or "").strip()
-    if not value or len(value) > MAX_NAME:
-        message = f"请填写处理人（最多 {MAX_NAME} 字）/ Name someone (at most {MAX_NAME})"
-        raise UserInputError({field: message})
-    return value
+def _users(session: Session, roles: tuple[str, ...]) -> list[User]:
+    statement = (
+        select(User).where(User.active.is_(True), User.role.in_(roles)).order_by(User.username)
+    )
+    return list(session.scalars(statement))
+
+
+def assignees(session: Session) -> list[User]:
+    """The users a complaint can be assigned to, by name."""
+    return _users(session, ASSIGNEE_ROLES)
+
+
+def escalation_users(session: Session) -> list[User]:
+    """The users a complaint can be escalated to, by name."""
+    return _users(session, ESCALATION_ROLES)
+
+
+ASSIGN_REFUSED = "只能分派给在职的坐席或主管 / Assign to an active agent or supervisor"
+ESCALATE_REFUSED = "只能升级给在职的主管或管理员 / Escalate to an active supervisor or admin"
+
+
+def _picked(
+    session: Session, username: str, roles: tuple[str, ...], field: str, refusal: str
+) -> str:
+    """The user name picked from the list, if it is an active user of one of ``roles``."""
+    username = (username or "").strip()[:MAX_NAME]
+    if not username:
+        raise UserInputError({field: "请从列表中选择一位用户 / Pick a user from the list"})
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.active or user.role not in roles:
+        raise UserInputError({field: f"“{username}”：{refusal}"})
+    return user.username
 
 
 def _text(value: str | None, field: str, required: bool = False) -> str | None:
@@ -86,23 +124,37 @@ def _event(session: Session, complaint: Complaint, actor: str, action: str, befo
     return event
 
 
-def assign(session: Session, complaint_id: int, *, actor: str, handler: str) -> ComplaintEvent:
-    complaint = _complaint(session, complaint_id)
-    handler = _name(handler, "handler")
-    before = complaint.status
+def assign(
+    session: Session, complaint_id: int, *, actor: str, handler: str, now: datetime | None = None
+) -> ComplaintEvent:
+    """Assign the complaint to ``handler``, an active agent or supervisor."""
+    complaint = _complaint(session, complaint_id, "handler")
+    handler = _picked(session, handler, ASSIGNEE_ROLES, "handler", ASSIGN_REFUSED)
+    before, now = complaint.status, now or datetime.now(UTC)
     complaint.handler, complaint.status = handler, "in_progress"
-    return _event(session, complaint, actor, "assign", before, target=handler)
+    complaint.assigned_by, complaint.assigned_at = actor, now
+    return _event(session, complaint, actor, "assign", before, target=handler, at=now)
 
 
 def escalate(
-    session: Session, complaint_id: int, *, actor: str, to: str, comment: str | None = None
+    session: Session,
+    complaint_id: int,
+    *,
+    actor: str,
+    to: str,
+    comment: str | None = None,
+    now: datetime | None = None,
 ) -> ComplaintEvent:
-    complaint = _complaint(session, complaint_id)
-    to = _name(to, "escalated_to")
+    """Escalate the complaint to ``to``, an active supervisor or administrator."""
+    complaint = _complaint(session, complaint_id, "escalated_to")
+    to = _picked(session, to, ESCALATION_ROLES, "escalated_to", ESCALATE_REFUSED)
     comment = _text(comment, "comment")
-    before = complaint.status
+    before, now = complaint.status, now or datetime.now(UTC)
     complaint.escalated_to, complaint.status = to, "in_progress"
-    return _event(session, complaint, actor, "escalate", before, target=to, comment=comment)
+    complaint.escalated_by, complaint.escalated_at = actor, now
+    return _event(
+        session, complaint, actor, "escalate", before, target=to, comment=comment, at=now
+    )
 
 
 def resolve(
@@ -115,7 +167,7 @@ def resolve(
     follow_up_campaign_id: int | None = None,
     now: datetime | None = None,
 ) -> ComplaintEvent:
-    complaint = _complaint(session, complaint_id)
+    complaint = _complaint(session, complaint_id, "resolution")
     text = _text(resolution, "resolution", required=True)
     now = now or datetime.now(UTC)
     if follow_up_at is not None and follow_up_at <= now:
@@ -177,15 +229,26 @@ class ComplaintRow:
 
 
 def list_complaints(
-    session: Session, statuses: tuple[str, ...], *, limit: int, offset: int
+    session: Session,
+    statuses: tuple[str, ...],
+    *,
+    category: str | None = None,
+    severity: str | None = None,
+    limit: int,
+    offset: int,
 ) -> tuple[list[ComplaintRow], int]:
-    """Complaints in ``statuses``, oldest first (the longest waiting at the top), and the count."""
-    where = Complaint.status.in_(statuses)
-    total = session.scalar(select(func.count(Complaint.id)).where(where)) or 0
+    """Complaints in ``statuses`` (and of that category and severity, when given), oldest
+    first (the longest waiting at the top), and the count."""
+    where = [Complaint.status.in_(statuses)]
+    if category is not None:
+        where.append(Complaint.category == category)
+    if severity is not None:
+        where.append(Complaint.severity == severity)
+    total = session.scalar(select(func.count(Complaint.id)).where(*where)) or 0
     rows = session.execute(
         select(Complaint, Customer.name, Customer.card_no)
         .join(Customer, Customer.id == Complaint.customer_id)
-        .where(where)
+        .where(*where)
         .order_by(Complaint.received_at, Complaint.id)
         .limit(limit)
         .offset(offset)

@@ -14,6 +14,8 @@ Inbound service, per day (the center's calendar), per agent or per queue:
   inbound call from that number within the window after it (``fcr_window_hours``, default 72).
 
 Outbound campaign results come from the same log (``calls.campaign``): attempts and outcomes.
+Quality reviews per agent (:mod:`crm_bridge.quality.scorecard`): the scorecards of the calls
+offered in the period, and their mean total.
 
 Days: on PostgreSQL the day is taken in the center's zone exactly (``AT TIME ZONE``); SQLite
 has no zone database, so there the zone's UTC offset at the start of the period is used, which
@@ -31,6 +33,7 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from crm_bridge.db.models import Call
+from crm_bridge.quality.scorecard import MAX_TOTAL, AgentScores
 
 Dimension = Literal["day", "agent", "queue"]
 DIMENSIONS: tuple[Dimension, ...] = ("day", "agent", "queue")
@@ -271,3 +274,15 @@ def campaign_table(rows: list[CampaignRow]) -> tuple[list[str], list[list[Cell]]
         for r in rows
     ]  # fmt: skip
     return list(CAMPAIGN_COLUMNS), cells
+
+
+QUALITY_COLUMNS = (
+    "坐席 Agent",
+    "质检次数 Reviews",
+    f"平均得分 Average score (/{MAX_TOTAL})",
+)
+
+
+def quality_table(rows: list[AgentScores]) -> tuple[list[str], list[list[Cell]]]:
+    cells: list[list[Cell]] = [[r.agent, r.reviews, round(r.average, 1)] for r in rows]
+    return list(QUALITY_COLUMNS), cells

@@ -5,8 +5,10 @@ get 403.
 Routes (browser pages, left out of the OpenAPI document):
 
 - ``POST /supervisor/watch-words`` (and ``/remove``): the list of watch words.
-- ``GET /supervisor/complaints``, ``GET /supervisor/complaints/{id}``,
-  ``POST /supervisor/complaints/{id}/{assign|escalate|resolve}``; ``GET /supervisor/visits``.
+- ``GET /supervisor/complaints`` (``?status=``, ``category=``, ``severity=``),
+  ``GET /supervisor/complaints/{id}``,
+  ``POST /supervisor/complaints/{id}/{assign|escalate|resolve}`` (assign and escalate audited);
+  ``GET /supervisor/visits``.
 - ``GET /supervisor/kpis``, ``GET /supervisor/kpis/export?table=…&format=xlsx|csv``
   (every export audited); ``GET/POST /supervisor/settings``.
 """
@@ -22,9 +24,9 @@ from fastapi.responses import RedirectResponse, Response
 from crm_bridge.accounts import audit
 from crm_bridge.accounts.auth import SignedInUser
 from crm_bridge.accounts.users import UserInputError
-from crm_bridge.db.models import (
-    Complaint,
-)
+from crm_bridge.db.models import Complaint
+from crm_bridge.pops.work import CATEGORY_LABELS, SEVERITY_LABELS
+from crm_bridge.quality.scorecard import scores_by_agent
 from crm_bridge.runtime import RuntimeDep, runtime_of
 from crm_bridge.supervision import complaints, flags, kpis
 from crm_bridge.supervision.agent_time import agent_time, agent_time_table
@@ -47,6 +49,7 @@ KPI_TABLE_TITLES = {
     "queue": "按队列 By queue",
     "campaigns": "外呼活动 Campaign results",
     "agent_time": "坐席时间 Agent time",
+    "quality": "质检评分 Quality reviews",
 }
 ADMIN_SETTINGS = frozenset({"recording_retention_days", "transcript_retention_days"})
 """Retention is the administrator's to set; supervisors see it."""
@@ -67,27 +70,40 @@ def complaints_page(
     runtime: RuntimeDep,
     user: Supervisor,
     status_filter: Annotated[str, Query(alias="status", max_length=16)] = "open",
+    category: Annotated[str, Query(max_length=16)] = "",
+    severity: Annotated[str, Query(max_length=16)] = "",
     page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> Response:
     statuses = COMPLAINT_FILTERS.get(status_filter, COMPLAINT_FILTERS["open"])
+    category = category if category in CATEGORY_LABELS else ""
+    severity = severity if severity in SEVERITY_LABELS else ""
     with runtime.sessions() as session:
         rows, total = complaints.list_complaints(
-            session, statuses, limit=LIST_PAGE, offset=(page_no - 1) * LIST_PAGE
-        )
+            session, statuses, category=category or None, severity=severity or None,
+            limit=LIST_PAGE, offset=(page_no - 1) * LIST_PAGE,
+        )  # fmt: skip
     context = {
         "rows": rows,
         "total": total,
         "page_no": page_no,
         "pages": max(1, -(-total // LIST_PAGE)),
         "status_filter": status_filter,
+        "form": {"status": status_filter, "category": category, "severity": severity},
         "status_labels": complaints.STATUS_LABELS,
+        "category_labels": CATEGORY_LABELS,
+        "severity_labels": SEVERITY_LABELS,
     }
     return page(request, user, "supervisor_complaints.html", context)
 
 
 def complaint_page(
-    request: Request, user: SignedInUser, complaint_id: int, errors: dict[str, str]
+    request: Request,
+    user: SignedInUser,
+    complaint_id: int,
+    errors: dict[str, str],
+    typed: dict[str, str] | None = None,
 ) -> Response:
+    """The complaint; after a refused step, its error beside the field and what was typed."""
     with runtime_of(request).sessions() as session:
         complaint = session.get(Complaint, complaint_id)
         if complaint is None:
@@ -97,9 +113,14 @@ def complaint_page(
             "customer": complaint.customer,
             "events": complaints.history(session, complaint_id),
             "campaigns": complaints.follow_up_campaigns(session),
+            "assignees": complaints.assignees(session),
+            "escalation_users": complaints.escalation_users(session),
             "errors": errors,
+            "typed": typed or {},
             "status_labels": complaints.STATUS_LABELS,
             "action_labels": complaints.ACTION_LABELS,
+            "category_labels": CATEGORY_LABELS,
+            "severity_labels": SEVERITY_LABELS,
         }
         response = page(request, user, "supervisor_complaint.html", context)
     if errors:
@@ -127,12 +148,20 @@ def complaint_action(
     zone = runtime.settings.zone
     try:
         with runtime.sessions.begin() as session:
-            if action == "assign":
-                complaints.assign(session, complaint_id, actor=user.username, handler=who)
-            elif action == "escalate":
-                complaints.escalate(
-                    session, complaint_id, actor=user.username, to=who, comment=text
-                )
+            if action in ("assign", "escalate"):
+                if action == "assign":
+                    event = complaints.assign(
+                        session, complaint_id, actor=user.username, handler=who
+                    )
+                else:
+                    event = complaints.escalate(
+                        session, complaint_id, actor=user.username, to=who, comment=text
+                    )
+                audit.record(
+                    session, user=user, action=f"complaint_{action}",
+                    subject=("complaint", complaint_id), client=audit.client_of(request),
+                    details={"to": event.target, "status": event.to_status},
+                )  # fmt: skip
             else:
                 complaints.resolve(
                     session,
@@ -143,7 +172,9 @@ def complaint_action(
                     follow_up_campaign_id=row_id(campaign),
                 )
     except UserInputError as exc:
-        return complaint_page(request, user, complaint_id, exc.errors)
+        typed = {"action": action, "who": who, "text": text, "follow_up_at": follow_up_at,
+                 "campaign": campaign}  # fmt: skip
+        return complaint_page(request, user, complaint_id, exc.errors, typed)
     return RedirectResponse(f"/supervisor/complaints/{complaint_id}", status.HTTP_303_SEE_OTHER)
 
 
@@ -200,9 +231,11 @@ def kpi_data(request: Request, since: str, until: str) -> dict[str, Any]:
             for dimension in kpis.DIMENSIONS
         }  # fmt: skip
         campaigns = kpis.campaign_results(session, period)
+        quality = scores_by_agent(session, start, end)
     shown = {d: kpis.inbound_table(d, rows) for d, rows in tables.items()}
     shown["campaigns"] = kpis.campaign_table(campaigns)
     shown["agent_time"] = agent_time_table(kpis.INBOUND_HEADERS["agent"], times["agent"])
+    shown["quality"] = kpis.quality_table(quality)
     return {
         "first": first,
         "last": last,
@@ -243,7 +276,7 @@ def kpis_export(
     request: Request,
     runtime: RuntimeDep,
     user: Supervisor,
-    table: Literal["day", "agent", "queue", "campaigns", "agent_time"],
+    table: Literal["day", "agent", "queue", "campaigns", "agent_time", "quality"],
     fmt: Annotated[Literal["xlsx", "csv"], Query(alias="format")],
     since: Annotated[str, Query(max_length=10)] = "",
     until: Annotated[str, Query(max_length=10)] = "",

@@ -106,7 +106,7 @@
     if (typeof detail === "string") message = detail;
     else if (detail && detail.errors) message = Object.values(detail.errors).join("；");
     else if (Array.isArray(detail)) message = "输入有误 / Invalid input";
-    return { ok: false, message };
+    return { ok: false, message, errors: (detail && detail.errors) || {} };
   }
 
   function errorLine() {
@@ -183,17 +183,45 @@
     return items.length ? el("span", {}, el("ul", { class: "phones" }, items), status) : null;
   }
 
+  // The complaint form: category and severity as crm_bridge/pops/work.py lists them; each
+  // refusal is shown beside its field.
+  const COMPLAINT_CATEGORIES = [
+    ["product", "产品质量 Product quality"],
+    ["service", "服务态度 Service attitude"],
+    ["delivery", "物流配送 Delivery"],
+    ["price", "价格 Price"],
+    ["other", "其他 Other"],
+  ];
+  const COMPLAINT_SEVERITIES = [["normal", "一般 Normal"], ["serious", "严重 Serious"], ["urgent", "紧急 Urgent"]];
+
+  function choice(name, options, blank) {
+    const select = el("select", { name }, blank ? el("option", { value: "" }, blank) : null);
+    for (const [value, label] of options) select.append(el("option", { value }, label));
+    return select;
+  }
+
   function complaintForm(card, linkedid, complaints) {
-    const error = errorLine();
     const text = el("textarea", { name: "content", rows: 2, maxLength: 2000, required: true });
+    const category = choice("category", COMPLAINT_CATEGORIES, "请选择 Choose…");
+    const severity = choice("severity", COMPLAINT_SEVERITIES);
+    const errors = { content: errorLine(), category: errorLine(), severity: errorLine() };
+    const error = errorLine();
     const form = el("form", { class: "complaint-form" },
-      el("label", {}, bi("投诉内容 Complaint"), text), error,
+      el("label", {}, bi("投诉类别 Category"), category), errors.category,
+      el("label", {}, bi("严重程度 Severity"), severity), errors.severity,
+      el("label", {}, bi("投诉内容 Complaint"), text), errors.content, error,
       el("button", { type: "submit" }, bi("提交投诉 Open complaint")));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      showError(error, "");
-      const result = await postJson("/me/complaints", { customer_id: card.id, content: text.value, linkedid });
-      if (!result.ok) return showError(error, result.message);
+      for (const line of [error, ...Object.values(errors)]) showError(line, "");
+      const result = await postJson("/me/complaints", {
+        customer_id: card.id, content: text.value, linkedid, category: category.value, severity: severity.value,
+      });
+      if (!result.ok) {
+        const fields = Object.keys(result.errors || {}).filter((name) => errors[name]);
+        for (const name of fields) showError(errors[name], result.errors[name]);
+        return fields.length ? null : showError(error, result.message);
+      }
       const shown = form.closest(".card");
       complaints.filed(text.value.trim());
       form.replaceWith(el("p", { class: "saved" }, bi("投诉已提交 Complaint opened"), " #" + result.data.complaint_id));
