@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from crm_bridge.campaigns.audience import select_campaign_audience
 from crm_bridge.campaigns.dial_decision import (
     CallingPolicy,
     DialFacts,
@@ -26,7 +27,6 @@ from crm_bridge.campaigns.rules import (
     festivals_on,
     last_half_month,
     parse_rules,
-    select_audience,
 )
 from crm_bridge.db.models import (
     Campaign,
@@ -43,6 +43,11 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 # 2026-11-23 is a Monday; 10:00 in Shanghai.
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 POLICY = CallingPolicy(start=time(9), end=time(20), max_attempts=3)
+
+
+def select_audience(session, rules, today, zone) -> list[int]:
+    """What the rules pick, for a service campaign (nobody left out before the dial decision)."""
+    return select_campaign_audience(session, rules, today, zone, "CN", marketing=False).ids
 
 
 def facts(**values) -> DialFacts:

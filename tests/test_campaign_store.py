@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_bridge.campaigns import store as store
+from crm_bridge.campaigns.audience import select_campaign_audience
 from crm_bridge.campaigns.audience_process import AudienceProcess
-from crm_bridge.campaigns.rules import parse_rules, select_audience
+from crm_bridge.campaigns.rules import parse_rules
 from crm_bridge.db.models import (
     Call,
     Campaign,
@@ -270,10 +271,14 @@ def test_the_audience_process_picks_what_the_rules_pick_in_the_session(db_url, d
     rules = [{"kind": "uploaded", "entries": ["C00003", "C00007", "+8613800000011", "nobody"]}]
     audience = AudienceProcess(db_url, ZONE, "CN")
     try:
-        picked = audience.select(rules, NOW.date())
-        assert audience.select(rules, NOW.date()) == picked  # the same process, again
+        picked = audience.select(rules, NOW.date(), "promotion")
+        assert audience.select(rules, NOW.date(), "promotion") == picked  # the same process
     finally:
         audience.close()
     with db_sessions() as session:
-        assert picked == select_audience(session, parse_rules(rules), NOW.date(), ZONE, "CN")
-    assert picked == [ids[3], ids[7], ids[11]]
+        in_session = select_campaign_audience(
+            session, parse_rules(rules), NOW.date(), ZONE, "CN", marketing=True
+        )
+    assert picked == in_session
+    assert picked.ids == [ids[3], ids[7], ids[11]]
+    assert [(u.entry, u.reason) for u in picked.unmatched] == [("nobody", "unknown_card")]

@@ -39,6 +39,8 @@ ACTION_LABELS = {
     "whisper": "耳语 Whisper",
     "barge": "强插 Barge",
     "supervise_failed": "监听未接通 Listen-in not placed",
+    "guardian_consent": "记录监护人同意 Guardian consent recorded",
+    "guardian_consent_withdrawn": "撤销监护人同意 Guardian consent withdrawn",
 }
 
 

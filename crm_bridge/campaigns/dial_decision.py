@@ -42,6 +42,8 @@ _IN_CHUNK = 500
 
 
 REASON_LABELS: dict[str, str] = {
+    "minor": "未满18岁或标为儿童，未记录监护人同意（营销活动） / Under 18 or tagged as a child, "
+    "no guardian's consent recorded (marketing campaign)",
     "no_consent": "未同意接听营销电话 / No consent",
     "do_not_call": "免打扰名单或已退订 / Do-not-call or opted out",
     "no_valid_number": "没有有效号码 / No valid number",
@@ -325,9 +327,13 @@ def preview(
     now_utc: datetime,
     policy: CallingPolicy,
     campaign_id: int | None = None,
+    left_out: Mapping[int, str] | None = None,
 ) -> Preview:
-    """:func:`dial_decision` over the audience, now."""
-    result = Preview(audience=len(customer_ids))
+    """:func:`dial_decision` over the audience, now; ``left_out`` are the customers the
+    selection already left out (:class:`~crm_bridge.campaigns.audience.Audience`), by reason,
+    listed first."""
+    left_out = left_out or {}
+    result = Preview(audience=len(customer_ids) + len(left_out), excluded=dict(left_out))
     facts = load_facts(session, customer_ids, now_utc, campaign_id)
     for cid in customer_ids:
         decision = dial_decision(facts[cid], now_utc, policy, campaign_id)
