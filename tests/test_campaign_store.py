@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_bridge.campaigns import store as store
@@ -437,3 +437,30 @@ def test_the_card_shows_a_guardians_consent(db_sessions):
     assert (child.guardian_consent.guardian, child.guardian_consent.recorded_by) == ("母亲", "root")
     assert child.guardian_consent.recorded_at == NOW and child.age == 10
     assert adult.guardian_consent is None
+
+
+def test_a_guardians_consent_withdrawn_after_the_start_stops_the_call(db_sessions):
+    """The dial decision checks again at the moment of dialling: a marketing campaign does not
+    call a minor whose guardian's consent was withdrawn after the start; a service one does."""
+    ids = add_people(db_sessions, {"CONSENTED": PEOPLE["CONSENTED"]})
+    with db_sessions.begin() as session:
+        session.add(
+            GuardianConsent(customer_id=ids["CONSENTED"], guardian="父亲", recorded_by="root")
+        )
+        campaigns = {}
+        for kind in ("promotion", "return_visit"):
+            campaign = Campaign(name=kind, kind=kind, mode="preview", policy=ALL_DAY,
+                                rules=[{"kind": "uploaded", "entries": ["CONSENTED"]}])  # fmt: skip
+            session.add(campaign)
+            session.flush()
+            assert store.start_campaign(session, campaign.id, NOW, ZONE, "CN") == 1
+            campaigns[kind] = campaign.id
+        session.execute(delete(GuardianConsent))
+    with db_sessions() as session:
+        targets = {kind: store.due_target_ids(session, cid, NOW, 1)[0]
+                   for kind, cid in campaigns.items()}  # fmt: skip
+    assert store.claim_attempt(db_sessions, targets["promotion"], NOW, TZ) is None
+    with db_sessions() as session:
+        skipped = session.get(CampaignTarget, targets["promotion"])
+        assert (skipped.state, skipped.skip_reason) == ("skipped", "minor")
+    assert store.claim_attempt(db_sessions, targets["return_visit"], NOW, TZ) is not None

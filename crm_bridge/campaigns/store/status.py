@@ -74,7 +74,8 @@ class LostRace(Exception):
 
 
 def campaign_policy(campaign: Campaign, center_timezone: str) -> CallingPolicy:
-    return PolicyIn.model_validate(campaign.policy or {}).policy(center_timezone)
+    policy = PolicyIn.model_validate(campaign.policy or {})
+    return policy.policy(center_timezone, is_marketing(campaign.kind))
 
 
 # --------------------------------------------------------------------------- status
