@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from crm_bridge.campaigns.audience import ADULT_AGE, CHILD_TAGS, MINOR
-from crm_bridge.customers.birthdays import age_on
+from crm_bridge.customers.birthdays import born_by_for_age
 from crm_bridge.db.models import (
     CampaignDayClaim,
     Customer,
@@ -215,7 +215,10 @@ def dial_decision(
 
 
 def _minor_without_consent(customer: DialFacts, day: date) -> bool:
-    young = (age_on(customer.birthday, day) or ADULT_AGE) < ADULT_AGE
+    """As the selection reads it (:mod:`crm_bridge.campaigns.audience`): born after the latest
+    date of birth of an 18-year-old, or tagged as a child; and no guardian's consent."""
+    born_by = born_by_for_age(ADULT_AGE, day)
+    young = customer.birthday is not None and customer.birthday > born_by
     return (young or customer.tagged_child) and not customer.guardian_consent
 
 

@@ -138,7 +138,7 @@ def add_guardian_consent(
     runtime: RuntimeDep,
     user: AdminUser,
     card_no: Annotated[str, Form(max_length=32)],
-    guardian: Annotated[str, Form(max_length=64)],
+    guardian: Annotated[str, Form(max_length=64)] = "",
     note: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
     """A guardian's consent to marketing calls for a minor (or a customer tagged as a child):
