@@ -1,10 +1,12 @@
 """Campaign benchmark: choosing today's targets among 1,000,000 customers, and the dialer's pace.
 
 1. Fills a fresh database (SQLite in a temporary folder, or ``--database-url``) with
-   ``--customers`` customers (one in ten keeps a lunar birthday, one in a hundred is tagged
-   重要) and as many purchases over the last half month in 20 departments, then times
-   :func:`crm_bridge.campaigns.rules.select_audience` for today's solar and lunar birthdays plus
-   the half month's top 10 spenders of each department and the important customers.
+   ``--customers`` customers (born 1950 to 2014, so some are minors; one in ten keeps a lunar
+   birthday, one in a hundred is tagged 重要, one in a thousand 儿童) and as many purchases over
+   the last half month in 20 departments, then times
+   :func:`crm_bridge.campaigns.audience.select_campaign_audience` of a marketing campaign (the
+   minors left out) for today's solar and lunar birthdays plus the half month's top 10
+   spenders of each department and the important customers.
 2. Dials ``--calls`` Originates through the AMI simulator (a real socket) at ``--pace`` calls
    per second, and compares the pace achieved (first to last Originate sent) with the set one.
 
@@ -34,12 +36,12 @@ from scratch_database import scratch_database
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
+from crm_bridge.campaigns.audience import select_campaign_audience
 from crm_bridge.campaigns.rules import (
     BirthdayRule,
     TopSpendersRule,
     last_half_month,
     rule_query,
-    select_audience,
 )
 from crm_bridge.db.engine import make_engine, make_session_factory
 from crm_bridge.db.migrate import upgrade
@@ -70,11 +72,11 @@ def fill(url: str, customers: int, today: date) -> None:
                         "id": i + 1,
                         "card_no": f"B{i:08d}",
                         "name": f"客户{i}",
-                        "birthday": date(1950, 1, 1) + timedelta(days=rng.randrange(365 * 55)),
+                        "birthday": date(1950, 1, 1) + timedelta(days=rng.randrange(365 * 65)),
                         "lunar_birthday": lunar,
                         "lunar_birth_month": rng.randint(1, 12) if lunar else None,
                         "lunar_birth_day": rng.randint(1, 30) if lunar else None,
-                        "tags": ["重要"] if i % 100 == 0 else [],
+                        "tags": ["重要"] if i % 100 == 0 else ["儿童"] if i % 1000 == 1 else [],
                         "consent_to_calls": True,
                         "created_at": now,
                         "updated_at": now,
@@ -136,12 +138,14 @@ def time_selection(url: str, today: date, plans: bool) -> tuple[float, dict[str,
         if plans:
             print_plans(session, today)
         started = time.perf_counter()
-        everyone = select_audience(
+        everyone = select_campaign_audience(
             session,
             [BirthdayRule(), TopSpendersRule(top_n=10, include_important=True)],
             today,
             ZONE,
-        )
+            "CN",
+            marketing=True,
+        ).ids
         seconds = time.perf_counter() - started
         for name, rule in (
             ("birthday", BirthdayRule()),
@@ -149,7 +153,8 @@ def time_selection(url: str, today: date, plans: bool) -> tuple[float, dict[str,
             ("top_spenders_and_important", TopSpendersRule(top_n=10)),
         ):
             started = time.perf_counter()
-            counts[name] = len(select_audience(session, [rule], today, ZONE))
+            picked = select_campaign_audience(session, [rule], today, ZONE, "CN", marketing=True)
+            counts[name] = len(picked.ids)
             counts[f"{name}_seconds"] = round(time.perf_counter() - started, 3)
         counts["union"] = len(everyone)
     engine.dispose()

@@ -290,7 +290,7 @@ class SelectionLoop:
         today = datetime.now(self.audience.zone).date()
         while not self._stop.is_set():
             started = time.perf_counter()
-            self.targets = len(self.audience.select(rules, today))
+            self.targets = len(self.audience.select(rules, today, "birthday").ids)
             self.seconds.append(time.perf_counter() - started)
 
     def __enter__(self) -> SelectionLoop:

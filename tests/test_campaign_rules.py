@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from crm_bridge.campaigns.audience import select_campaign_audience
 from crm_bridge.campaigns.dial_decision import (
     CallingPolicy,
     DialFacts,
@@ -26,7 +27,6 @@ from crm_bridge.campaigns.rules import (
     festivals_on,
     last_half_month,
     parse_rules,
-    select_audience,
 )
 from crm_bridge.db.models import (
     Campaign,
@@ -43,6 +43,12 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 # 2026-11-23 is a Monday; 10:00 in Shanghai.
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 POLICY = CallingPolicy(start=time(9), end=time(20), max_attempts=3)
+MARKETING = CallingPolicy(start=time(9), end=time(20), max_attempts=3, marketing=True)
+
+
+def select_audience(session, rules, today, zone) -> list[int]:
+    """What the rules pick, for a service campaign (nobody left out before the dial decision)."""
+    return select_campaign_audience(session, rules, today, zone, "CN", marketing=False).ids
 
 
 def facts(**values) -> DialFacts:
@@ -91,6 +97,13 @@ DECISIONS = [
      datetime(2026, 11, 23, 18, 0, tzinfo=UTC), POLICY, None),
     ("overnight window 22-06 at 23:00", facts(), datetime(2026, 11, 23, 15, 0, tzinfo=UTC),
      CallingPolicy(start=time(22), end=time(6)), None),
+    ("a baby, marketing", facts(birthday=date(2026, 8, 1)), NOW, MARKETING, "minor"),
+    ("17, marketing", facts(birthday=date(2008, 11, 24)), NOW, MARKETING, "minor"),
+    ("18 today, marketing", facts(birthday=date(2008, 11, 23)), NOW, MARKETING, None),
+    ("tagged a child, marketing", facts(tagged_child=True), NOW, MARKETING, "minor"),
+    ("a minor with a guardian's consent", facts(birthday=date(2016, 1, 1), guardian_consent=True),
+     NOW, MARKETING, None),
+    ("a minor, service call", facts(birthday=date(2016, 1, 1)), NOW, POLICY, None),
 ]  # fmt: skip
 
 

@@ -4,16 +4,20 @@ the Originate, outcomes, retries, the one-call-a-day claim, and ticks racing eac
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_bridge.campaigns import store as store
+from crm_bridge.campaigns.audience import select_campaign_audience
 from crm_bridge.campaigns.audience_process import AudienceProcess
-from crm_bridge.campaigns.rules import parse_rules, select_audience
+from crm_bridge.campaigns.dial_decision import preview
+from crm_bridge.campaigns.rules import parse_rules
+from crm_bridge.customers.birthdays import age_on, born_by_for_age
+from crm_bridge.customers.card import build_cards
 from crm_bridge.db.models import (
     Call,
     Campaign,
@@ -22,6 +26,7 @@ from crm_bridge.db.models import (
     Customer,
     CustomerPhone,
     DialAttempt,
+    GuardianConsent,
 )
 from telephony.dialer import MESSAGE_LEFT
 
@@ -270,10 +275,192 @@ def test_the_audience_process_picks_what_the_rules_pick_in_the_session(db_url, d
     rules = [{"kind": "uploaded", "entries": ["C00003", "C00007", "+8613800000011", "nobody"]}]
     audience = AudienceProcess(db_url, ZONE, "CN")
     try:
-        picked = audience.select(rules, NOW.date())
-        assert audience.select(rules, NOW.date()) == picked  # the same process, again
+        picked = audience.select(rules, NOW.date(), "promotion")
+        assert audience.select(rules, NOW.date(), "promotion") == picked  # the same process
     finally:
         audience.close()
     with db_sessions() as session:
-        assert picked == select_audience(session, parse_rules(rules), NOW.date(), ZONE, "CN")
-    assert picked == [ids[3], ids[7], ids[11]]
+        in_session = select_campaign_audience(
+            session, parse_rules(rules), NOW.date(), ZONE, "CN", marketing=True
+        )
+    assert picked == in_session
+    assert picked.ids == [ids[3], ids[7], ids[11]]
+    assert [(u.entry, u.reason) for u in picked.unmatched] == [("nobody", "unknown_card")]
+
+
+# --------------------------------------------------------------------------- who is left out
+
+
+def add_people(sessions, people: dict[str, dict]) -> dict[str, int]:
+    """Customers by card no., each with a number of its own; their ids by card no."""
+    with sessions.begin() as session:
+        rows = {
+            card: Customer(card_no=card, name=card, phones=[CustomerPhone(number_e164=number)],
+                           **values)
+            for (card, values), number in zip(
+                people.items(), (f"+86137{i:08d}" for i in range(len(people))), strict=True
+            )
+        }  # fmt: skip
+        session.add_all(rows.values())
+        session.flush()
+        return {card: row.id for card, row in rows.items()}
+
+
+PEOPLE = {
+    "ADULT": {"birthday": date(1990, 5, 1)},
+    "EIGHTEEN_TODAY": {"birthday": date(2008, 11, 23)},
+    "EIGHTEEN_TOMORROW": {"birthday": date(2008, 11, 24)},
+    "CHILD": {"birthday": date(2016, 1, 1)},
+    "TAGGED": {"birthday": date(1980, 1, 1), "tags": ["儿童"]},
+    "CONSENTED": {"birthday": date(2012, 6, 1)},
+    "NO_BIRTHDAY": {},
+}
+"""NOW is 23 November 2026 in Shanghai: whoever is born after 23 November 2008 is under 18."""
+
+
+def test_a_marketing_selection_leaves_out_minors_without_a_guardians_consent(db_sessions):
+    ids = add_people(db_sessions, PEOPLE)
+    with db_sessions.begin() as session:
+        session.add(
+            GuardianConsent(customer_id=ids["CONSENTED"], guardian="母亲 李", recorded_by="root")
+        )
+    rules = parse_rules([{"kind": "uploaded", "entries": list(PEOPLE)}])
+    with db_sessions() as session:
+        marketing = select_campaign_audience(session, rules, NOW.date(), ZONE, "CN", True)
+        service = select_campaign_audience(session, rules, NOW.date(), ZONE, "CN", False)
+        festival = select_campaign_audience(
+            session, parse_rules([{"kind": "festival", "festivals": ["春节"]}]),
+            date(2026, 2, 17), ZONE, "CN", True,
+        )  # fmt: skip
+    left_out = {ids[card]: "minor" for card in ("EIGHTEEN_TOMORROW", "CHILD", "TAGGED")}
+    assert marketing.left_out == left_out
+    assert marketing.ids == sorted(set(ids.values()) - set(left_out))
+    assert service.ids == sorted(ids.values()) and service.left_out == {}
+    # a rule that picks everyone, on 17 February 2026: the same minors, and one not yet 18
+    assert festival.left_out == dict(sorted({**left_out, ids["EIGHTEEN_TODAY"]: "minor"}.items()))
+
+    with db_sessions() as session:
+        shown = preview(session, marketing.ids, NOW, store.campaign_policy(
+            Campaign(policy=ALL_DAY), TZ), None, marketing.left_out)  # fmt: skip
+    assert shown.audience == len(PEOPLE)
+    assert list(shown.excluded)[:3] == list(left_out)  # the selection's reasons come first
+    assert shown.counts == {"minor": 3}
+
+
+@pytest.mark.parametrize(
+    ("kind", "targets"), [("promotion", {"ADULT", "EIGHTEEN_TODAY", "CONSENTED", "NO_BIRTHDAY"}),
+                          ("return_visit", set(PEOPLE))]
+)  # fmt: skip
+def test_a_started_campaign_has_the_targets_its_preview_showed(db_url, db_sessions, kind, targets):
+    """The start builds the targets from the same selection (in the selection process)."""
+    ids = add_people(db_sessions, PEOPLE)
+    with db_sessions.begin() as session:
+        session.add(
+            GuardianConsent(customer_id=ids["CONSENTED"], guardian="父亲", recorded_by="root")
+        )
+        campaign = Campaign(name="试", kind=kind, mode="preview", policy=ALL_DAY,
+                            rules=[{"kind": "uploaded", "entries": list(PEOPLE)}])  # fmt: skip
+        session.add(campaign)
+        session.flush()
+        campaign_id = campaign.id
+    audience = AudienceProcess(db_url, ZONE, "CN")
+    try:
+        with db_sessions.begin() as session:
+            started = store.start_campaign(session, campaign_id, NOW, ZONE, "CN", audience.select)
+    finally:
+        audience.close()
+    with db_sessions() as session:
+        picked = set(session.scalars(
+            select(Customer.card_no).join(CampaignTarget, CampaignTarget.customer_id == Customer.id)
+        ))  # fmt: skip
+    assert picked == targets and started == len(targets)
+
+
+@pytest.mark.parametrize(
+    ("today", "born_by"),
+    [
+        (date(2026, 11, 23), date(2008, 11, 23)),
+        (date(2028, 2, 29), date(2010, 2, 28)),  # nobody is born on 29 February 2010
+        (date(2026, 2, 28), date(2008, 2, 29)),  # a 29 February child is 18 on 28 February
+        (date(2026, 3, 1), date(2008, 3, 1)),
+    ],
+)
+def test_the_latest_date_of_birth_for_18_years(today, born_by):
+    assert born_by_for_age(18, today) == born_by
+    assert age_on(born_by, today) == 18
+    assert age_on(born_by + timedelta(days=1), today) == 17
+
+
+def test_pasted_entries_that_match_no_one_are_listed_with_the_reason(db_sessions):
+    ids = add_customers(db_sessions, 3)
+    entries = ["C00001", "+86 138 0000 0002", "C09999", "139 1234 5678", "C09999", " ", "12ab"]
+    with db_sessions() as session:
+        audience = select_campaign_audience(
+            session, parse_rules([{"kind": "uploaded", "entries": entries}]), NOW.date(), ZONE,
+            "CN", False,
+        )  # fmt: skip
+    assert audience.ids == [ids[1], ids[2]]
+    assert [(u.entry, u.reason) for u in audience.unmatched] == [
+        ("C09999", "unknown_card"),  # once, though pasted twice
+        ("139 1234 5678", "unknown_number"),
+        ("12ab", "unknown_card"),
+    ]
+    assert "No customer has this number" in audience.unmatched[1].label
+
+
+def test_an_agents_preview_call_is_held_until_it_is_settled(db_sessions):
+    ids = add_customers(db_sessions, 2)
+    cid = running_campaign(db_sessions, ids)
+    with db_sessions() as session:
+        first, second = store.due_target_ids(session, cid, NOW, 10)
+    ticket = store.claim_attempt(db_sessions, first, NOW, TZ, placed_by="wang")
+    assert ticket is not None
+    assert store.claim_attempt(db_sessions, second, NOW, TZ) is not None  # the runner's
+    with db_sessions() as session:
+        (held,) = store.held_preview_attempts(session, "wang")
+        assert (held.id, held.customer_id) == (ticket.attempt_id, ids[0])
+        assert store.held_preview_attempts(session, "li") == []
+    assert store.record_outcome(db_sessions, ticket.attempt_id, "answered", NOW, TZ)
+    with db_sessions() as session:
+        assert store.held_preview_attempts(session, "wang") == []
+
+
+def test_the_card_shows_a_guardians_consent(db_sessions):
+    ids = add_people(db_sessions, {"CHILD": PEOPLE["CHILD"], "ADULT": PEOPLE["ADULT"]})
+    with db_sessions.begin() as session:
+        session.add(GuardianConsent(customer_id=ids["CHILD"], guardian="母亲", recorded_by="root",
+                                    recorded_at=NOW))  # fmt: skip
+    with db_sessions() as session:
+        child, adult = build_cards(session, [ids["CHILD"], ids["ADULT"]], today=NOW.date(),
+                                   zone=ZONE)  # fmt: skip
+    assert child.guardian_consent is not None
+    assert (child.guardian_consent.guardian, child.guardian_consent.recorded_by) == ("母亲", "root")
+    assert child.guardian_consent.recorded_at == NOW and child.age == 10
+    assert adult.guardian_consent is None
+
+
+def test_a_guardians_consent_withdrawn_after_the_start_stops_the_call(db_sessions):
+    """The dial decision checks again at the moment of dialling: a marketing campaign does not
+    call a minor whose guardian's consent was withdrawn after the start; a service one does."""
+    ids = add_people(db_sessions, {"CONSENTED": PEOPLE["CONSENTED"]})
+    with db_sessions.begin() as session:
+        session.add(
+            GuardianConsent(customer_id=ids["CONSENTED"], guardian="父亲", recorded_by="root")
+        )
+        campaigns = {}
+        for kind in ("promotion", "return_visit"):
+            campaign = Campaign(name=kind, kind=kind, mode="preview", policy=ALL_DAY,
+                                rules=[{"kind": "uploaded", "entries": ["CONSENTED"]}])  # fmt: skip
+            session.add(campaign)
+            session.flush()
+            assert store.start_campaign(session, campaign.id, NOW, ZONE, "CN") == 1
+            campaigns[kind] = campaign.id
+        session.execute(delete(GuardianConsent))
+    with db_sessions() as session:
+        targets = {kind: store.due_target_ids(session, cid, NOW, 1)[0]
+                   for kind, cid in campaigns.items()}  # fmt: skip
+    assert store.claim_attempt(db_sessions, targets["promotion"], NOW, TZ) is None
+    with db_sessions() as session:
+        skipped = session.get(CampaignTarget, targets["promotion"])
+        assert (skipped.state, skipped.skip_reason) == ("skipped", "minor")
+    assert store.claim_attempt(db_sessions, targets["return_visit"], NOW, TZ) is not None

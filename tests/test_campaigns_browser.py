@@ -10,7 +10,7 @@ import io
 import re
 import wave
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -26,10 +26,12 @@ from crm_bridge.db.models import (
     AuditEntry,
     Call,
     Campaign,
+    CampaignTarget,
     Customer,
     CustomerOptOut,
     CustomerPhone,
     DialAttempt,
+    Purchase,
     User,
     VisitRecord,
 )
@@ -374,7 +376,7 @@ async def test_an_agent_previews_the_next_customer_and_clicks_to_dial(site, brow
         store.start_campaign(session, campaign.id, datetime.now(UTC), site.settings.zone, "CN")
         campaign_id = campaign.id
     page = await signed_in(site, browser, "wang", "/me/campaigns")
-    row = page.locator("#preview-calls tbody tr")
+    row = page.locator("#preview-calls section")
     await expect(row).to_contain_text("客户1")  # K005 has no consent: never offered
     await expect(row).to_contain_text("139****0001")
     await page.screenshot(path=ARTIFACTS / "campaign_preview_agent.png")
@@ -399,3 +401,175 @@ async def test_an_agent_previews_the_next_customer_and_clicks_to_dial(site, brow
         assert call.customer_id is not None
     await page.reload()
     await expect(row).to_contain_text("现在没有可呼叫的客户")
+
+
+async def test_the_preview_says_who_is_left_out_and_a_draft_has_no_stop(site, browser, tmp_path):
+    """A promotion pasted with card nos. and numbers: the entries that match no customer are
+    listed with the reason, a minor is left out (a child whose guardian's consent the admin
+    records is called); the draft offers Start, never Stop; the start calls whom it showed."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with site.sessions().begin() as session:
+        session.add_all(
+            [
+                Customer(card_no="K007", name="小明", birthday=date.today().replace(year=2016),
+                         phones=[CustomerPhone(number_e164="+8613900000007")]),
+                Customer(card_no="K008", name="小红", tags=["儿童"],
+                         phones=[CustomerPhone(number_e164="+8613900000008")]),
+            ]
+        )  # fmt: skip
+    admin = await signed_in(site, browser, "root", "/admin/do-not-call")
+    await admin.fill("#guardian-card", "K404")
+    await admin.fill("#guardian-name", "母亲 王芳")
+    await admin.click("#add-guardian-consent")
+    await expect(admin.locator("#guardian-card-error")).to_contain_text("No customer")
+    await expect(admin.locator("#guardian-name")).to_have_value("母亲 王芳")  # kept as typed
+    await admin.fill("#guardian-card", "K008")
+    await admin.click("#add-guardian-consent")
+    await expect(admin.locator("#guardian-consents")).to_contain_text("母亲 王芳")
+    await expect(admin.locator("#guardian-consents")).to_contain_text("root")
+    await admin.screenshot(path=ARTIFACTS / "campaign_guardian_consent.png", full_page=True)
+
+    page = await signed_in(site, browser, "zhou", "/campaigns")
+    await page.fill("#c-name", "双十二促销")
+    await page.select_option("#c-kind", "promotion")
+    await page.select_option("#c-mode", "preview")
+    await page.check("input[name=rule_uploaded]")
+    await page.fill("textarea[name=uploaded]", "K001\nK007\nK008\nK999\n139 1234 5678")
+    await page.fill("input[name=start]", "00:00")
+    await page.fill("input[name=end]", "00:00")
+    await page.click("#create")
+    await page.wait_for_url(f"{site.origin}/campaigns/*")
+
+    await expect(page.locator("#call-kind")).to_contain_text("营销活动")
+    unmatched = page.locator("#unmatched")
+    await expect(unmatched.locator("[data-reason=unknown_card]")).to_contain_text("K999")
+    await expect(unmatched.locator("[data-reason=unknown_number]")).to_contain_text(
+        "139 1234 5678"
+    )
+    await expect(unmatched).to_contain_text("No customer has this number")
+    await expect(page.locator("#reasons [data-reason=minor]")).to_contain_text("1")
+    await expect(page.locator("#left-out")).to_contain_text("小明")
+    await expect(page.locator("#left-out")).to_contain_text("Under 18")
+    await expect(page.locator("#included")).to_have_text("2")  # 客户1, and 小红 with consent
+    await expect(page.locator("#action-start")).to_be_visible()
+    await expect(page.locator("#action-stop")).to_have_count(0)
+    assert await no_horizontal_scroll(page)
+    await page.screenshot(path=ARTIFACTS / "campaign_preview_left_out.png", full_page=True)
+
+    campaign_id = int(page.url.rsplit("/", 1)[1])
+    async with site.signed_in("zhou") as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', (await client.get(page.url)).text)
+        stop = {"csrf_token": token[1], "action": "stop"}
+        refused = await client.post(f"/campaigns/{campaign_id}/action", data=stop)
+        assert refused.status_code == 400 and "Cannot stop a draft" in refused.text
+    await page.click("#action-start")
+    await expect(page.locator("#action-stop")).to_be_visible()
+    with site.sessions()() as session:
+        called = session.scalars(
+            select(Customer.card_no)
+            .join(CampaignTarget, CampaignTarget.customer_id == Customer.id)
+            .where(CampaignTarget.campaign_id == campaign_id)
+        ).all()
+        assert sorted(called) == ["K001", "K008"]
+        consent = session.query(AuditEntry).filter_by(action="guardian_consent").one()
+        assert consent.username == "root" and consent.subject_type == "customer"
+
+
+async def test_the_scheduler_plays_the_uploaded_greeting_back(site, browser, tmp_path):
+    """The page plays the greeting as it was stored (8 kHz WAV), from the campaign's id; no
+    one else gets it, and no name leads out of the greetings folder."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await signed_in(site, browser, "zhou", "/campaigns")
+    await page.fill("#c-name", "问候")
+    await page.check("input[name=rule_uploaded]")
+    await page.fill("textarea[name=uploaded]", "K001")
+    await page.set_input_files("#c-greeting", greeting_wav(tmp_path / "hello.wav"))
+    await page.click("#create")
+    await page.wait_for_url(f"{site.origin}/campaigns/*")
+    player = page.locator("#greeting-player audio")
+    await expect(player).to_be_visible()
+    seconds = await player.evaluate(
+        """audio => new Promise((done, failed) => {
+             if (audio.readyState >= 1) return done(audio.duration);
+             audio.addEventListener("loadedmetadata", () => done(audio.duration));
+             audio.addEventListener("error", () => failed(new Error("not played")));
+           })"""
+    )
+    assert abs(seconds - 1.0) < 0.05
+    await page.screenshot(path=ARTIFACTS / "campaign_greeting_player.png", full_page=True)
+
+    campaign_id = int(page.url.rsplit("/", 1)[1])
+    url = f"/campaigns/{campaign_id}/greeting"
+    (stored,) = (site.settings.data_dir / "greetings").iterdir()
+    async with site.signed_in("zhou") as scheduler:
+        served_back = await scheduler.get(url)
+        assert served_back.status_code == 200 and served_back.content == stored.read_bytes()
+        assert served_back.headers["content-type"] == "audio/wav"
+    async with site.signed_in("wang") as agent:
+        assert (await agent.get(url)).status_code == 403
+    greeting_wav(site.settings.data_dir / "secret.wav")
+    with site.sessions().begin() as session:
+        session.get(Campaign, campaign_id).greeting_file = "../secret.wav"
+    async with site.signed_in("zhou") as scheduler:
+        assert (await scheduler.get(url)).status_code == 404
+        assert (await scheduler.get("/campaigns/999/greeting")).status_code == 404
+    async with httpx.AsyncClient(base_url=site.origin) as anonymous:
+        assert (await anonymous.get(url)).status_code == 401
+
+
+async def test_the_preview_dialer_stays_on_the_customer_until_the_call_is_settled(site, browser):
+    """The agent sees the customer's card and history; once they dialled, the page keeps that
+    customer (and offers no other) until the call's outcome is recorded, then moves on."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with site.sessions().begin() as session:
+        first = session.query(Customer).filter_by(card_no="K001").one()
+        session.add(Purchase(customer_id=first.id, purchased_on=date(2026, 11, 1),
+                             department="家电", amount=3999, items="洗衣机"))  # fmt: skip
+        visited = datetime(2026, 11, 5, 2, tzinfo=UTC)
+        session.add(VisitRecord(customer_id=first.id, visited_at=visited, channel="phone",
+                                opinions="安装满意"))  # fmt: skip
+        campaign = Campaign(name="VIP 回访", kind="return_visit", mode="preview",
+                            policy={"start": "00:00", "end": "00:00"},
+                            rules=[{"kind": "uploaded", "entries": ["K001", "K002"]}])  # fmt: skip
+        session.add(campaign)
+        session.flush()
+        store.start_campaign(session, campaign.id, datetime.now(UTC), site.settings.zone, "CN")
+        campaign_id = campaign.id
+    page = await signed_in(site, browser, "wang", "/me/campaigns")
+    shown = page.locator(f"#preview-calls section[data-campaign='{campaign_id}']")
+    await expect(shown.locator(".customer-name")).to_contain_text("客户1")
+    await expect(shown.locator(".purchases")).to_contain_text("洗衣机")
+    await expect(shown.locator(".visits")).to_contain_text("安装满意")
+    await expect(shown.locator("button.dial")).to_be_visible()
+
+    # the agent's call to 客户1 is placed (its attempt committed, as the Dial button does)
+    with site.sessions()() as session:
+        target_id = session.scalar(
+            select(CampaignTarget.id).where(CampaignTarget.customer_id == first.id)
+        )
+        other_target = session.scalar(
+            select(CampaignTarget.id).where(CampaignTarget.customer_id != first.id)
+        )
+    ticket = store.claim_attempt(site.sessions(), target_id, datetime.now(UTC),
+                                 site.settings.timezone, placed_by="wang")  # fmt: skip
+    assert ticket is not None
+    await page.reload()
+    await expect(shown.locator(".call-state")).to_contain_text("until the call is settled")
+    await expect(shown.locator(".customer-name")).to_contain_text("客户1")  # not 客户2
+    await expect(shown.locator("button.dial")).to_have_count(0)
+    await page.screenshot(path=ARTIFACTS / "campaign_preview_dialer_held.png", full_page=True)
+    async with site.signed_in("wang") as agent:
+        listed = (await agent.get("/me/campaigns")).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', listed)
+        another = await agent.post(f"/me/campaigns/{campaign_id}/targets/{other_target}/dial",
+                                   data={"csrf_token": token[1]})  # fmt: skip
+        assert another.status_code == 409
+    assert not site.simulator.actions_named("Originate")
+
+    # settled: the page, looking again by itself, moves on to the next customer
+    store.record_outcome(site.sessions(), ticket.attempt_id, "answered", datetime.now(UTC),
+                         site.settings.timezone)  # fmt: skip
+    await expect(shown.locator(".customer-name")).to_contain_text("客户2", timeout=10_000)
+    await expect(shown.locator(".call-state")).to_have_count(0)
+    await expect(shown.locator("button.dial")).to_be_visible()
+    await page.screenshot(path=ARTIFACTS / "campaign_preview_dialer_next.png", full_page=True)

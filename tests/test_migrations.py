@@ -64,6 +64,7 @@ TABLES = {
     "campaign_day_claims",
     "do_not_call",
     "customer_opt_outs",
+    "guardian_consents",
     "department_spend",
     "live_speech_alerts",
     "agent_state_changes",

@@ -43,6 +43,8 @@ ACTION_LABELS = {
     "complaint_assign": "分派投诉 Complaint assigned",
     "complaint_escalate": "升级投诉 Complaint escalated",
     "quality_review": "质检评分 Quality review",
+    "guardian_consent": "记录监护人同意 Guardian consent recorded",
+    "guardian_consent_withdrawn": "撤销监护人同意 Guardian consent withdrawn",
 }
 
 

@@ -1,8 +1,11 @@
 """The agent's side of campaigns (JSON, in the OpenAPI document under "agent"):
 
-- ``GET /me/campaigns``: preview campaigns, each with the next customer who may be called now;
+- ``GET /me/campaigns``: preview campaigns, each with its customer's card and history: the
+  customer of the agent's own call until that call is settled (its outcome recorded from the
+  call log once it ends), else the next who may be called now;
   ``POST /me/campaigns/{id}/targets/{target_id}/dial``: ring the agent's phone, then that
-  customer (checked again, its attempt committed first).
+  customer (checked again, its attempt committed first; refused while a preview call the agent
+  placed is unsettled).
 - ``POST /me/opt-out`` ``{customer_id, linkedid, note}``: an agent records an opt-out said on a
   call that rang them, for a customer on that call (admins record the others on
   ``/admin/do-not-call``).
@@ -19,7 +22,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from starlette.concurrency import run_in_threadpool
 
 from crm_bridge.accounts.auth import AgentUser, SignedInUser
@@ -44,12 +47,14 @@ from crm_bridge.calls.in_progress import (
 from crm_bridge.calls.parties import check_customer_on_call
 from crm_bridge.campaigns import store
 from crm_bridge.campaigns.page_kit import KIND_LABELS, blank, page
+from crm_bridge.customers.card import build_cards
+from crm_bridge.customers.card_queries import MAX_CARDS
 from crm_bridge.customers.numbers import mask_phone
 from crm_bridge.db.models import (
     Call,
     Campaign,
     CampaignTarget,
-    Customer,
+    DialAttempt,
     VisitRecord,
 )
 from crm_bridge.runtime import RuntimeDep
@@ -65,7 +70,10 @@ from telephony.dialer import OriginateRefused, OriginateRequest, send_originate
 
 log = logging.getLogger(__name__)
 
-NOT_NOW = "此客户现在不能呼叫 / This customer cannot be called now"
+NOT_NOW = (
+    "此客户现在不能呼叫，或您上一通预览外呼尚未结束 / This customer cannot be called now, or "
+    "your last preview call is not settled yet"
+)
 
 
 PREVIEW_CALLER_NAME = "Campaign"
@@ -196,31 +204,57 @@ def post_visit(
 def preview_page(
     request: Request, runtime: RuntimeDep, user: AgentUser, done: str = ""
 ) -> Response:
+    """Each running preview campaign with its customer: the one the agent's unsettled call is
+    with (no other is offered until it is settled), else the next who may be called now; each
+    with their card and history."""
     settings = runtime.settings
     now = datetime.now(UTC)
-    rows = []
     with runtime.sessions() as session:
+        held = {a.campaign_id: a for a in store.held_preview_attempts(session, user.username)}
         campaigns = session.scalars(
             select(Campaign)
-            .where(Campaign.status == "running", Campaign.mode == "preview")
+            .where(
+                or_(
+                    and_(Campaign.status == "running", Campaign.mode == "preview"),
+                    Campaign.id.in_(list(held)),
+                )
+            )
             .order_by(Campaign.id)
         ).all()
-        for campaign in campaigns:
-            target_id = store.next_preview_target(session, campaign.id, now, settings.timezone)
-            target = session.get(CampaignTarget, target_id) if target_id else None
-            customer = session.get(Customer, target.customer_id) if target else None
-            rows.append(
-                {
-                    "campaign": campaign,
-                    "target": target,
-                    "customer": customer,
-                    "phone": mask_phone(customer.phones[0].number_e164)
-                    if customer and customer.phones
-                    else "",
-                }
+        rows = [_preview_row(session, c, held.get(c.id), now, settings) for c in campaigns]
+        shown = [row["customer_id"] for row in rows if row["customer_id"]]
+        today = now.astimezone(settings.zone).date()
+        cards = {
+            card.id: card
+            for at in range(0, len(shown), MAX_CARDS)
+            for card in build_cards(
+                session, shown[at : at + MAX_CARDS], today=today, zone=settings.zone
             )
-    notice = {"dialled": "正在呼叫：请接起您的话机 / Calling: pick up your phone"}.get(done, "")
-    return page(request, user, "agent_campaigns.html", {"rows": rows, "errors": [], "done": notice})
+        }
+    for row in rows:
+        row["card"] = cards.get(row["customer_id"])
+    context = {"rows": rows, "errors": [], "done": PREVIEW_NOTICES.get(done, ""),
+               "held": bool(held), "mask": mask_phone}  # fmt: skip
+    return page(request, user, "agent_campaigns.html", context)
+
+
+PREVIEW_NOTICES = {"dialled": "正在呼叫：请接起您的话机 / Calling: pick up your phone"}
+
+
+def _preview_row(session, campaign: Campaign, held: DialAttempt | None, now, settings) -> dict:
+    """A campaign's row: its held call's customer, else its next target's (or none)."""
+    target_id = None
+    customer_id = held.customer_id if held else None
+    if held is None:
+        target_id = store.next_preview_target(session, campaign.id, now, settings.timezone)
+        target = session.get(CampaignTarget, target_id) if target_id else None
+        customer_id = target.customer_id if target else None
+    return {
+        "campaign": campaign,
+        "target_id": target_id,
+        "held": held,
+        "customer_id": customer_id,
+    }
 
 
 @router.post("/me/campaigns/{campaign_id}/targets/{target_id}/dial")
@@ -231,7 +265,7 @@ async def preview_dial(
         raise HTTPException(status.HTTP_409_CONFLICT, detail=NO_EXTENSION)
     rt = runtime
     ticket = await run_in_threadpool(
-        _claim_preview, rt.sessions, campaign_id, target_id, rt.settings.timezone
+        _claim_preview, rt.sessions, campaign_id, target_id, rt.settings.timezone, user.username
     )
     if ticket is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=NOT_NOW)
@@ -268,16 +302,19 @@ async def preview_dial(
     return RedirectResponse("/me/campaigns?done=dialled", status.HTTP_303_SEE_OTHER)
 
 
-def _claim_preview(sessions, campaign_id: int, target_id: int, center_tz: str):
-    """The attempt of a preview campaign's target, if it may be dialled now."""
+def _claim_preview(sessions, campaign_id: int, target_id: int, center_tz: str, username: str):
+    """The attempt of a preview campaign's target, placed by ``username``, if it may be
+    dialled now and the agent has no call of theirs still unsettled."""
     with sessions() as session:
+        if store.held_preview_attempts(session, username):
+            return None
         campaign = session.get(Campaign, campaign_id)
         target = session.get(CampaignTarget, target_id)
         if campaign is None or campaign.mode != "preview" or target is None:
             return None
         if target.campaign_id != campaign_id:
             return None
-    return store.claim_attempt(sessions, target_id, datetime.now(UTC), center_tz)
+    return store.claim_attempt(sessions, target_id, datetime.now(UTC), center_tz, username)
 
 
 async def _originate_preview(runtime, call: OriginateRequest) -> tuple | None:

@@ -19,20 +19,23 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.campaigns.rules import parse_rules, select_audience
+from crm_bridge.campaigns.audience import Audience, is_marketing, select_campaign_audience
+from crm_bridge.campaigns.rules import parse_rules
 from crm_bridge.db.engine import make_engine, make_session_factory
 
 _sessions: dict[str, sessionmaker[Session]] = {}
 """The selection process's database, by URL (opened on its first selection)."""
 
 
-def _select(database_url: str, rules: list[dict[str, Any]], today: date, zone: str,
-            region: str) -> list[int]:  # fmt: skip
-    """In the selection process: the customers ``rules`` pick today, as sorted ids."""
+def _select(database_url: str, rules: list[dict[str, Any]], today: date, kind: str, zone: str,
+            region: str) -> Audience:  # fmt: skip
+    """In the selection process: the audience of a campaign of ``kind`` with ``rules`` today."""
     if database_url not in _sessions:
         _sessions[database_url] = make_session_factory(make_engine(database_url))
     with _sessions[database_url]() as session:
-        return select_audience(session, parse_rules(rules), today, ZoneInfo(zone), region)
+        return select_campaign_audience(
+            session, parse_rules(rules), today, ZoneInfo(zone), region, is_marketing(kind)
+        )
 
 
 class AudienceProcess:
@@ -44,14 +47,15 @@ class AudienceProcess:
         self.region = region
         self._pool: ProcessPoolExecutor | None = None
 
-    def select(self, rules: list[dict[str, Any]], today: date) -> list[int]:
-        """The customers ``rules`` pick on ``today``: blocks the calling (worker) thread only."""
+    def select(self, rules: list[dict[str, Any]], today: date, kind: str) -> Audience:
+        """The audience of a campaign of ``kind`` with ``rules`` on ``today``: blocks the
+        calling (worker) thread only."""
         if multiprocessing.current_process().daemon:  # it may start no process: select here
-            return _select(self.database_url, rules, today, self.zone.key, self.region)
+            return _select(self.database_url, rules, today, kind, self.zone.key, self.region)
         if self._pool is None:
             context = multiprocessing.get_context("spawn")  # no copy of the service's threads
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        job = self._pool.submit(_select, self.database_url, rules, today, self.zone.key,
+        job = self._pool.submit(_select, self.database_url, rules, today, kind, self.zone.key,
                                 self.region)  # fmt: skip
         return job.result()
 

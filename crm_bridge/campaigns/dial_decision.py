@@ -1,7 +1,8 @@
 """Whether a customer may be dialled now.
 
 The dial decision (:func:`dial_decision`) is a pure function of what is known of one customer
-(:class:`DialFacts`), the time and the :class:`CallingPolicy`: consent, opt-out and the
+(:class:`DialFacts`), the time and the :class:`CallingPolicy`: a minor's guardian's consent
+(marketing campaigns), consent, opt-out and the
 do-not-call list, a valid number, one campaign call a day, the attempt cap, the retry delay
 after the last outcome, blackout dates, weekdays and calling hours in the customer's own zone.
 The runner calls it again at the moment of dialling; :func:`preview` runs it over the
@@ -26,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from crm_bridge.campaigns.audience import ADULT_AGE, CHILD_TAGS, MINOR
+from crm_bridge.customers.birthdays import born_by_for_age
 from crm_bridge.db.models import (
     CampaignDayClaim,
     Customer,
@@ -33,6 +36,7 @@ from crm_bridge.db.models import (
     CustomerPhone,
     DialAttempt,
     DoNotCall,
+    GuardianConsent,
 )
 
 RETRYABLE_OUTCOMES = ("busy", "no_answer", "congestion", "failed", "machine", "lost")
@@ -42,6 +46,8 @@ _IN_CHUNK = 500
 
 
 REASON_LABELS: dict[str, str] = {
+    "minor": "未满18岁或标为儿童，未记录监护人同意（营销活动） / Under 18 or tagged as a child, "
+    "no guardian's consent recorded (marketing campaign)",
     "no_consent": "未同意接听营销电话 / No consent",
     "do_not_call": "免打扰名单或已退订 / Do-not-call or opted out",
     "no_valid_number": "没有有效号码 / No valid number",
@@ -54,7 +60,7 @@ REASON_LABELS: dict[str, str] = {
 }
 
 
-PERMANENT_REASONS = frozenset({"no_consent", "do_not_call", "no_valid_number",
+PERMANENT_REASONS = frozenset({"minor", "no_consent", "do_not_call", "no_valid_number",
                                "attempts_exhausted"})  # fmt: skip
 """Reasons that will not change by waiting; the others pass with time."""
 
@@ -100,7 +106,7 @@ class PolicyIn(BaseModel):
             raise ValueError("retry delays are 0 to 10080 minutes")
         return {**DEFAULT_RETRY_MINUTES, **values}
 
-    def policy(self, center_timezone: str) -> CallingPolicy:
+    def policy(self, center_timezone: str, marketing: bool = False) -> CallingPolicy:
         return CallingPolicy(
             start=self.start,
             end=self.end,
@@ -109,6 +115,7 @@ class PolicyIn(BaseModel):
             max_attempts=self.max_attempts,
             retry_minutes=dict(self.retry_minutes),
             center_timezone=center_timezone,
+            marketing=marketing,
         )
 
 
@@ -124,6 +131,9 @@ class CallingPolicy:
     max_attempts: int = 3
     retry_minutes: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RETRY_MINUTES))
     center_timezone: str = "Asia/Shanghai"
+    marketing: bool = False
+    """A marketing campaign's (:data:`~crm_bridge.campaigns.audience.MARKETING_KINDS`): it
+    calls no minor without a guardian's consent."""
 
     def local(self, now_utc: datetime, customer_zone: str | None) -> datetime:
         return now_utc.astimezone(ZoneInfo(customer_zone or self.center_timezone))
@@ -154,6 +164,9 @@ class DialFacts:
     attempts: int = 0
     last_outcome: str | None = None
     last_attempt_at: datetime | None = None
+    birthday: date | None = None
+    tagged_child: bool = False
+    guardian_consent: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,10 +184,12 @@ def dial_decision(
 ) -> Decision:
     """Whether ``campaign_id`` may dial ``customer`` at ``now_utc``, and which number.
 
-    Checked in this order (the first that fails is the reason): consent, opt-out and the
-    do-not-call list, a valid number, the attempt cap, another campaign's call today, the retry
-    delay after the last outcome, blackout dates, weekdays, calling hours. Dates and hours are
-    the customer's own (their zone, else the center's).
+    Checked in this order (the first that fails is the reason): a minor without a guardian's
+    consent (marketing campaigns only, as the selection checks it: a consent withdrawn after
+    the start counts), consent, opt-out and the do-not-call list, a valid number, the attempt
+    cap, another campaign's call today, the retry delay after the last outcome, blackout
+    dates, weekdays, calling hours. Dates and hours are the customer's own (their zone, else
+    the center's).
     """
     local = policy.local(now_utc, customer.timezone)
     day = local.date()
@@ -182,6 +197,7 @@ def dial_decision(
     holder = customer.claims.get(day)
     wait_until = retry_after(customer, policy)
     checks: list[tuple[bool, str]] = [
+        (policy.marketing and _minor_without_consent(customer, day), MINOR),
         (not customer.consent, "no_consent"),
         (customer.opted_out or (customer.numbers and not callable_numbers), "do_not_call"),
         (not customer.numbers, "no_valid_number"),
@@ -196,6 +212,14 @@ def dial_decision(
         if failed:
             return Decision(False, reason, local_day=day)
     return Decision(True, None, callable_numbers[0], day)
+
+
+def _minor_without_consent(customer: DialFacts, day: date) -> bool:
+    """As the selection reads it (:mod:`crm_bridge.campaigns.audience`): born after the latest
+    date of birth of an 18-year-old, or tagged as a child; and no guardian's consent."""
+    born_by = born_by_for_age(ADULT_AGE, day)
+    young = customer.birthday is not None and customer.birthday > born_by
+    return (young or customer.tagged_child) and not customer.guardian_consent
 
 
 def retry_after(customer: DialFacts, policy: CallingPolicy) -> datetime | None:
@@ -233,10 +257,16 @@ def _load_chunk(
     session: Session, ids: Sequence[int], days: list[date], campaign_id: int | None
 ) -> dict[int, DialFacts]:
     people = session.execute(
-        select(Customer.id, Customer.consent_to_calls, Customer.timezone).where(
-            Customer.id.in_(ids)
+        select(
+            Customer.id, Customer.consent_to_calls, Customer.timezone, Customer.birthday,
+            Customer.tags,
+        ).where(Customer.id.in_(ids))
+    ).all()  # fmt: skip
+    guarded = set(
+        session.scalars(
+            select(GuardianConsent.customer_id).where(GuardianConsent.customer_id.in_(ids))
         )
-    ).all()
+    )
     kind_order = (CustomerPhone.kind != "mobile", CustomerPhone.id)
     numbers: dict[int, list[str]] = {}
     for cid, number in session.execute(
@@ -264,7 +294,7 @@ def _load_chunk(
         claims.setdefault(cid, {})[day] = holder
     tried = _attempts(session, ids, campaign_id)
     out = {}
-    for cid, consent, zone in people:
+    for cid, consent, zone, birthday, tags in people:
         count, outcome, at = tried.get(cid, (0, None, None))
         own = numbers.get(cid, [])
         out[cid] = DialFacts(
@@ -278,6 +308,9 @@ def _load_chunk(
             attempts=count,
             last_outcome=outcome,
             last_attempt_at=at,
+            birthday=birthday,
+            tagged_child=bool(set(tags or ()) & set(CHILD_TAGS)),
+            guardian_consent=cid in guarded,
         )
     return out
 
@@ -325,9 +358,13 @@ def preview(
     now_utc: datetime,
     policy: CallingPolicy,
     campaign_id: int | None = None,
+    left_out: Mapping[int, str] | None = None,
 ) -> Preview:
-    """:func:`dial_decision` over the audience, now."""
-    result = Preview(audience=len(customer_ids))
+    """:func:`dial_decision` over the audience, now; ``left_out`` are the customers the
+    selection already left out (:class:`~crm_bridge.campaigns.audience.Audience`), by reason,
+    listed first."""
+    left_out = left_out or {}
+    result = Preview(audience=len(customer_ids) + len(left_out), excluded=dict(left_out))
     facts = load_facts(session, customer_ids, now_utc, campaign_id)
     for cid in customer_ids:
         decision = dial_decision(facts[cid], now_utc, policy, campaign_id)

@@ -1,9 +1,12 @@
-"""The admin's do-not-call page: numbers never to call and customers who opted out.
+"""The admin's do-not-call page: numbers never to call, customers who opted out, and the
+guardians' consents that let marketing campaigns call a minor.
 
 - ``GET/POST /admin/do-not-call``, ``POST /admin/do-not-call/{id}/delete``,
-  ``POST /admin/opt-outs``, ``POST /admin/opt-outs/{id}/delete``: admins only.
+  ``POST /admin/opt-outs``, ``POST /admin/opt-outs/{id}/delete``,
+  ``POST /admin/guardian-consents``, ``POST /admin/guardian-consents/{id}/delete``: admins only.
 
-Every form carries the session's CSRF token.
+Every form carries the session's CSRF token. Recording and withdrawing a guardian's consent
+are audited (who, when, for which customer).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import delete, select
 
+from crm_bridge.accounts import audit
 from crm_bridge.accounts.auth import AdminUser, SignedInUser
 from crm_bridge.campaigns import store
 from crm_bridge.campaigns.page_kit import page
@@ -22,6 +26,7 @@ from crm_bridge.db.models import (
     Customer,
     CustomerOptOut,
     DoNotCall,
+    GuardianConsent,
 )
 from crm_bridge.runtime import RuntimeDep, runtime_of
 from crm_bridge.web.pages import (
@@ -31,7 +36,10 @@ from crm_bridge.web.pages import (
 router = APIRouter(include_in_schema=False)
 
 
-def dnc_page(request: Request, user: SignedInUser, errors=(), code=200):
+NO_CARD = "没有这个卡号 / No customer with this card no."
+
+
+def dnc_page(request: Request, user: SignedInUser, errors=(), code=200, typed=None):
     with runtime_of(request).sessions() as session:
         numbers = session.scalars(select(DoNotCall).order_by(DoNotCall.id.desc())).all()
         opted = session.execute(
@@ -39,11 +47,20 @@ def dnc_page(request: Request, user: SignedInUser, errors=(), code=200):
             .join(Customer, Customer.id == CustomerOptOut.customer_id)
             .order_by(CustomerOptOut.id.desc())
         ).all()
+        consents = session.execute(
+            select(GuardianConsent, Customer.card_no, Customer.name)
+            .join(Customer, Customer.id == GuardianConsent.customer_id)
+            .order_by(GuardianConsent.id.desc())
+        ).all()
     context = {
         "numbers": numbers,
         "opted": opted,
-        "errors": list(errors),
+        "consents": consents,
+        "errors": list(errors) if typed is None else [],
+        "guardian_errors": typed.get("errors", {}) if typed else {},
+        "guardian_typed": typed or {},
         "mask": mask_phone,
+        "zone": runtime_of(request).settings.zone,
     }
     return page(request, user, "admin_do_not_call.html", context, code)
 
@@ -100,7 +117,7 @@ def add_opt_out(
         return dnc_page(
             request,
             user,
-            ["没有这个卡号 / No customer with this card no."],
+            [NO_CARD],
             code=status.HTTP_400_BAD_REQUEST,
         )
     return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
@@ -112,4 +129,64 @@ def remove_opt_out(
 ) -> Response:
     with runtime.sessions.begin() as session:
         session.execute(delete(CustomerOptOut).where(CustomerOptOut.id == entry_id))
+    return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/admin/guardian-consents")
+def add_guardian_consent(
+    request: Request,
+    runtime: RuntimeDep,
+    user: AdminUser,
+    card_no: Annotated[str, Form(max_length=32)],
+    guardian: Annotated[str, Form(max_length=64)] = "",
+    note: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    """A guardian's consent to marketing calls for a minor (or a customer tagged as a child):
+    recorded once per customer; a second one replaces the first."""
+    errors = {}
+    if not guardian.strip():
+        errors["guardian"] = "请填写监护人姓名 / Enter the guardian's name"
+    with runtime.sessions.begin() as session:
+        customer_id = session.scalar(select(Customer.id).where(Customer.card_no == card_no.strip()))
+        if customer_id is None:
+            errors["card_no"] = NO_CARD
+        if errors:
+            typed = {"card_no": card_no, "guardian": guardian, "note": note, "errors": errors}
+            return dnc_page(request, user, code=status.HTTP_400_BAD_REQUEST, typed=typed)
+        session.execute(delete(GuardianConsent).where(GuardianConsent.customer_id == customer_id))
+        consent = GuardianConsent(
+            customer_id=customer_id,
+            guardian=guardian.strip(),
+            note=note.strip() or None,
+            recorded_by=user.username,
+        )
+        session.add(consent)
+        session.flush()
+        audit.record(
+            session,
+            user=user,
+            action="guardian_consent",
+            subject=("customer", customer_id),
+            client=audit.client_of(request),
+            details={"consent_id": consent.id},
+        )
+    return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/admin/guardian-consents/{entry_id}/delete")
+def remove_guardian_consent(
+    request: Request, runtime: RuntimeDep, user: AdminUser, entry_id: RowId
+) -> Response:
+    with runtime.sessions.begin() as session:
+        consent = session.get(GuardianConsent, entry_id)
+        if consent is not None:
+            audit.record(
+                session,
+                user=user,
+                action="guardian_consent_withdrawn",
+                subject=("customer", consent.customer_id),
+                client=audit.client_of(request),
+                details={"consent_id": consent.id},
+            )
+            session.delete(consent)
     return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)

@@ -87,6 +87,19 @@ def already_stored(folder: Path, name: object) -> str | None:
     return None
 
 
+def stored_path(folder: Path, name: str | None) -> Path | None:
+    """The file of a greeting :func:`store` kept in ``folder``; None for any other name (a
+    path, a name it never gives) or when the file is gone. Nothing outside ``folder`` is ever
+    returned, whatever the name."""
+    if not isinstance(name, str) or not STORED_NAME.fullmatch(name):
+        return None
+    base = folder.resolve()
+    path = (base / name).resolve()
+    if path.parent != base or not path.is_file():
+        return None
+    return path
+
+
 def seconds_of(folder: Path, name: str | None) -> float | None:
     """The length of a stored greeting (None: none, or its file is gone)."""
     if not name:

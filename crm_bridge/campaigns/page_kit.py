@@ -3,7 +3,7 @@ the page renderer, and the campaign form (read, checked, and kept as typed when 
 
 A greeting upload is converted to what Asterisk plays (:mod:`crm_bridge.campaigns.greetings`:
 8 kHz mono 16-bit WAV, whatever it came as), stored in ``<data_dir>/greetings`` under a
-generated name, and never served back.
+generated name; the campaign's page plays it back (``GET /campaigns/{id}/greeting``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from crm_bridge.web.request_guards import BODY_ALLOWED_CONTROLS, CONTROL_CHARACT
 
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; media-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
 
 

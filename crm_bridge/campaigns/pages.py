@@ -8,11 +8,14 @@ Routes (pages and forms are left out of the OpenAPI document):
   the controls, the live progress; ``POST /campaigns/{id}``: edit (draft or paused).
 - ``POST /campaigns/{id}/action`` ``action=start|pause|resume|stop``.
 - ``GET /campaigns/{id}/progress``: JSON for the live progress bar.
+- ``GET /campaigns/{id}/greeting``: the campaign's greeting as Asterisk plays it (8 kHz WAV),
+  for the page's player: by the campaign's id, from ``<data_dir>/greetings`` only.
 - ``GET /campaigns/{id}/export?format=xlsx|csv``: the results (audited).
 
 Every form carries the session's CSRF token. A greeting upload is converted to what Asterisk
 plays (:mod:`crm_bridge.campaigns.greetings`: 8 kHz mono 16-bit WAV, whatever it came as), stored
-in ``<data_dir>/greetings`` under a generated name, and never served back; its length is shown.
+in ``<data_dir>/greetings`` under a generated name; its length is shown and the page plays it
+back (only the campaign's own file, looked up by the campaign's id, never by a name sent).
 A refused upload keeps the rest of the form as posted. A message campaign cannot start without
 a greeting.
 """
@@ -23,14 +26,15 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, Query, Request, status
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi import APIRouter, Form, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
 from crm_bridge.accounts import audit
 from crm_bridge.accounts.auth import SignedInUser
 from crm_bridge.campaigns import greetings, store
+from crm_bridge.campaigns.audience import Audience, is_marketing
 from crm_bridge.campaigns.dial_decision import PolicyIn, preview
 from crm_bridge.campaigns.page_kit import (
     PREVIEW_SAMPLE,
@@ -60,6 +64,8 @@ log = logging.getLogger(__name__)
 
 
 router = APIRouter(include_in_schema=False)
+
+NO_GREETING_FILE = "这个活动没有问候录音 / This campaign has no greeting recording"
 
 
 def list_page(
@@ -135,11 +141,13 @@ def detail(
     campaign = load(request, campaign_id)
     settings = runtime_of(request).settings
     now = datetime.now(UTC)
+    audience = Audience(ids=[])
     with runtime_of(request).sessions() as session:
         if campaign.status == "draft":
-            ids = runtime_of(request).audience.select(
-                campaign.rules, now.astimezone(settings.zone).date()
+            audience = runtime_of(request).audience.select(
+                campaign.rules, now.astimezone(settings.zone).date(), campaign.kind
             )
+            ids = audience.ids
         else:
             ids = list(
                 session.scalars(
@@ -152,7 +160,7 @@ def detail(
                 )
             )
         policy = store.campaign_policy(campaign, settings.timezone)
-        result = preview(session, ids, now, policy, campaign.id)
+        result = preview(session, ids, now, policy, campaign.id, audience.left_out)
         sample = sample_rows(session, result.included[:PREVIEW_SAMPLE])
         left_out = sample_rows(session, list(result.excluded)[:PREVIEW_SAMPLE], result.excluded)
         progress = store.progress(session, campaign_id)
@@ -164,6 +172,8 @@ def detail(
         "preview": result,
         "sample": sample,
         "left_out": left_out,
+        "unmatched": audience.unmatched,
+        "marketing": is_marketing(campaign.kind),
         "progress": progress,
         "errors": [*errors, *(checked.errors if checked else [])],
         "done": done,
@@ -260,6 +270,17 @@ def campaign_progress(
         },
         headers={"Cache-Control": "no-store"},
     )
+
+
+@router.get("/campaigns/{campaign_id}/greeting")
+def campaign_greeting(
+    request: Request, runtime: RuntimeDep, user: Scheduler, campaign_id: RowId
+) -> Response:
+    campaign = load(request, campaign_id)
+    path = greetings.stored_path(runtime.settings.greetings_dir, campaign.greeting_file)
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_GREETING_FILE)
+    return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/campaigns/{campaign_id}/export")

@@ -1,10 +1,11 @@
 """Who a campaign calls: the audience rules.
 
 - **Audience rules** (:data:`Rule`), stored as JSON on the campaign and evaluated with SQL
-  against the archive by :func:`select_audience`: birthday today (solar, or lunar for customers
+  against the archive by :func:`rule_query`: birthday today (solar, or lunar for customers
   who keep a lunar birthday), N days after a purchase, the half month's top spenders of each
   department plus customers tagged important, complaint follow-up, a festival list, an uploaded
-  list of numbers or card nos. A campaign's audience is the union of its rules.
+  list of numbers or card nos. A campaign's audience is the union of its rules, less the
+  minors of a marketing campaign (:mod:`crm_bridge.campaigns.audience`).
 
 Whether one of them may be dialled now is :mod:`crm_bridge.campaigns.dial_decision`.
 """
@@ -274,14 +275,17 @@ def _top_spenders_query(session: Session, rule: TopSpendersRule, today: date) ->
     return query
 
 
+def uploaded_entries(rule: UploadedListRule, region: str) -> list[tuple[str, str | None]]:
+    """The list's entries as typed (blank ones dropped), each with its E.164 number when it
+    reads as a phone number; any other entry is taken for a card no."""
+    texts = (entry.strip() for entry in rule.entries)
+    return [(text, normalize_phone(text, region).e164) for text in texts if text]
+
+
 def _uploaded_query(rule: UploadedListRule, region: str) -> Select:
-    numbers, cards = set(), set()
-    for entry in rule.entries:
-        text = entry.strip()
-        if not text:
-            continue
-        e164 = normalize_phone(text, region).e164
-        (numbers.add(e164) if e164 else cards.add(text))
+    entries = uploaded_entries(rule, region)
+    numbers = {e164 for _, e164 in entries if e164}
+    cards = {text for text, e164 in entries if not e164}
     by_number = select(CustomerPhone.customer_id).where(CustomerPhone.number_e164.in_(numbers))
     by_card = select(Customer.id).where(Customer.card_no.in_(cards))
     return by_number.union(by_card)
@@ -311,13 +315,3 @@ def rule_query(session: Session, rule: Rule, today: date, zone: ZoneInfo, region
         case UploadedListRule():
             return _uploaded_query(rule, region)
     raise TypeError(f"unknown rule {rule!r}")
-
-
-def select_audience(
-    session: Session, rules: Sequence[Rule], today: date, zone: ZoneInfo, region: str = "CN"
-) -> list[int]:
-    """The union of what every rule picks, as sorted customer ids."""
-    found: set[int] = set()
-    for rule in rules:
-        found.update(session.scalars(rule_query(session, rule, today, zone, region)))
-    return sorted(found)

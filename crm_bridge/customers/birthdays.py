@@ -7,7 +7,7 @@ from __future__ import annotations
 import calendar
 import functools
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Literal, Protocol
 
 from lunar_python import LunarMonth, Solar
@@ -107,6 +107,15 @@ def age_on(birthday: date | None, today: date) -> int | None:
     if _same_day_in_year(birthday, today.year) > today:
         years -= 1
     return years
+
+
+def born_by_for_age(years: int, today: date) -> date:
+    """The latest date of birth that makes ``years`` full years on ``today`` by
+    :func:`age_on`: whoever is born after it is younger. A query compares dates of birth with
+    it (an index range) instead of working out each customer's age."""
+    day = _same_day_in_year(today, today.year - years)
+    following = day + timedelta(days=1)
+    return following if (age_on(following, today) or 0) >= years else day
 
 
 @functools.lru_cache(maxsize=64)

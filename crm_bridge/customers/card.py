@@ -106,6 +106,14 @@ class CallLine(BaseModel):
     talk_seconds: float | None
 
 
+class GuardianConsentLine(BaseModel):
+    """A guardian's consent to marketing calls for a minor (who gave it, who recorded it)."""
+
+    guardian: str
+    recorded_by: str
+    recorded_at: datetime
+
+
 class CustomerCard(BaseModel):
     """One customer as the agent sees them while the phone rings.
 
@@ -138,6 +146,7 @@ class CustomerCard(BaseModel):
     last_calls: list[CallLine]
     tags: list[str]
     consent_to_calls: bool
+    guardian_consent: GuardianConsentLine | None = None
 
 
 class PopLookup(BaseModel):
@@ -285,9 +294,20 @@ def build_cards(
                 last_calls=card_lines(CallLine, calls[customer.id], "offered_at", zone),
                 tags=list(customer.tags or []),
                 consent_to_calls=customer.consent_to_calls,
+                guardian_consent=_guardian_consent(customer, zone),
             )
         )
     return cards
+
+
+def _guardian_consent(customer, zone: tzinfo) -> GuardianConsentLine | None:
+    if customer.guardian is None:
+        return None
+    return GuardianConsentLine(
+        guardian=customer.guardian,
+        recorded_by=customer.guardian_consent_by,
+        recorded_at=customer.guardian_consent_at.astimezone(zone),
+    )
 
 
 def warm_up(session: Session) -> None:

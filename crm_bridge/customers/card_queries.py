@@ -29,6 +29,7 @@ from crm_bridge.db.models import (
     Complaint,
     Customer,
     CustomerPhone,
+    GuardianConsent,
     Purchase,
     VisitRecord,
 )
@@ -65,7 +66,8 @@ def holders_query() -> Select[Any]:
 @functools.cache
 def customers_query() -> Select[Any]:
     """The customers ``:ids`` with their spend (lifetime, and after ``:year_ago`` up to
-    ``:today``) and the number of their open complaints, each a correlated indexed subquery.
+    ``:today``) and the number of their open complaints, each a correlated indexed subquery,
+    and the guardian's consent recorded for them, if any (one per customer, joined).
     """
 
     def spend(*conditions: ColumnElement[bool]) -> Any:
@@ -103,7 +105,11 @@ def customers_query() -> Select[Any]:
             spend().label("lifetime_spend"),
             recent.label("spend_last_12_months"),
             open_count.label("open_complaint_count"),
+            GuardianConsent.guardian.label("guardian"),
+            GuardianConsent.recorded_by.label("guardian_consent_by"),
+            GuardianConsent.recorded_at.label("guardian_consent_at"),
         )
+        .outerjoin(GuardianConsent, GuardianConsent.customer_id == Customer.id)
         .where(Customer.id.in_(bindparam("ids", expanding=True)))
         .order_by(Customer.id)
     )

@@ -161,7 +161,8 @@ class Customer(Base):
     card_no: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(64))
     gender: Mapped[str | None] = mapped_column(String(1))
-    birthday: Mapped[date | None] = mapped_column(Date)
+    birthday: Mapped[date | None] = mapped_column(Date, index=True)
+    """Indexed: the selection of a marketing campaign finds the minors by it."""
     lunar_birthday: Mapped[bool] = mapped_column(Boolean, default=False)
     lunar_birth_month: Mapped[int | None] = mapped_column(SmallInteger)
     lunar_birth_day: Mapped[int | None] = mapped_column(SmallInteger)
@@ -690,6 +691,8 @@ class DialAttempt(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))
     reason_code: Mapped[str | None] = mapped_column(String(8))
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    placed_by: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The agent who placed a preview call (None: the runner dialled it)."""
 
 
 class CampaignDayClaim(Base):
@@ -732,6 +735,23 @@ class CustomerOptOut(Base):
     source: Mapped[str] = mapped_column(String(8), default="admin")
     note: Mapped[str | None] = mapped_column(String(256))
     recorded_by: Mapped[str | None] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class GuardianConsent(Base):
+    """A guardian's consent to marketing calls for a customer under 18 or tagged as a child
+    (:mod:`crm_bridge.campaigns.audience`), recorded by an admin."""
+
+    __tablename__ = "guardian_consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), unique=True
+    )
+    guardian: Mapped[str] = mapped_column(String(64))
+    """Who gave it (the guardian's name as told)."""
+    note: Mapped[str | None] = mapped_column(String(256))
+    recorded_by: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 

@@ -98,21 +98,25 @@ def claim_attempt(
     target_id: int,
     now_utc: datetime,
     center_timezone: str,
+    placed_by: str | None = None,
 ) -> Ticket | None:
-    """Check the target again and, if it may be dialled now, commit its next attempt.
+    """Check the target again and, if it may be dialled now, commit its next attempt
+    (``placed_by``: the agent placing a preview call).
 
     None when the target is not to be dialled now (its next look is scheduled, or it is
     skipped for good) or another tick got there first.
     """
     try:
         with sessions.begin() as session:
-            return _claim(session, target_id, now_utc, center_timezone)
+            return _claim(session, target_id, now_utc, center_timezone, placed_by)
     except (IntegrityError, OperationalError, LostRace) as exc:
         log.info("target %s taken by another tick (%s)", target_id, type(exc).__name__)
         return None
 
 
-def _claim(session: Session, target_id: int, now: datetime, center_tz: str) -> Ticket | None:
+def _claim(
+    session: Session, target_id: int, now: datetime, center_tz: str, placed_by: str | None
+) -> Ticket | None:
     lock_first(session, CampaignTarget, target_id)
     target = session.get(CampaignTarget, target_id)
     if target is None or target.state != "pending":
@@ -151,6 +155,7 @@ def _claim(session: Session, target_id: int, now: datetime, center_tz: str) -> T
         action_id=f"cmp-{campaign.id}-{target.customer_id}-{attempt_no}",
         channel_id=channel_id,
         created_at=now,
+        placed_by=placed_by,
     )
     session.add(attempt)
     session.flush()
@@ -375,3 +380,14 @@ def next_preview_target(
         if dial_decision(facts[customers[target_id]], now_utc, policy, campaign_id).ok:
             return target_id
     return None
+
+
+def held_preview_attempts(session: Session, username: str) -> list[DialAttempt]:
+    """The preview calls ``username`` placed that are not settled yet, oldest first: the
+    agent's page stays on their customers (and dials nobody else) until they are."""
+    query = (
+        select(DialAttempt)
+        .where(DialAttempt.placed_by == username, DialAttempt.outcome.is_(None))
+        .order_by(DialAttempt.id)
+    )
+    return list(session.scalars(query))

@@ -21,11 +21,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from crm_bridge.campaigns.audience import Audience, is_marketing, select_campaign_audience
 from crm_bridge.campaigns.dial_decision import (
     CallingPolicy,
     PolicyIn,
 )
-from crm_bridge.campaigns.rules import parse_rules, select_audience
+from crm_bridge.campaigns.rules import parse_rules
 from crm_bridge.db.models import (
     Campaign,
     CampaignTarget,
@@ -73,14 +74,16 @@ class LostRace(Exception):
 
 
 def campaign_policy(campaign: Campaign, center_timezone: str) -> CallingPolicy:
-    return PolicyIn.model_validate(campaign.policy or {}).policy(center_timezone)
+    policy = PolicyIn.model_validate(campaign.policy or {})
+    return policy.policy(center_timezone, is_marketing(campaign.kind))
 
 
 # --------------------------------------------------------------------------- status
 
 
-AudienceOf = Callable[[list[dict], date], list[int]]
-"""The customers a campaign's rules pick on a day (the service's :class:`AudienceProcess`)."""
+AudienceOf = Callable[[list[dict], date, str], Audience]
+"""The audience of a campaign's rules and kind on a day (the service's
+:class:`AudienceProcess`)."""
 
 
 def start_campaign(
@@ -91,18 +94,22 @@ def start_campaign(
     region: str,
     audience_of: AudienceOf | None = None,
 ) -> int:
-    """Start a draft (building its targets from the rules, today's in the center's zone) or
-    resume a paused campaign. Returns how many targets it has. The audience is selected by
-    ``audience_of``, else in ``session``."""
+    """Start a draft (building its targets from the rules, today's in the center's zone, less
+    the customers the selection leaves out: minors of a marketing campaign) or resume a paused
+    campaign. Returns how many targets it has. The audience is selected by ``audience_of``,
+    else in ``session``."""
     campaign = locked_campaign(session, campaign_id)
     _refuse_unless_runnable(campaign)
     if campaign.status == "draft":
         today = now_utc.astimezone(zone).date()
         if audience_of is not None:
-            ids = audience_of(campaign.rules, today)
+            audience = audience_of(campaign.rules, today, campaign.kind)
         else:
-            ids = select_audience(session, parse_rules(campaign.rules), today, zone, region)
-        add_targets(session, campaign_id, ids)
+            audience = select_campaign_audience(
+                session, parse_rules(campaign.rules), today, zone, region,
+                is_marketing(campaign.kind),
+            )  # fmt: skip
+        add_targets(session, campaign_id, audience.ids)
         campaign.started_at = now_utc
     elif campaign.status != "paused":
         raise CampaignError(
@@ -119,7 +126,7 @@ def start_campaign(
 TRANSITIONS = {
     "pause": ({"running"}, "paused"),
     "resume": ({"paused"}, "running"),
-    "stop": ({"running", "paused", "draft"}, "stopped"),
+    "stop": ({"running", "paused"}, "stopped"),
 }
 
 

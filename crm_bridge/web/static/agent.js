@@ -231,6 +231,12 @@
     return el("details", { class: "complaint-new" }, el("summary", {}, bi("新投诉 New complaint")), form);
   }
 
+  // A minor's guardian consent to marketing calls: who gave it, who recorded it and when.
+  function guardianConsent(consent) {
+    if (!consent) return null;
+    return consent.guardian + " · " + consent.recorded_by + " " + minute(consent.recorded_at);
+  }
+
   function customerView(card, linkedid) {
     const vip = card.vip_level ? el("span", { class: "vip" }, "VIP " + card.vip_level) : null;
     const complaints = complaintsView(card);
@@ -246,6 +252,7 @@
         ["累计消费 Lifetime spend", money(card.lifetime_spend)],
         ["近12个月 Last 12 months", money(card.spend_last_12_months)],
         ["标签 Tags", (card.tags || []).join("、")],
+        ["监护人同意 Guardian consent", guardianConsent(card.guardian_consent)],
         ["电话 Phones", phoneList(card)],
       ]),
       section("最近消费 Last purchases", card.last_purchases, (p) => [

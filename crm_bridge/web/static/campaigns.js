@@ -5,7 +5,7 @@
   if (!live) return;
   const url = live.dataset.progress;
   // The buttons each status allows; a campaign that ends while the page is open loses them.
-  const allowed = { draft: ["start", "stop"], running: ["pause", "stop"],
+  const allowed = { draft: ["start"], running: ["pause", "stop"],
                     paused: ["resume", "stop"], stopped: [], done: [] };
 
   function show(p) {
