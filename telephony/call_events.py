@@ -59,6 +59,8 @@ class CallRecord:
     campaign: str | None = None
     route: str | None = None
     """The label of the routing decision the dialplan got before Queue() (``CC_ROUTE``)."""
+    survey_score: int | None = None
+    """The customer's satisfaction score, 1-5 (``CC_SURVEY_SCORE`` on the customer's channel)."""
     originate_action_id: str | None = None
     transferred_to: str | None = None
     agents_rung: list[str] = field(default_factory=list)

@@ -72,6 +72,7 @@ TABLES = {
     "routing_settings",
     "routing_tiers",
     "account_managers",
+    "survey_prompts",
 }
 
 
