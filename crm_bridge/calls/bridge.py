@@ -227,9 +227,9 @@ class BridgeService:
     ) -> None:
         """The variables the tracker takes from VarSet events (the recording's file name, the
         campaign, the survey's score) of calls a resync found already going: their VarSets came
-        before we were there, so Asterisk is asked for them (``Getvar``, allowed by ``write=reporting``) and
-        the tracker hears them as it would have. The dialplan sets them on the call's first
-        channel (``dialplans/extensions_callbridge.conf``)."""
+        before we were there, so Asterisk is asked for them (``Getvar``, allowed by
+        ``write=reporting``) and the tracker hears them as it would have. The dialplan sets them
+        on the call's first channel (``dialplans/extensions_callbridge.conf``)."""
         connection = link.connection
         assert connection is not None
         for channel in origins:
