@@ -11,7 +11,10 @@ Inbound service, per day (the center's calendar), per agent or per queue:
 - service level: calls answered within the threshold / offered (threshold set by the
   supervisor, ``service_level_seconds``, default 20 s);
 - first-contact resolution: of the answered calls from a real number, the share with no other
-  inbound call from that number within the window after it (``fcr_window_hours``, default 72).
+  inbound call from that number within the window after it (``fcr_window_hours``, default 72);
+- CSAT (customer satisfaction): of the calls the customer scored in the satisfaction survey
+  (``calls.survey_score``, 1-5, ``crm_bridge/survey/``), how many, their mean score, and the
+  share satisfied (4 or 5).
 
 Outbound campaign results come from the same log (``calls.campaign``): attempts and outcomes.
 
@@ -35,6 +38,8 @@ from crm_bridge.db.models import Call
 Dimension = Literal["day", "agent", "queue"]
 DIMENSIONS: tuple[Dimension, ...] = ("day", "agent", "queue")
 NONE_KEY = "—"
+SATISFIED_SCORE = 4
+"""A survey score from which the customer counts as satisfied (of 1-5)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,14 @@ class KpiRow:
     aht_seconds: float | None
     fcr_base: int
     fcr_resolved: int
+    surveyed: int = 0
+    satisfied: int = 0
+    """Scored 4 or 5."""
+    mean_score: float | None = None
+
+    @property
+    def csat(self) -> float | None:
+        return self.satisfied / self.surveyed if self.surveyed else None
 
     @property
     def answer_rate(self) -> float | None:
@@ -146,6 +159,9 @@ def inbound_kpis(
             func.avg(case((answered, Call.talk_seconds))),
             count_if(fcr_base),
             count_if(and_(fcr_base, ~repeated)),
+            func.count(Call.survey_score),
+            count_if(Call.survey_score >= SATISFIED_SCORE),
+            func.avg(Call.survey_score),
         )
         .where(
             Call.direction == "inbound",
@@ -166,6 +182,9 @@ def inbound_kpis(
             aht_seconds=_handle_time(row[6], (after_call or {}).get(str(row[0]), 0.0), row[2]),
             fcr_base=int(row[7]),
             fcr_resolved=int(row[8]),
+            surveyed=int(row[9]),
+            satisfied=int(row[10]),
+            mean_score=None if row[11] is None else float(row[11]),
         )
         for row in session.execute(statement)
     ]
@@ -216,6 +235,9 @@ INBOUND_COLUMNS = (
     "平均处理时长 AHT (s)",
     "服务水平 Service level",
     "首次解决率 FCR",
+    "评价数 Surveyed",
+    "平均评分 Mean score",
+    "满意度 CSAT",
 )
 CAMPAIGN_COLUMNS = (
     "活动 Campaign",
@@ -258,6 +280,9 @@ def inbound_table(dimension: Dimension, rows: list[KpiRow]) -> tuple[list[str], 
             _seconds(row.aht_seconds),
             _ratio(row.service_level),
             _ratio(row.fcr_rate),
+            row.surveyed,
+            None if row.mean_score is None else round(row.mean_score, 2),
+            _ratio(row.csat),
         ]
         for row in rows
     ]

@@ -28,6 +28,7 @@ from crm_bridge.accounts.auth import SignedInUser
 from crm_bridge.campaigns import greetings
 from crm_bridge.db.models import QueueSetting
 from crm_bridge.runtime import RuntimeDep, runtime_of
+from crm_bridge.supervision.page_kit import NAV
 from crm_bridge.survey import prompts
 from crm_bridge.survey.domain import DEFAULT_WORDS, PROMPT_KINDS, UNKNOWN_KIND
 from crm_bridge.web.pages import PAGE_HEADERS, ROLE_LABELS, page_templates
@@ -52,7 +53,7 @@ def survey_page(request: Request, user: SignedInUser, errors: dict[str, str] | N
     states = runtime.agent_states
     context: dict[str, Any] = {
         "user": user, "csrf_token": user.csrf_token, "role_labels": ROLE_LABELS,
-        "kinds": PROMPT_KINDS, "words": DEFAULT_WORDS, "uploads": uploads, "queues_on": on,
+        "nav": NAV, "here": request.url.path, "kinds": PROMPT_KINDS, "words": DEFAULT_WORDS, "uploads": uploads, "queues_on": on,
         "queues": states.queues() if states is not None else [],
         "running": runtime.routing is not None, "errors": errors or {},
     }  # fmt: skip
