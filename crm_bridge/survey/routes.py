@@ -50,11 +50,10 @@ def survey_page(request: Request, user: SignedInUser, errors: dict[str, str] | N
         on = list(session.scalars(
             select(QueueSetting.queue).where(QueueSetting.survey).order_by(QueueSetting.queue)
         ))  # fmt: skip
-    states = runtime.agent_states
     context: dict[str, Any] = {
         "user": user, "csrf_token": user.csrf_token, "role_labels": ROLE_LABELS,
-        "nav": NAV, "here": request.url.path, "kinds": PROMPT_KINDS, "words": DEFAULT_WORDS, "uploads": uploads, "queues_on": on,
-        "queues": states.queues() if states is not None else [],
+        "nav": NAV, "here": request.url.path, "kinds": PROMPT_KINDS, "words": DEFAULT_WORDS,
+        "uploads": uploads, "queues_on": on,
         "running": runtime.routing is not None, "errors": errors or {},
     }  # fmt: skip
     return templates.TemplateResponse(request, "survey.html", context, status_code=code,
