@@ -7,6 +7,8 @@ setting's checks, on SQLite."""
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
@@ -93,13 +95,21 @@ def test_the_answer_names_each_prompt_under_the_greetings_sound_folder():
     )
 
 
-@pytest.fixture
-async def site(tmp_path, monkeypatch):
-    monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
+@asynccontextmanager
+async def survey_site(tmp_path) -> AsyncIterator[Site]:
+    """The seeded app with a supervisor (chen), on a simulator, its FastAGI server on a free
+    port."""
     async with routing_site(tmp_path) as running:
         with running.sessions().begin() as session:
             session.add(User(username=SUPERVISOR, password_hash=hashed(PASSWORD),
                              role="supervisor", extensions=[]))  # fmt: skip
+        yield running
+
+
+@pytest.fixture
+async def site(tmp_path, monkeypatch):
+    monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
+    async with survey_site(tmp_path) as running:
         yield running
 
 
