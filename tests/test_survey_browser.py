@@ -57,6 +57,7 @@ async def test_the_supervisor_uploads_a_prompt_and_sees_a_bad_file_refused(site,
     await expect(error).to_contain_text("Not an audio file we can read")
     assert await page.locator("#error-ask").count() == 0
     assert state(site) == before
+    await page.locator("#prompt-thanks").scroll_into_view_if_needed()
     await page.screenshot(path=ARTIFACTS / "survey_prompts_error.png")
 
     good = tmp_path / "thanks-44k.wav"

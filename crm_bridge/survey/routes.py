@@ -28,10 +28,10 @@ from crm_bridge.accounts.auth import SignedInUser
 from crm_bridge.campaigns import greetings
 from crm_bridge.db.models import QueueSetting
 from crm_bridge.runtime import RuntimeDep, runtime_of
-from crm_bridge.supervision.page_kit import NAV
+from crm_bridge.supervision.page_kit import NAV, SUPERVISOR_PAGE_HEADERS
 from crm_bridge.survey import prompts
 from crm_bridge.survey.domain import DEFAULT_WORDS, PROMPT_KINDS, UNKNOWN_KIND
-from crm_bridge.web.pages import PAGE_HEADERS, ROLE_LABELS, page_templates
+from crm_bridge.web.pages import ROLE_LABELS, page_templates
 
 router = APIRouter(include_in_schema=False)
 templates = page_templates(Path(__file__).resolve().parent / "templates")
@@ -57,7 +57,7 @@ def survey_page(request: Request, user: SignedInUser, errors: dict[str, str] | N
         "running": runtime.routing is not None, "errors": errors or {},
     }  # fmt: skip
     return templates.TemplateResponse(request, "survey.html", context, status_code=code,
-                                      headers=PAGE_HEADERS)  # fmt: skip
+                                      headers=SUPERVISOR_PAGE_HEADERS)  # fmt: skip
 
 
 def _known_kind(kind: str) -> str:
