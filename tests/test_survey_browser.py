@@ -1,6 +1,7 @@
 """The satisfaction survey in Chromium: the prompts page (zh-CN with English beside), a bad
 upload refused beside its field with nothing changed, an upload that plays from then on; the
-score on the call page; CSAT in the KPI tables and their Excel export. Screenshots at
+score on the call page; CSAT in the KPI tables and their Excel export; on the PBX kit, the
+survey turned on in the queue settings and a real call's score on its page. Screenshots at
 1366×768 go to ``test-artifacts/``."""
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from datetime import UTC, datetime, timedelta
 import openpyxl
 import pytest
 from playwright.async_api import Browser, Page, expect
+from realpbx_site import ZHANG_SAN, kit_site, logged_call
 from test_agent_browser import ARTIFACTS
 from test_pops import CHEAP_ARGON2, PASSWORD
 from test_survey import SUPERVISOR, state, survey_site, wav
+from test_survey_realpbx import ami, ask_prompt, call_in, kit, press, ran, until
 
 from crm_bridge.accounts import users
-from crm_bridge.db.models import Call, SurveyPrompt
+from crm_bridge.db.models import Call, QueueSetting, SurveyPrompt
 
 WAIT_MS = 30_000
 
@@ -127,3 +130,53 @@ async def test_the_score_on_the_call_page_and_csat_in_the_kpis(site, browser):
     assert by_agent["1001"][header.index("满意度 CSAT")] == pytest.approx(0.6667)
     assert by_agent["1001"][header.index("评价数 Surveyed")] == 3
     assert by_agent["1002"][header.index("平均评分 Mean score")] == 3
+
+
+@pytest.fixture
+async def kit_survey_site(pbx_kit, pbx_commands, tmp_path, monkeypatch):
+    """The app on the PBX kit, its greetings the kit's, the dialplan asking its FastAGI server;
+    the kit's ``bridge`` account and the carrier's AMI beside it."""
+    monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
+    (tmp_path / "greetings").symlink_to(pbx_kit["greetings"], target_is_directory=True)
+    async with kit_site(tmp_path, pbx_kit) as running:
+        port = running.app.state.runtime.routing.server.port
+        pbx_commands("rx", "pbx", f"dialplan set global CC_ROUTE_AGI 127.0.0.1:{port}")
+        states = running.app.state.runtime.agent_states
+        await until(lambda: "support" in states.queues(), what="the queues")
+        bridge = await ami(pbx_kit, "kit-bridge", 0, "bridge", "bridge-secret")
+        carrier = await ami(pbx_kit, "kit-sim", 1, "sim", "sim-secret")
+        try:
+            yield running, bridge, carrier
+        finally:
+            await carrier.stop()
+            await bridge.stop()
+
+
+@pytest.mark.realpbx
+async def test_the_supervisor_turns_the_survey_on_and_a_real_call_is_scored(
+    kit_survey_site, pbx_commands, browser
+):
+    ARTIFACTS.mkdir(exist_ok=True)
+    site, bridge, carrier = kit_survey_site
+    page = await signed_in(site.origin, browser, "lin", "/supervisor/queues")
+    await expect(page.locator("#queue-support")).to_contain_text("满意度评价 Satisfaction survey")
+    await page.check("#support-survey")
+    await page.click("#queue-support button[type=submit]")
+    await expect(page.locator("#support-survey")).to_be_checked()
+    await expect(page.locator("#senior-survey")).not_to_be_checked()
+    await page.locator("#queue-support").scroll_into_view_if_needed()
+    await page.screenshot(path=ARTIFACTS / "survey_queue_settings.png")
+    with site.sessions()() as session:
+        assert session.get(QueueSetting, "support").survey
+
+    for agent in ("1001", "1002"):
+        await kit(pbx_commands, "agent", agent, "--talk", "2")
+    uniqueid = await call_in(pbx_commands, bridge, "survey-cust-b")
+    await until(lambda: ran(bridge.heard, uniqueid, "Read", ask_prompt()) == 1, timeout=60,
+                what="the survey question")  # fmt: skip
+    await press(carrier, "survey-cust-b", "4")
+    call = await logged_call(site.origin, number=ZHANG_SAN)
+    assert call["survey_score"] == 4
+    await page.goto(f"{site.origin}/supervisor/calls/{call['id']}")
+    await expect(page.locator("#survey-score")).to_contain_text("4 / 5")
+    await page.screenshot(path=ARTIFACTS / "survey_call_page_real.png")
