@@ -17,8 +17,6 @@ SCRIPT = "survey"
 ANSWER_VARIABLE = "CC_SURVEY_ANSWER"
 SOUND_FOLDER = "callbridge/greetings"
 """How Asterisk names the greetings folder (``<data_dir>/greetings``) among its sounds."""
-SCORES = (1, 2, 3, 4, 5)
-"""1 very dissatisfied … 5 very satisfied."""
 
 PROMPT_KINDS: dict[str, str] = {
     "ask": "评分提问 / The question",
