@@ -177,10 +177,13 @@ async def test_agent_transfers_the_customer_to_the_survey(site, pbx_commands, ki
     await press(carrier, "survey-cust-2", "5")
     call = await logged_call(site.origin, number=ZHANG_SAN)
     assert call["survey_score"] == 5
-    # The agent's side ran *8 and was sent away: it never ran the survey itself.
-    others = {e["Uniqueid"] for e in heard if e.get("Event") == "Newexten"
-              and e.get("Context") == "callbridge-survey"} - {uniqueid}  # fmt: skip
-    assert others == set()
+    # The agent's side ran *8 and was hung up there: it never ran the survey itself.
+    asked = {e["Uniqueid"] for e in heard if e.get("Event") == "Newexten"
+             and e.get("Context") == "internal" and e.get("Extension") == "*8"}  # fmt: skip
+    assert asked and uniqueid not in asked
+    surveyed = {e["Uniqueid"] for e in heard if e.get("Event") == "Newexten"
+                and e.get("Context") == "callbridge-survey"}  # fmt: skip
+    assert surveyed == {uniqueid}
 
 
 async def test_no_survey_where_the_queue_has_it_off(site, pbx_commands, kit_bridge):
