@@ -75,6 +75,28 @@ def test_only_the_customer_channel_can_score():
     assert ended(scored_trace(("customer", "2"), ("agent", "5"))).survey_score == 2
 
 
+def test_the_talk_ends_where_the_survey_begins_on_the_customer_channel():
+    events = scored_trace()
+    plain = ended(events)
+    hangup = next(i for i, e in enumerate(events) if e.get("Event") == "Hangup")
+    at = float(events[hangup]["Timestamp"])
+    for who, kept in (("customer", True), ("agent", False)):
+        begun = scored_trace()
+        begun[hangup:hangup] = [{"Event": "VarSet", "Uniqueid": channel_of(begun, who),
+                                 "Variable": "CC_SURVEY", "Value": "on",
+                                 "Timestamp": f"{at - 2.5:.6f}"}]  # fmt: skip
+        call = ended(begun)
+        assert call.ended_at == plain.ended_at
+        expected = plain.talk_seconds - 2.5 if kept else plain.talk_seconds
+        assert call.talk_seconds == pytest.approx(expected, abs=0.01), who
+
+
+def channel_of(events: list[dict], who: str) -> str:
+    prefix = "PJSIP/carrier" if who == "customer" else "PJSIP/1001"
+    return next(e["Uniqueid"] for e in events if e.get("Event") == "Newchannel"
+                and e.get("Channel", "").startswith(prefix))  # fmt: skip
+
+
 def test_the_tracker_sieve_keeps_the_score_variable():
     sieve = CallTracker().sieve()
     frame = b"Event: VarSet\r\nUniqueid: 1.1\r\nVariable: CC_SURVEY_SCORE\r\nValue: 4\r\n\r\n"

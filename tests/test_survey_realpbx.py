@@ -13,6 +13,7 @@ with the survey off, and an agent's own channel asking for it, score nothing.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import pytest
 from realpbx_site import WAIT, ZHANG_SAN, ZHANG_SAN_RAW, api, kit_site, logged_call
@@ -148,6 +149,10 @@ async def test_customer_scores_4_after_the_agent_hangs_up(site, pbx_commands, ki
     call = await logged_call(site.origin, number=ZHANG_SAN)
     assert call["survey_score"] == 4
     assert call["agent"] in ("1001", "1002") and call["disposition"] == "answered"
+    # The talk ended where the survey began (the agent talks about 6 s), not with the call.
+    whole = (datetime.fromisoformat(call["ended_at"])
+             - datetime.fromisoformat(call["answered_at"])).total_seconds()  # fmt: skip
+    assert call["talk_seconds"] < 12 < whole
     scored = [e for e in heard if e.get("Variable") == "CC_SURVEY_SCORE"]
     assert [(e["Uniqueid"], e["Value"]) for e in scored] == [(uniqueid, "4")]
 

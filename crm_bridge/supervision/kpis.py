@@ -6,7 +6,8 @@ Inbound service, per day (the center's calendar), per agent or per queue:
 - answer rate: answered / offered;
 - ASA (average speed of answer): mean wait of the answered calls, in seconds;
 - AHT (average handle time): talk + hold + after-call work per answered call, in seconds: the
-  mean talk time (answer to hang-up, so time on hold is in it) plus the after-call work of the
+  mean talk time (answer to hang-up, or to the start of the satisfaction survey; time on hold
+  is in it) plus the after-call work of the
   state history (:mod:`crm_bridge.supervision.agent_time`) over the answered calls;
 - service level: calls answered within the threshold / offered (threshold set by the
   supervisor, ``service_level_seconds``, default 20 s);

@@ -13,6 +13,7 @@ from telephony.call_tracker.state import (
     RECORDING_VARIABLES,
     ROUTE_VARIABLE,
     STATE_UP,
+    SURVEY_BEGUN_VARIABLE,
     SURVEY_SCORES,
     SURVEY_VARIABLE,
     CallState,
@@ -77,6 +78,9 @@ class ChannelRules(CallSteps):
         if variable == SURVEY_VARIABLE:
             self._take_survey(call, ev["Uniqueid"], value)
             return []
+        if variable == SURVEY_BEGUN_VARIABLE:
+            self._survey_begun(call, ev["Uniqueid"], event_time(ev))
+            return []
         if variable == ROUTE_VARIABLE:
             call.record.route = value
             return []
@@ -90,6 +94,13 @@ class ChannelRules(CallSteps):
         channel of the call (an agent's, a Local half) or outside 1-5 is ignored."""
         if call.customer_is_origin and uniqueid == call.origin and value in SURVEY_SCORES:
             call.record.survey_score = int(value)
+
+    def _survey_begun(self, call: CallState, uniqueid: str, at: float) -> None:
+        """The customer's channel began the survey: the agent was gone, the talk is over (the
+        survey's seconds are no handle time)."""
+        record = call.record
+        if call.customer_is_origin and uniqueid == call.origin and record.answered_at is not None:
+            record.talk_ended_at = record.talk_ended_at or at
 
     def _on_cdr(self, ev: Event) -> list[DomainEvent]:
         call = self._calls.get(ev.get("LinkedID") or ev.get("Linkedid") or "")
