@@ -7,6 +7,7 @@ Tests build their own app with their own settings.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -59,6 +60,10 @@ from crm_bridge.supervise.service import Supervision
 from crm_bridge.supervision import call_pages as supervision_call_pages
 from crm_bridge.supervision import pages as supervision_pages
 from crm_bridge.supervision.periodic import supervision_jobs
+from crm_bridge.survey import prompts as survey_prompts
+from crm_bridge.survey import routes as survey_routes
+from crm_bridge.survey.domain import SCRIPT as SURVEY_SCRIPT
+from crm_bridge.survey.service import SurveyAnswers
 from crm_bridge.wallboard import routes as wallboard_routes
 from crm_bridge.wallboard.board import Wallboard
 from crm_bridge.web.error_pages import install_error_pages
@@ -151,6 +156,7 @@ ROUTES = (
     supervise_routes.router,
     routing_routes.router,
     agent_day_routes.router,
+    survey_routes.router,
 )
 """Every feature's router, in the order the app includes them."""
 
@@ -326,11 +332,13 @@ async def start_agent_states(
 async def start_routing(
     settings: Settings, sessions: sessionmaker[Session], agent_states: AgentStates | None
 ) -> Routing | None:
-    """The FastAGI server of routing by customer value, unless off (and in the demo). A port
-    already taken is logged and leaves routing off rather than the service down: the dialplan
-    goes on to the plain queue without it, as when the bridge is away."""
+    """The FastAGI server of routing by customer value and of the satisfaction survey, unless
+    off (and in the demo). A port already taken is logged and leaves routing off rather than
+    the service down: the dialplan goes on to the plain queue without it, as when the bridge is
+    away, and no customer is surveyed."""
     if not settings.routing or settings.demo:
         return None
+    await asyncio.to_thread(survey_prompts.install_defaults, settings.greetings_dir)
 
     def agent_ready(extension: str) -> bool:
         """Logged in and ready; without agent states nobody is known to be."""
@@ -341,7 +349,8 @@ async def start_routing(
     routing = Routing(sessions, host=settings.routing_host, port=settings.routing_port,
                       zone=settings.zone, region=settings.number_region,
                       outside_line_prefix=settings.outside_line_prefix,
-                      agent_ready=agent_ready)  # fmt: skip
+                      agent_ready=agent_ready,
+                      scripts={SURVEY_SCRIPT: SurveyAnswers(sessions).answer})  # fmt: skip
     try:
         await routing.start()
     except OSError as exc:

@@ -59,6 +59,10 @@ class CallRecord:
     campaign: str | None = None
     route: str | None = None
     """The label of the routing decision the dialplan got before Queue() (``CC_ROUTE``)."""
+    survey_score: int | None = None
+    """The customer's satisfaction score, 1-5 (``CC_SURVEY_SCORE`` on the customer's channel)."""
+    talk_ended_at: float | None = None
+    """When the talk ended before the call did: the satisfaction survey began (``CC_SURVEY``)."""
     originate_action_id: str | None = None
     transferred_to: str | None = None
     agents_rung: list[str] = field(default_factory=list)
@@ -78,9 +82,11 @@ class CallRecord:
 
     @property
     def talk_seconds(self) -> float | None:
+        """Answer to hang-up, or to the start of the satisfaction survey when one followed."""
         if self.answered_at is None or self.ended_at is None:
             return None if self.answered_at is not None else 0.0
-        return round(max(0.0, self.ended_at - self.answered_at), 3)
+        until = min(self.ended_at, self.talk_ended_at or self.ended_at)
+        return round(max(0.0, until - self.answered_at), 3)
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,7 @@ TABLES = {
     "account_managers",
     "callback_claims",
     "quality_reviews",
+    "survey_prompts",
 }
 
 

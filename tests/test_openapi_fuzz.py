@@ -212,6 +212,10 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/customers"): AGENT_DESK,
     ("GET", "/customers/{customer_id}"): AGENT_DESK,
     ("POST", "/customers/{customer_id}"): AGENT_DESK,
+    # crm_bridge/survey/routes.py
+    ("GET", "/supervisor/survey"): SUPERVISORS,
+    ("POST", "/supervisor/survey/prompts/{kind}"): SUPERVISORS,
+    ("POST", "/supervisor/survey/prompts/{kind}/default"): SUPERVISORS,
 }
 """Every route of the app and the credentials that may use it. A route missing here fails
 ``test_every_route_is_in_the_access_table``; each one below is fuzzed against its entry."""

@@ -7,7 +7,7 @@
 - ``GET``/``POST /admin/pause-reasons``: the admin's list of pause reasons (``label``);
   ``POST /admin/pause-reasons/{id}/active`` (``active``: ``1`` or ``0``) shows or hides one.
 - ``GET``/``POST /supervisor/queues``: per queue, after-call work seconds, login penalty,
-  service-level target and the wallboard's thresholds.
+  service-level target, the wallboard's thresholds and the satisfaction survey (on or off).
 
 A request the state does not allow (an unknown queue, a pause while logged out) is refused with
 the error beside its field and the form as typed; nothing is sent to Asterisk then.
@@ -233,7 +233,8 @@ def queue_settings(request: Request, user: Supervisor) -> Response:
 async def save_queue_settings(request: Request, runtime: RuntimeDep, user: Supervisor,
                               queue: str) -> Response:  # fmt: skip
     service = service_of(request)
-    form = {k: str(v) for k, v in (await request.form()).items() if k in store.FIELD_LIMITS}
+    fields = {*store.FIELD_LIMITS, store.SURVEY_FIELD}
+    form = {k: str(v) for k, v in (await request.form()).items() if k in fields}
     if queue not in service.queues():
         return queues_page(request, user, {"queue": "没有这个队列 / No such queue"}, form, queue)
     try:

@@ -89,7 +89,13 @@ class QueueRules:
     service_level_seconds: int = 20
     waiting_alert: int = 3
     longest_wait_alert_seconds: int = 60
+    survey: bool = False
+    """The satisfaction survey after the agent is done (``crm_bridge/survey/``)."""
 
+
+SURVEY_FIELD = "survey"
+"""A checkbox: ``on`` when ticked, absent when not (an HTML form sends nothing for it)."""
+SURVEY_ERROR = "请勾选或不勾选 / Tick it or leave it clear"
 
 FIELD_LIMITS = {
     "after_call_seconds": (0, 3600),
@@ -102,7 +108,9 @@ FIELD_LIMITS = {
 
 def queue_rules(session: Session) -> dict[str, QueueRules]:
     return {
-        row.queue: QueueRules(**{name: getattr(row, name) for name in FIELD_LIMITS})
+        row.queue: QueueRules(
+            **{name: getattr(row, name) for name in FIELD_LIMITS}, survey=row.survey
+        )
         for row in session.scalars(select(QueueSetting))
     }
 
@@ -117,10 +125,14 @@ def save_queue_rules(session: Session, queue: str, form: dict[str, str]) -> Queu
             errors[name] = f"请填写 {low}–{high} 的整数 / A whole number from {low} to {high}"
         else:
             values[name] = int(text)
+    survey = form.get(SURVEY_FIELD, "")
+    if survey not in ("", "on"):
+        errors[SURVEY_FIELD] = SURVEY_ERROR
     if errors:
         raise StoreInputError(errors)
     row = session.get(QueueSetting, queue) or QueueSetting(queue=queue)
     for name, value in values.items():
         setattr(row, name, value)
+    row.survey = survey == "on"
     session.add(row)
-    return QueueRules(**values)
+    return QueueRules(**values, survey=row.survey)

@@ -63,6 +63,8 @@ class CallOut(BaseModel):
     campaign: str | None
     transferred_to: str | None
     end_reason: str | None
+    survey_score: int | None = None
+    """The customer's satisfaction score, 1-5 (5 best); None: not surveyed or no key pressed."""
     reconciled: bool = False
     """Logged from Asterisk's own records after callbridge was down (not watched live)."""
     wrapup_code: str | None = None

@@ -40,7 +40,7 @@ Subscriber = Callable[[DomainEvent], None]
 Reconciler = Callable[[float, set[str]], int]
 """``(connected_at, linkedids the resync found or ended) -> calls logged``, for one server."""
 
-CALL_VARIABLES = ("CC_RECFILE", "CAMPAIGN")
+CALL_VARIABLES = ("CC_RECFILE", "CAMPAIGN", "CC_SURVEY_SCORE")
 """Read back from Asterisk for the calls a resync adopts (see ``_read_call_variables``)."""
 
 
@@ -226,10 +226,10 @@ class BridgeService:
         self, link: ServerLink, origins: list[dict[str, str]]
     ) -> None:
         """The variables the tracker takes from VarSet events (the recording's file name, the
-        campaign) of calls a resync found already going: their VarSets came before we were
-        there, so Asterisk is asked for them (``Getvar``, allowed by ``write=reporting``) and
-        the tracker hears them as it would have. The dialplan sets them on the call's first
-        channel (``dialplans/extensions_callbridge.conf``)."""
+        campaign, the survey's score) of calls a resync found already going: their VarSets came
+        before we were there, so Asterisk is asked for them (``Getvar``, allowed by
+        ``write=reporting``) and the tracker hears them as it would have. The dialplan sets them
+        on the call's first channel (``dialplans/extensions_callbridge.conf``)."""
         connection = link.connection
         assert connection is not None
         for channel in origins:

@@ -94,6 +94,7 @@ class CallLog:
                 "campaign": call.campaign,
                 "originate_action_id": call.originate_action_id,
                 "transferred_to": call.transferred_to,
+                "survey_score": call.survey_score,
                 "end_reason": str(call.end_reason) if call.end_reason else None,
                 "reconciled": reconciled,
                 "created_at": datetime.now(UTC),

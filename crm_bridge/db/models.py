@@ -256,6 +256,7 @@ class Call(Base):
         CheckConstraint(_one_of("direction", Direction), name="direction"),
         CheckConstraint(_one_of("disposition", Disposition), name="disposition"),
         CheckConstraint(_one_of("end_reason", EndReason), name="end_reason"),
+        CheckConstraint("survey_score BETWEEN 1 AND 5", name="survey_score"),
         Index(None, "customer_id", "offered_at"),
     )
 
@@ -288,6 +289,9 @@ class Call(Base):
     originate_action_id: Mapped[str | None] = mapped_column(String(64))
     transferred_to: Mapped[str | None] = mapped_column(String(64))
     end_reason: Mapped[str | None] = mapped_column(String(32))
+    survey_score: Mapped[int | None] = mapped_column(Integer)
+    """The satisfaction survey's score, 1-5, pressed on the customer's own channel
+    (``crm_bridge/survey/``); None: no survey, or no key pressed."""
     reconciled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Logged from Asterisk's own records (``crm_bridge/calls/cdr_reconcile.py``): the call ended
     while callbridge was not watching."""
@@ -908,6 +912,8 @@ class QueueSetting(Base):
     waiting_alert: Mapped[int] = mapped_column(Integer, default=3)
     """Calls waiting at or above which the wallboard colours the queue."""
     longest_wait_alert_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    survey: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Whether the queue's customers hear the satisfaction survey once the agent is done."""
 
 
 class RoutingSettings(Base):
@@ -945,3 +951,18 @@ class AccountManager(Base):
         ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
     )
     extension: Mapped[str] = mapped_column(String(16))
+
+
+class SurveyPrompt(Base):
+    """An uploaded prompt of the satisfaction survey (``crm_bridge/survey/``), one per kind
+    (ask, invalid, thanks), stored in the greetings folder under a generated name; a kind with
+    no row plays the default prompt."""
+
+    __tablename__ = "survey_prompts"
+    __table_args__ = (CheckConstraint("kind IN ('ask', 'invalid', 'thanks')", name="kind"),)
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(64))
+    seconds: Mapped[float] = mapped_column(Float)
+    uploaded_by: Mapped[str | None] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

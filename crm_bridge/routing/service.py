@@ -6,7 +6,9 @@ answer is one variable, ``CC_ROUTE_ANSWER`` (:meth:`~crm_bridge.routing.domain.D
 The rules are read from the database at start and after each admin change, not per call; the
 caller's facts are a few indexed reads on the event loop (the pops read the same way, see
 ``crm_bridge/pops/hub.py``). A request for another script, or one that fails, gets no
-variable: the dialplan then goes on to the plain queue, as when the bridge is away.
+variable: the dialplan then goes on to the plain queue, as when the bridge is away. The same
+server answers the other scripts it is given (``scripts``: the satisfaction survey's
+``survey``, ``crm_bridge/survey/service.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from crm_bridge.customers.numbers import mask_phone
 from crm_bridge.routing import store
 from crm_bridge.routing.domain import ANSWER_VARIABLE, RoutingRules, decide
-from telephony.fastagi import AgiRequest, FastAgiServer
+from telephony.fastagi import AgiRequest, FastAgiServer, Handler
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,12 @@ class Routing:
         region: str,
         outside_line_prefix: str | None,
         agent_ready: Callable[[str], bool],
+        scripts: Mapping[str, Handler] | None = None,
     ) -> None:
-        """``agent_ready(extension)``: whether that agent is logged in and ready now."""
+        """``agent_ready(extension)``: whether that agent is logged in and ready now;
+        ``scripts``: the handlers of the other FastAGI scripts this server answers."""
         self.sessions = sessions
+        self._scripts = dict(scripts or {})
         self._zone, self._region, self._prefix = zone, region, outside_line_prefix
         self._agent_ready = agent_ready
         self.rules = RoutingRules()
@@ -67,6 +72,8 @@ class Routing:
             self.rules = store.load_rules(session)
 
     async def answer(self, request: AgiRequest) -> Mapping[str, str]:
+        if request.script in self._scripts:
+            return await self._scripts[request.script](request)
         if request.script != SCRIPT or not request.arguments:
             log.warning("FastAGI request for an unknown script or without a number")
             return {}

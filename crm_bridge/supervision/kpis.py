@@ -6,12 +6,16 @@ Inbound service, per day (the center's calendar), per agent or per queue:
 - answer rate: answered / offered;
 - ASA (average speed of answer): mean wait of the answered calls, in seconds;
 - AHT (average handle time): talk + hold + after-call work per answered call, in seconds: the
-  mean talk time (answer to hang-up, so time on hold is in it) plus the after-call work of the
+  mean talk time (answer to hang-up, or to the start of the satisfaction survey; time on hold
+  is in it) plus the after-call work of the
   state history (:mod:`crm_bridge.supervision.agent_time`) over the answered calls;
 - service level: calls answered within the threshold / offered (threshold set by the
   supervisor, ``service_level_seconds``, default 20 s);
 - first-contact resolution: of the answered calls from a real number, the share with no other
-  inbound call from that number within the window after it (``fcr_window_hours``, default 72).
+  inbound call from that number within the window after it (``fcr_window_hours``, default 72);
+- CSAT (customer satisfaction): of the calls the customer scored in the satisfaction survey
+  (``calls.survey_score``, 1-5, ``crm_bridge/survey/``), how many, their mean score, and the
+  share satisfied (4 or 5).
 
 Outbound campaign results come from the same log (``calls.campaign``): attempts and outcomes.
 Quality reviews per agent (:mod:`crm_bridge.quality.scorecard`): the scorecards of the calls
@@ -38,6 +42,8 @@ from crm_bridge.quality.scorecard import MAX_TOTAL, AgentScores
 Dimension = Literal["day", "agent", "queue"]
 DIMENSIONS: tuple[Dimension, ...] = ("day", "agent", "queue")
 NONE_KEY = "—"
+SATISFIED_SCORE = 4
+"""A survey score from which the customer counts as satisfied (of 1-5)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,14 @@ class KpiRow:
     aht_seconds: float | None
     fcr_base: int
     fcr_resolved: int
+    surveyed: int = 0
+    satisfied: int = 0
+    """Scored 4 or 5."""
+    mean_score: float | None = None
+
+    @property
+    def csat(self) -> float | None:
+        return self.satisfied / self.surveyed if self.surveyed else None
 
     @property
     def answer_rate(self) -> float | None:
@@ -149,6 +163,9 @@ def inbound_kpis(
             func.avg(case((answered, Call.talk_seconds))),
             count_if(fcr_base),
             count_if(and_(fcr_base, ~repeated)),
+            func.count(Call.survey_score),
+            count_if(Call.survey_score >= SATISFIED_SCORE),
+            func.avg(Call.survey_score),
         )
         .where(
             Call.direction == "inbound",
@@ -169,6 +186,9 @@ def inbound_kpis(
             aht_seconds=_handle_time(row[6], (after_call or {}).get(str(row[0]), 0.0), row[2]),
             fcr_base=int(row[7]),
             fcr_resolved=int(row[8]),
+            surveyed=int(row[9]),
+            satisfied=int(row[10]),
+            mean_score=None if row[11] is None else float(row[11]),
         )
         for row in session.execute(statement)
     ]
@@ -219,6 +239,9 @@ INBOUND_COLUMNS = (
     "平均处理时长 AHT (s)",
     "服务水平 Service level",
     "首次解决率 FCR",
+    "评价数 Surveyed",
+    "平均评分 Mean score",
+    "满意度 CSAT",
 )
 CAMPAIGN_COLUMNS = (
     "活动 Campaign",
@@ -261,6 +284,9 @@ def inbound_table(dimension: Dimension, rows: list[KpiRow]) -> tuple[list[str], 
             _seconds(row.aht_seconds),
             _ratio(row.service_level),
             _ratio(row.fcr_rate),
+            row.surveyed,
+            None if row.mean_score is None else round(row.mean_score, 2),
+            _ratio(row.csat),
         ]
         for row in rows
     ]

@@ -50,6 +50,7 @@ NAV = (
     ("/supervisor/complaints", "投诉", "Complaints"),
     ("/supervisor/visits", "回访意见", "Visits"),
     ("/supervisor/kpis", "指标", "KPIs"),
+    ("/supervisor/survey", "满意度评价", "Survey"),
     ("/supervisor/settings", "设置", "Settings"),
 )
 
@@ -58,6 +59,15 @@ Supervisor = Annotated[SignedInUser, Depends(auth.require_role(*SUPERVISOR_ROLES
 
 
 templates = page_templates()
+
+SURVEY_LABELS = {
+    1: "非常不满意 Very dissatisfied",
+    2: "不满意 Dissatisfied",
+    3: "一般 Neutral",
+    4: "满意 Satisfied",
+    5: "非常满意 Very satisfied",
+}
+"""What each survey score (``calls.survey_score``) means to the customer who pressed it."""
 
 
 def page(request: Request, user: SignedInUser, name: str, context: dict[str, Any]):
@@ -73,6 +83,7 @@ def page(request: Request, user: SignedInUser, name: str, context: dict[str, Any
         "zone": runtime_of(request).settings.zone,
         "directions": DIRECTIONS,
         "dispositions": DISPOSITIONS,
+        "survey_labels": SURVEY_LABELS,
         **context,
     }
     return templates.TemplateResponse(request, name, context, headers=SUPERVISOR_PAGE_HEADERS)

@@ -38,11 +38,13 @@ DEFAULT_BODY_LIMIT = 64 * KIB
 """JSON and form bodies: a note or a complaint is at most a few thousand characters."""
 UPLOAD_BODY_LIMIT = 11 * MIB
 """A campaign form with its greeting (10 MiB,
-``crm_bridge.campaigns.greetings.MAX_GREETING_BYTES``) and a pasted list of numbers."""
+``crm_bridge.campaigns.greetings.MAX_GREETING_BYTES``) and a pasted list of numbers; a
+survey prompt upload (the same limit)."""
 LIST_BODY_LIMIT = 1 * MIB
 """A pasted list of numbers (the do-not-call list)."""
 ROUTE_BODY_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"/campaigns(/\d+)?"), UPLOAD_BODY_LIMIT),
+    (re.compile(r"/supervisor/survey/prompts/[a-z]+"), UPLOAD_BODY_LIMIT),
     (re.compile(r"/admin/do-not-call"), LIST_BODY_LIMIT),
 )
 """Routes allowed more than :data:`DEFAULT_BODY_LIMIT` (the whole path must match)."""

@@ -8,10 +8,14 @@ from telephony.call_events import Direction, DomainEvent, EndReason
 from telephony.call_tracker.lifecycle import CallSteps
 from telephony.call_tracker.names import known
 from telephony.call_tracker.state import (
+    CALL_VARIABLES,
     CAMPAIGN_VARIABLES,
     RECORDING_VARIABLES,
     ROUTE_VARIABLE,
     STATE_UP,
+    SURVEY_BEGUN_VARIABLE,
+    SURVEY_SCORES,
+    SURVEY_VARIABLE,
     CallState,
     Event,
     event_time,
@@ -65,11 +69,17 @@ class ChannelRules(CallSteps):
 
     def _on_varset(self, ev: Event) -> list[DomainEvent]:
         variable = ev.get("Variable", "")
-        if variable not in RECORDING_VARIABLES | CAMPAIGN_VARIABLES and variable != ROUTE_VARIABLE:
+        if variable not in RECORDING_VARIABLES | CAMPAIGN_VARIABLES | CALL_VARIABLES:
             return []
         call = self._call_of(ev)
         value = ev.get("Value", "")
         if call is None or not value:
+            return []
+        if variable == SURVEY_VARIABLE:
+            self._take_survey(call, ev["Uniqueid"], value)
+            return []
+        if variable == SURVEY_BEGUN_VARIABLE:
+            self._survey_begun(call, ev["Uniqueid"], event_time(ev))
             return []
         if variable == ROUTE_VARIABLE:
             call.record.route = value
@@ -78,6 +88,19 @@ class ChannelRules(CallSteps):
             call.record.campaign = value
             return []
         return self._recording(call, value, event_time(ev))
+
+    def _take_survey(self, call: CallState, uniqueid: str, value: str) -> None:
+        """Keep a survey score set on the customer's own channel; one set on any other
+        channel of the call (an agent's, a Local half) or outside 1-5 is ignored."""
+        if call.customer_is_origin and uniqueid == call.origin and value in SURVEY_SCORES:
+            call.record.survey_score = int(value)
+
+    def _survey_begun(self, call: CallState, uniqueid: str, at: float) -> None:
+        """The customer's channel began the survey: the agent was gone, the talk is over (the
+        survey's seconds are no handle time)."""
+        record = call.record
+        if call.customer_is_origin and uniqueid == call.origin and record.answered_at is not None:
+            record.talk_ended_at = record.talk_ended_at or at
 
     def _on_cdr(self, ev: Event) -> list[DomainEvent]:
         call = self._calls.get(ev.get("LinkedID") or ev.get("Linkedid") or "")

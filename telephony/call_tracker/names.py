@@ -34,13 +34,14 @@ def is_local(channel: str) -> bool:
     return channel.startswith("Local/")
 
 
-ROUTING_CHANNEL_MARK = "@callbridge-route-ask-"
+ASK_CHANNEL_MARKS = ("@callbridge-route-ask-", "@callbridge-survey-ask-")
 """In the name of the Local channels the dialplan starts to ask the bridge's FastAGI server
-who is calling (``callbridge-route``): they are no calls."""
+who is calling (``callbridge-route``) and whether to survey (``callbridge-survey``): they are
+no calls."""
 
 
 def is_routing_channel(channel: str) -> bool:
-    return channel.startswith("Local/") and ROUTING_CHANNEL_MARK in channel
+    return channel.startswith("Local/") and any(mark in channel for mark in ASK_CHANNEL_MARKS)
 
 
 def device_of(channel: str) -> str:

@@ -23,6 +23,14 @@ RECORDING_VARIABLES = {"CC_RECFILE", "MIXMONITOR_FILENAME"}
 CAMPAIGN_VARIABLES = {"CAMPAIGN", "CC_CAMPAIGN"}
 ROUTE_VARIABLE = "CC_ROUTE"
 """The routing decision's label the dialplan sets before Queue() (``callbridge-route``)."""
+SURVEY_VARIABLE = "CC_SURVEY_SCORE"
+"""The satisfaction survey's score (``callbridge-survey``), taken from the customer's own
+channel only."""
+SURVEY_SCORES = frozenset("12345")
+SURVEY_BEGUN_VARIABLE = "CC_SURVEY"
+"""Set on the customer's channel as the survey begins: the talk ended there."""
+CALL_VARIABLES = frozenset({ROUTE_VARIABLE, SURVEY_VARIABLE, SURVEY_BEGUN_VARIABLE})
+"""The dialplan's facts about a call, kept on its record as they are set."""
 
 DIAL_STATUS_OUTCOME = {
     "ANSWER": Disposition.ANSWERED,

@@ -20,9 +20,9 @@ from telephony.call_tracker.inbound import QueueRules
 from telephony.call_tracker.resync import ResyncRules
 from telephony.call_tracker.shutdown import ShutdownRules
 from telephony.call_tracker.state import (
+    CALL_VARIABLES,
     CAMPAIGN_VARIABLES,
     RECORDING_VARIABLES,
-    ROUTE_VARIABLE,
     Event,
     TrackerPolicy,
 )
@@ -66,9 +66,10 @@ class CallTracker(ChannelRules, QueueRules, DialRules, TransferRules, ShutdownRu
         return [c.record.snapshot() for c in self._calls.values()]
 
     def sieve(self) -> EventSieve:
-        """What of an AMI stream this tracker reads: its events, and of VarSet the recording
-        campaign and route variables; everything else can be dropped before it is parsed."""
-        variables = RECORDING_VARIABLES | CAMPAIGN_VARIABLES | {ROUTE_VARIABLE}
+        """What of an AMI stream this tracker reads: its events, and of VarSet the recording,
+        campaign, route and survey variables; everything else can be dropped before it is
+        parsed."""
+        variables = RECORDING_VARIABLES | CAMPAIGN_VARIABLES | CALL_VARIABLES
         return EventSieve(self._handlers, variables)
 
     def feed(self, event: Event) -> list[DomainEvent]:
