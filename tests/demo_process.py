@@ -59,9 +59,10 @@ def running_demo(
     out, err = tmp_path / "demo.out", tmp_path / "demo.err"
     command = [str(CALLBRIDGE), "demo", "--host", "127.0.0.1", "--port", str(port),
                "--data-dir", str(tmp_path / "data"), *extra]  # fmt: skip
+    environment = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=tmp_path,
-                                   env=os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {}))  # fmt: skip
+                                   env=environment)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_healthy(base, process, err)
