@@ -5,7 +5,9 @@ phone rings it looks the caller up (once per call however many agents are rung) 
 ``pop`` frame to every open page of the users who hold that agent's extension; what happens
 next to the call (answered, missed, transferred, ended) follows as ``update`` frames to the
 pages that have the call's card. A page only ever gets frames for calls
-that rang one of its user's own extensions.
+that rang one of its user's own extensions. A call the agent placed (a click-to-call, a preview
+campaign's dial) rang the agent's phone through the Originate, which no queue or dial announces:
+its card pops on that agent's pages when the customer answers (:func:`rung_by_own_call`).
 
 The lookup is made as soon as the call is offered (the caller is known then, while the call is
 still in the dialplan or the queue), so that the card is ready when an agent's phone starts
