@@ -1,9 +1,10 @@
 """A generated customer archive for the demo, deterministic by seed and safe to run twice.
 
-Beside ~1000 generated customers it holds the callers of the recorded AMI traces, so the demo
-shows a known caller (张三 on 13800138000), a family phone shared by two customers
-(13700137000: 李四 and 李小四) and, with the load traces' 138000000xx callers, unknown ones.
-Generated mobiles never start with 137, 138 or 139, so they cannot collide with those.
+Beside ~1000 generated customers it holds the callers of the recorded AMI traces and of the
+demo's replays (``crm_bridge/demo/feed.py``), so the demo shows a known caller (张三 on
+13800138000) and a family phone shared by two customers (13700137000: 李四 and 李小四); its
+unknown caller (13912345678) is in no card. Generated mobiles never start with 137, 138 or 139,
+so they cannot collide with those.
 
 :func:`seed_demo_work` adds what the demo's users work with beyond the archive: a running
 preview campaign of return visits (老客户回访) that the agent dials from ``/me/campaigns``, and
