@@ -202,7 +202,7 @@ async def _start(settings: Settings) -> Runtime:
     demo = None
     servers = ami_configs(settings)
     if settings.demo:
-        demo = DemoFeed(sessions, speed=settings.demo_speed)
+        demo = DemoFeed(sessions, settings)
         servers = [await demo.start()]
     policy = TrackerPolicy(
         inbound_contexts=frozenset(settings.inbound_contexts),

@@ -19,7 +19,7 @@ import os
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     demo: bool = False
     demo_speed: float = Field(default=1.0, gt=0, le=1000)
     """How much faster than recorded the demo replays its calls."""
+    demo_language: Literal["zh", "ko"] = "zh"
+    """The language of the ``vosk_model`` the demo transcribes with: the sentence its customer
+    says (``crm_bridge/demo/speech/``) is in that language, and so is its watch word."""
 
     campaign_max_concurrent: int = Field(default=10, ge=1, le=500)
     """How many campaign calls may be placed (ringing or talking) at once."""

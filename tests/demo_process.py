@@ -49,16 +49,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_demo(tmp_path: Path, *extra: str) -> Iterator[Demo]:
-    """``callbridge demo`` on a free loopback port with its data in ``tmp_path``; stopped
-    (SIGINT, as Ctrl-C) at the end, so its log is complete when the block is left."""
+def running_demo(
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[Demo]:
+    """``callbridge demo`` on a free loopback port with its data in ``tmp_path`` (and ``env``
+    added to its environment); stopped (SIGINT, as Ctrl-C) at the end, so its log is complete
+    when the block is left."""
     port = free_port()
     out, err = tmp_path / "demo.out", tmp_path / "demo.err"
     command = [str(CALLBRIDGE), "demo", "--host", "127.0.0.1", "--port", str(port),
                "--data-dir", str(tmp_path / "data"), *extra]  # fmt: skip
+    environment = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=tmp_path,
-                                   env=os.environ | {"PYTHONUNBUFFERED": "1"})  # fmt: skip
+                                   env=environment)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_healthy(base, process, err)

@@ -7,13 +7,16 @@ import re
 
 import httpx
 from argon2 import PasswordHasher
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from crm_bridge import cli
 from crm_bridge.accounts import users
 from crm_bridge.accounts.users import ROLES, authenticate, find_user
 from crm_bridge.app import create_app
+from crm_bridge.calls.recordings import RecordingsRoot
 from crm_bridge.db.engine import make_engine, make_session_factory
+from crm_bridge.db.models import Call, Recording, WatchWord
 from crm_bridge.demo.feed import (
     DEMO_ROUND,
     DEMO_USERS,
@@ -21,6 +24,8 @@ from crm_bridge.demo.feed import (
     ensure_demo_users,
     new_demo_password,
 )
+from crm_bridge.demo.recordings import trace_audio, write_recordings
+from crm_bridge.demo.seed import WATCH_WORDS
 from crm_bridge.pops.hub import agent_key
 from crm_bridge.settings import Settings
 from telephony.trace_files import load_trace
@@ -53,6 +58,51 @@ async def test_demo_seeds_the_archive_and_logs_replayed_calls(tmp_path):
     assert all(c["end_reason"] == "hangup" for c in calls)
 
 
+async def test_every_demo_call_carries_its_recording_and_the_round_has_every_kind_of_caller(
+    tmp_path,
+):
+    settings = Settings(demo=True, data_dir=tmp_path, api_token=TOKEN, demo_speed=50)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        for _ in range(600):
+            if runtime.demo.rounds:
+                break
+            await asyncio.sleep(0.1)
+        assert runtime.demo.rounds, "no round of the demo ended"
+        with runtime.sessions() as session:
+            calls = session.scalars(select(Call)).all()
+            statuses = {
+                call.linkedid: [r.status for r in session.scalars(
+                    select(Recording).where(Recording.call_id == call.id))]
+                for call in calls
+            }  # fmt: skip
+            watched = session.scalars(select(WatchWord.word)).all()
+    by_caller = {call.caller: call for call in calls if call.direction == "inbound"}
+    assert by_caller["+8613912345678"].customer_id is None  # the unknown caller
+    assert by_caller["+8613700137000"].customer_id is None  # a family phone: the agent chooses
+    assert by_caller["+8613800138000"].customer_id is not None  # 张三
+    assert any(call.caller is None for call in calls if call.direction == "inbound")  # withheld
+    assert {call.disposition for call in calls} >= {"answered", "abandoned"}
+    for call in calls:
+        if call.disposition == "answered":
+            assert statuses[call.linkedid] == ["ok"], call.linkedid
+        elif call.disposition == "abandoned":
+            assert statuses[call.linkedid] == ["empty"]  # the 44-byte file MixMonitor leaves
+    assert WATCH_WORDS["zh"] in watched
+
+
+def test_a_recording_a_call_names_outside_the_folder_is_not_written(tmp_path):
+    root = RecordingsRoot(tmp_path / "recordings")
+    events = [{"Event": "VarSet", "Variable": "CC_RECFILE", "Value": "/etc/callbridge.wav"},
+              {"Event": "Cdr", "Recording": "/var/spool/asterisk/monitor/../../x.wav"},
+              {"Event": "VarSet", "Variable": "CC_RECFILE",
+               "Value": "/var/spool/asterisk/monitor/1.2.wav"}]  # fmt: skip
+    assert write_recordings(root, events, trace_audio("a_inbound_answered_1001")) == 1
+    assert [p.name for p in (tmp_path / "recordings").iterdir()] == ["1.2.wav"]
+    assert not (tmp_path / "x.wav").exists()
+
+
 # ------------------------------------------------------------------------------- sign-in
 
 
@@ -69,8 +119,8 @@ def test_the_demo_users_cover_every_role_and_the_extensions_the_demo_rings():
     assert {user.role for user in DEMO_USERS} == set(ROLES)
     (agent,) = [user for user in DEMO_USERS if user.role == "agent"]
     rung = set()
-    for name in DEMO_ROUND:
-        events = load_trace(TRACE_DIR / f"{name}.ami").events
+    for call in DEMO_ROUND:
+        events = load_trace(TRACE_DIR / f"{call.trace}.ami").events
         rung |= {agent_key(e["Interface"]) for e in events if e.get("Event") == "AgentCalled"}
     assert rung and set(agent.extensions) == rung
 

@@ -32,7 +32,7 @@ from crm_bridge.pops import page as web_agent
 from crm_bridge.pops.hub import agent_key
 from crm_bridge.pops.lookups import database_campaign_lookup
 from crm_bridge.settings import Settings
-from telephony.simulator import AmiSimulator
+from telephony.simulator import AGENT_FIRST_TRACE, AmiSimulator
 from telephony.trace_files import RECORDED_TRACES, load_trace
 
 AMI_SECRET = "s3cret-for-tests"
@@ -357,6 +357,26 @@ async def test_a_family_phone_pops_every_customer_on_it(site):
         lookup = (await call_frames(wang))[0]["lookup"]
         assert lookup["kind"] == "multiple" and lookup["customer_count"] == 2
         assert [c["name"] for c in lookup["cards"]] == ["张三", "李梅"]
+
+
+async def test_a_call_the_agent_places_pops_the_customer_when_they_answer(site):
+    """A click-to-call rings the agent's own phone through the Originate, which no queue or dial
+    announces: the card pops on that agent's page when the customer picks up."""
+    site.simulator.agent_first_trace = AGENT_FIRST_TRACE  # the kit's recorded click-to-call
+    with site.sessions()() as session:
+        customer_id = session.query(Customer.id).filter_by(card_no="C0001").scalar()
+    async with site.pops("wang") as page, site.signed_in("wang") as wang:
+        agent_page = await wang.get("/agent", headers={"Accept": "text/html"})
+        token = re.search(r'data-csrf="([^"]+)"', agent_page.text)[1]
+        placed = await wang.post("/me/click-to-call", headers={"X-CSRF-Token": token},
+                                 json={"customer_id": customer_id, "phone": ZHANG_SAN})  # fmt: skip
+        assert placed.status_code == 200, placed.text
+        pop, *later = await call_frames(page)
+    assert pop["type"] == "pop" and pop["linkedid"] == placed.json()["channel_id"]
+    assert pop["call"]["direction"] == "outbound" and pop["call"]["callee"] == ZHANG_SAN
+    assert pop["lookup"]["kind"] == "known"
+    assert [card["card_no"] for card in pop["lookup"]["cards"]] == ["C0001"]
+    assert [(f["state"], f["mine"]) for f in later] == [("answered", True), ("ended", True)]
 
 
 async def test_a_blind_transfer_reaches_both_agents(site):

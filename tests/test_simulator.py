@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from telephony.ami_codec import AmiFramer, encode_action
-from telephony.simulator import AmiSimulator
+from telephony.call_events import CallAnswered, CallEnded, Direction
+from telephony.call_tracker import CallTracker
+from telephony.simulator import AGENT_FIRST_TRACE, AmiSimulator, with_caller
 from telephony.trace_files import (
     ID_VALUE,
     RECORDED_TRACES,
@@ -324,6 +326,52 @@ async def test_each_originate_outcome_replays_its_recorded_call(
     result = client.events("OriginateResponse")[0]
     assert (result["ActionID"], result["Response"], result["Reason"]) == ("o-1", response, reason)
     assert client.events("Hangup")[-1]["Cause"] == cause
+
+
+async def test_an_originate_ringing_an_agents_phone_first_replays_the_kits_click_to_call(
+    sim: AmiSimulator,
+) -> None:
+    """A preview dial: the agent's phone is rung, then dials the Exten's number; the call
+    carries the Originate's ids and its variables (not the recorded click-to-call's)."""
+    sim.agent_first_trace = AGENT_FIRST_TRACE
+    seen: list[list[dict[str, str]]] = []
+    sim.on_originate = seen.append
+    client = await Client.open(sim.port)
+    await client.login()
+    client.writer.write(encode_action("Originate", [
+        ("ActionID", "cmp-7-3-1"), ("Channel", "PJSIP/1001"), ("Context", "internal"),
+        ("Exten", "913800138005"), ("Priority", "1"), ("Async", "true"),
+        ("ChannelId", "cmp-chan-7-3"), ("Variable", "CAMPAIGN=7"), ("Variable", "CUSTOMER_ID=3"),
+    ]))  # fmt: skip
+    await client.until(lambda: len(client.events("Hangup")) >= 2)
+    await client.until(lambda: bool(client.events("OriginateResponse")))
+    client.close()
+
+    tracker = CallTracker()
+    out = [e for event in client.events() for e in tracker.feed(event)]
+    (answered,) = [e for e in out if isinstance(e, CallAnswered)]
+    (ended,) = [e.call for e in out if isinstance(e, CallEnded)]
+    assert answered.agent == "1001" and answered.call.campaign == "7"  # known when answered
+    assert (ended.linkedid, ended.direction, ended.caller, ended.callee) == (
+        "cmp-chan-7-3", Direction.OUTBOUND, "1001", "13800138005"
+    )
+    assert ended.originate_action_id == "cmp-7-3-1"
+    assert ended.recording_path == "/var/spool/asterisk/monitor/cmp-chan-7-3.wav"
+    variables = {e["Variable"]: e["Value"] for e in client.events("VarSet")}
+    assert "CC_CLICK_TO_CALL" not in variables and variables["CUSTOMER_ID"] == "3"
+    assert b"13900000001" not in client.raw and b"c2c-chan-1" not in client.raw
+    assert seen and seen[0][0]["Uniqueid"] == "cmp-chan-7-3"  # told before the replay
+
+
+def test_a_recorded_call_given_another_caller_names_them_everywhere() -> None:
+    events = load_trace(SIP / "a_inbound_answered_1001.ami").call_events
+    withheld = with_caller(events, "anonymous", "Anonymous")
+    text = "".join(v for e in withheld for v in e.values())
+    assert "13800138000" not in text and "张三" not in text
+    first = next(e for e in withheld if e["Event"] == "Newchannel")
+    assert (first["CallerIDNum"], first["CallerIDName"]) == ("anonymous", "Anonymous")
+    (call,) = [e.call for e in CallTracker().feed_all(withheld) if isinstance(e, CallEnded)]
+    assert call.caller is None and call.agent == "1001"  # a withheld id is no number
 
 
 async def test_without_outbound_traces_an_originate_is_acked_and_the_session_stays(

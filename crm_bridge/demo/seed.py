@@ -1,9 +1,14 @@
 """A generated customer archive for the demo, deterministic by seed and safe to run twice.
 
-Beside ~1000 generated customers it holds the callers of the recorded AMI traces, so the demo
-shows a known caller (张三 on 13800138000), a family phone shared by two customers
-(13700137000: 李四 and 李小四) and, with the load traces' 138000000xx callers, unknown ones.
-Generated mobiles never start with 137, 138 or 139, so they cannot collide with those.
+Beside ~1000 generated customers it holds the callers of the recorded AMI traces and of the
+demo's replays (``crm_bridge/demo/feed.py``), so the demo shows a known caller (张三 on
+13800138000) and a family phone shared by two customers (13700137000: 李四 and 李小四); its
+unknown caller (13912345678) is in no card. Generated mobiles never start with 137, 138 or 139,
+so they cannot collide with those.
+
+:func:`seed_demo_work` adds what the demo's users work with beyond the archive: a running
+preview campaign of return visits (老客户回访) that the agent dials from ``/me/campaigns``, and
+the watch word the demo's customer says (:data:`WATCH_WORDS`, in the speech model's language).
 """
 
 from __future__ import annotations
@@ -17,8 +22,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from crm_bridge.campaigns import store as campaigns
 from crm_bridge.customers.numbers import normalize_phone
-from crm_bridge.db.models import Complaint, Customer, CustomerPhone, Purchase, VisitRecord
+from crm_bridge.db.models import (
+    Campaign,
+    Complaint,
+    Customer,
+    CustomerPhone,
+    Purchase,
+    VisitRecord,
+    WatchWord,
+)
+from crm_bridge.supervision.flags import add_watch_word
 
 CENTER_ZONE = ZoneInfo("Asia/Shanghai")
 
@@ -145,6 +160,35 @@ def seed_demo(
         new = [customer for customer in customers if customer.card_no not in existing]
         session.add_all(new)
     return len(new)
+
+
+PREVIEW_CAMPAIGN = "老客户回访"
+PREVIEW_CUSTOMERS = ("C10086", "C10087", "C10088", "C10089", "C10001", "C10002", "C10003")
+"""The preview campaign's customers, called in this order (some each demo run)."""
+WATCH_WORDS = {"zh": "交易", "ko": "아울러"}
+"""The demo's watch word: a word of the sentence its customer says (``demo/speech/``)."""
+SEEDED_BY = "demo"
+
+
+def seed_demo_work(session_factory: sessionmaker[Session], zone: ZoneInfo, region: str,
+                   language: str) -> None:  # fmt: skip
+    """The preview campaign and the watch word, each added once (a second run adds nothing)."""
+    with session_factory.begin() as session:
+        if session.scalar(select(Campaign.id).where(Campaign.name == PREVIEW_CAMPAIGN)) is None:
+            campaign = Campaign(
+                name=PREVIEW_CAMPAIGN,
+                kind="return_visit",
+                mode="preview",
+                policy={"start": "00:00", "end": "00:00"},
+                rules=[{"kind": "uploaded", "entries": list(PREVIEW_CUSTOMERS)}],
+                created_by=SEEDED_BY,
+            )
+            session.add(campaign)
+            session.flush()
+            campaigns.start_campaign(session, campaign.id, datetime.now(UTC), zone, region)
+        word = WATCH_WORDS[language]
+        if session.scalar(select(WatchWord.id).where(WatchWord.word == word)) is None:
+            add_watch_word(session, word, by=SEEDED_BY)
 
 
 def _trace_people(today: date) -> list[_Person]:

@@ -5,7 +5,9 @@ phone rings it looks the caller up (once per call however many agents are rung) 
 ``pop`` frame to every open page of the users who hold that agent's extension; what happens
 next to the call (answered, missed, transferred, ended) follows as ``update`` frames to the
 pages that have the call's card. A page only ever gets frames for calls
-that rang one of its user's own extensions.
+that rang one of its user's own extensions. A call the agent placed (a click-to-call, a preview
+campaign's dial) rang the agent's phone through the Originate, which no queue or dial announces:
+its card pops on that agent's pages when the customer answers (:func:`rung_by_own_call`).
 
 The lookup is made as soon as the call is offered (the caller is known then, while the call is
 still in the dialplan or the queue), so that the card is ready when an agent's phone starts
@@ -86,6 +88,20 @@ def agents_of(extensions: Iterable[str]) -> frozenset[str]:
 def number_to_look_up(call: CallRecord) -> str | None:
     """The other party: the caller of an inbound call, the callee of an outbound one."""
     return call.callee if call.direction is Direction.OUTBOUND else call.caller
+
+
+def rung_by_own_call(event: DomainEvent) -> AgentRinging | None:
+    """The ring of an agent-first outbound call (a click-to-call, a preview campaign's dial):
+    the Originate rang the agent's own phone, so no queue or dial announced the agent as rung.
+    When the customer answers, the card pops on that agent's pages as for a ring then: who
+    picked up, and a campaign call's return-visit form. None for any other event."""
+    if not isinstance(event, CallAnswered) or not event.agent:
+        return None
+    call = event.call
+    if call.direction is not Direction.OUTBOUND or call.agent != event.agent:
+        return None
+    return AgentRinging(call=call, agent=event.agent, interface=call.agent_interface or "",
+                        at=event.at)  # fmt: skip
 
 
 def call_summary(call: CallRecord, to_e164: Callable[[str | None], str | None]) -> Frame:
@@ -267,11 +283,14 @@ class PopHub:
                 self._prefetch(event.call)
             elif isinstance(event, CallEnded):
                 self._prefetched.pop(linkedid, None)
-            if not isinstance(event, AgentRinging):
+            ring = event if isinstance(event, AgentRinging) else rung_by_own_call(event)
+            if ring is None:
                 return
             active = ActiveCall(linkedid, event.call)
             self._calls[linkedid] = active
             active.task = asyncio.create_task(self._run_call(active), name=f"pop-{linkedid}")
+            if ring is not event:
+                active.events.put_nowait((ring, self._received_at() if rx is None else rx))
         active.events.put_nowait((event, self._received_at() if rx is None else rx))
 
     async def _run_call(self, active: ActiveCall) -> None:

@@ -14,6 +14,7 @@ from crm_bridge.accounts import auth
 from crm_bridge.accounts.auth import SignedInUser
 from crm_bridge.accounts.users import UserInputError
 from crm_bridge.runtime import runtime_of
+from crm_bridge.settings import Settings
 from crm_bridge.web.pages import MAX_ROW_ID, PAGE_HEADERS, ROLE_LABELS, page_templates
 
 SUPERVISOR_ROLES = ("supervisor", "admin")
@@ -70,6 +71,12 @@ SURVEY_LABELS = {
 """What each survey score (``calls.survey_score``) means to the customer who pressed it."""
 
 
+def demo_without_speech(settings: Settings) -> bool:
+    """The demo runs its own speech worker only with a model: without one, its supervisors'
+    pages say what to install, or no transcript, flag or "words said" hit would ever show."""
+    return settings.demo and settings.vosk_model is None
+
+
 def page(request: Request, user: SignedInUser, name: str, context: dict[str, Any]):
     context = {
         "user": user,
@@ -81,6 +88,7 @@ def page(request: Request, user: SignedInUser, name: str, context: dict[str, Any
             [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
         ),
         "zone": runtime_of(request).settings.zone,
+        "demo_without_speech": demo_without_speech(runtime_of(request).settings),
         "directions": DIRECTIONS,
         "dispositions": DISPOSITIONS,
         "survey_labels": SURVEY_LABELS,

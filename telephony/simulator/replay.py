@@ -82,6 +82,70 @@ def recorded_number(events: Sequence[Mapping[str, str]]) -> str | None:
     return None
 
 
+def with_caller(
+    events: Sequence[Mapping[str, str]], number: str, name: str
+) -> list[dict[str, str]]:
+    """A recorded inbound call as if another caller had made it: the caller id of its first
+    channel (number and name) replaced wherever a value holds it (the agents' connected line,
+    the Cdr, the dialplan's notes). ``anonymous`` is what Asterisk shows of a withheld number."""
+    first = next((e for e in events if e.get("Event") == "Newchannel"), {})
+    pairs = ((first.get("CallerIDNum", ""), number), (first.get("CallerIDName", ""), name))
+    replacements = [(old, new) for old, new in pairs if old and old not in ("<unknown>", new)]
+    return [replace_in_values(event, replacements) for event in events]
+
+
+def agent_first_rewrite(
+    events: Sequence[Mapping[str, str]], action: ClientAction, originated: str | None
+) -> list[dict[str, str]]:
+    """A recorded agent-first call (the agent's phone rung, then dialling the customer) made
+    to dial the Originate's ``Exten``: the recorded exten and the number inside it (the exten
+    without its outside-line digit), and the recorded channel id wherever a value holds it (the
+    recording's file name), are replaced in every value."""
+    response = next((e for e in events if e["Event"] == "OriginateResponse"), {})
+    dialled = next((e for e in events if e["Event"] == "DialBegin" and "Channel" in e), {})
+    old_exten, new_exten = response.get("Exten", ""), action.get("Exten")
+    old_number = dialled.get("DialString", "").split("@", 1)[0]
+    replacements = []
+    if old_exten and new_exten and old_number and old_exten.endswith(old_number):
+        prefix = len(old_exten) - len(old_number)
+        replacements += [(old_exten, new_exten), (old_number, new_exten[prefix:])]
+    if originated and action.get("ChannelId"):
+        replacements.append((originated, action.get("ChannelId")))
+    rewritten = [replace_in_values(event, replacements) for event in events]
+    return _with_originate_variables(rewritten, action.get("ChannelId"), action.variables())
+
+
+def _with_originate_variables(
+    events: list[dict[str, str]], origin: str, variables: Mapping[str, str]
+) -> list[dict[str, str]]:
+    """The recorded Originate's own variables (the VarSets Asterisk sends on the originated
+    channel before its OriginateResponse) replaced by this Originate's: a preview dial's
+    ``CAMPAIGN`` is seen at once, as on a real PBX, where a click-to-call's was recorded."""
+    response = next((i for i, e in enumerate(events) if e["Event"] == "OriginateResponse"), 0)
+    own = [
+        i
+        for i, e in enumerate(events[:response])
+        if e["Event"] == "VarSet" and e.get("Uniqueid") == origin
+    ]
+    if not own:
+        return events
+    template = events[own[0]]
+    sets = [template | {"Variable": name, "Value": value} for name, value in variables.items()]
+    kept = [e for i, e in enumerate(events) if i not in own[1:]]
+    at = own[0]
+    return kept[:at] + sets + kept[at + 1 :]
+
+
+def replace_in_values(event: Mapping[str, str], replacements: Sequence[tuple[str, str]]) -> dict:
+    """``event`` with each ``(old, new)`` replaced inside every value, in that order."""
+    out = {}
+    for key, value in event.items():
+        for old, new in replacements:
+            value = value.replace(old, new)
+        out[key] = value
+    return out
+
+
 class OriginateRewrite:
     """Makes a recorded outbound call's events answer a new Originate."""
 

@@ -15,7 +15,11 @@ Tests drive faults through :meth:`AmiSimulator.drop_clients`, :meth:`~AmiSimulat
 sent through :attr:`~AmiSimulator.received_raw` and :attr:`~AmiSimulator.actions`.
 
 The outbound traces are read from ``traces_dir`` (default: the repository's
-``telephony/traces/sip``), which must hold the ``d``/``e1``/``e2``/``e3`` recordings.
+``telephony/traces/sip``), which must hold the ``d``/``e1``/``e2``/``e3`` recordings. Those
+ring the customer first. An Originate that rings an agent's phone first (a ``Channel`` with no
+``@trunk``, as click-to-call and preview campaigns send) gets ``agent_first_trace`` instead, when
+one is given: :data:`AGENT_FIRST_TRACE` is the PBX kit's recorded click-to-call, where the agent
+answers and their phone then dials the number of the Originate's ``Exten``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,12 @@ from telephony.simulator.protocol import (
     encode_message,
     parse_event_mask,
 )
-from telephony.simulator.replay import LiveChannels, OriginateRewrite, recorded_number
+from telephony.simulator.replay import (
+    LiveChannels,
+    OriginateRewrite,
+    agent_first_rewrite,
+    recorded_number,
+)
 from telephony.trace_files import Trace, load_trace, replay_times, without_session_events
 from telephony.trace_files import renumber as renumber_events
 
@@ -51,6 +60,7 @@ ORIGINATE_TRACES = {
     "no_answer": "e2_outbound_noanswer",
     "congestion": "e3_outbound_congestion",
 }
+AGENT_FIRST_TRACE = DEFAULT_TRACES_DIR.parent / "kit" / "click_to_call_answered.ami"
 _PRE_LOGIN_ACTIONS = frozenset({"login", "logoff", "challenge"})
 
 
@@ -73,6 +83,8 @@ class AmiSimulator:
         originate_outcome: Callable[[Mapping[str, str]], str | None] = always_answered,
         originate_speed: float = 1.0,
         traces_dir: Path | None = None,
+        agent_first_trace: Path | None = None,
+        on_originate: Callable[[list[dict[str, str]]], None] | None = None,
     ) -> None:
         self.username = username
         self.secret = secret
@@ -81,6 +93,10 @@ class AmiSimulator:
         self.originate_outcome = originate_outcome
         self.originate_speed = originate_speed
         self.traces_dir = traces_dir or DEFAULT_TRACES_DIR
+        self.agent_first_trace = agent_first_trace
+        self.on_originate = on_originate
+        """Called with the events of an Originate's call before they are replayed (the demo
+        writes the recording where the call will report it)."""
         self.actions: list[dict[str, str]] = []
         self.logins = 0
         self._port = port
@@ -90,7 +106,7 @@ class AmiSimulator:
         self._stalled = False
         self._ignored: frozenset[str] = frozenset()
         self._offsets = itertools.count(1)
-        self._traces: dict[str, Trace] = {}
+        self._traces: dict[Path, Trace] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._serving: set[asyncio.Task[None]] = set()
         self._booted = time.monotonic()
@@ -227,8 +243,15 @@ class AmiSimulator:
         skipped. With ``renumber``, the calls get fresh ids and present-day timestamps."""
         calls = without_session_events(events)
         if renumber:
-            calls = renumber_events(calls, next(self._offsets), start_at=time.time())
+            calls = self.renumbered(calls)
         await self._replay(calls, speed)
+
+    def renumbered(self, events: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+        """``events`` with fresh ids (none shared with another replay of this simulator) and
+        present-day timestamps: what :meth:`play_events` replays. Whoever must know the new ids
+        before the replay (the demo writes each call's recording where the call will report
+        it) renumbers here and plays with ``renumber=False``."""
+        return renumber_events(events, next(self._offsets), start_at=time.time())
 
     async def _replay(self, events: Sequence[Mapping[str, str]], speed: float) -> None:
         if not events:
@@ -356,18 +379,29 @@ class AmiSimulator:
             log.warning("simulator: unknown originate outcome %r, no call replayed", outcome)
             return
         try:
-            trace = self._trace(ORIGINATE_TRACES[outcome])
+            trace = self._originate_trace(action, outcome)
         except OSError as exc:
             log.error("simulator: no %s trace to replay (%s); pass traces_dir", outcome, exc)
             return
-        self._spawn(self._replay(self._originate_events(action, trace), self.originate_speed))
+        events = self._originate_events(action, trace)
+        if self.on_originate is not None:
+            self.on_originate(events)
+        self._spawn(self._replay(events, self.originate_speed))
 
     # -- originate helpers
 
-    def _trace(self, name: str) -> Trace:
-        if name not in self._traces:
-            self._traces[name] = load_trace(self.traces_dir / f"{name}.ami")
-        return self._traces[name]
+    def _originate_trace(self, action: ClientAction, outcome: str) -> Trace:
+        """The recorded call that answers this Originate: the agent-first one for an agent's
+        phone (when there is one and the call is answered), else the outcome's trunk call."""
+        rings_agent_first = "@" not in action.get("Channel")
+        if rings_agent_first and outcome == "answered" and self.agent_first_trace is not None:
+            return self._trace(self.agent_first_trace)
+        return self._trace(self.traces_dir / f"{ORIGINATE_TRACES[outcome]}.ami")
+
+    def _trace(self, path: Path) -> Trace:
+        if path not in self._traces:
+            self._traces[path] = load_trace(path)
+        return self._traces[path]
 
     def _originate_events(self, action: ClientAction, trace: Trace) -> list[dict[str, str]]:
         """The recorded call, as if it had been placed by this Originate."""
@@ -376,6 +410,8 @@ class AmiSimulator:
         originated = next((e["Uniqueid"] for e in events if e["Event"] == "Newchannel"), None)
         fixed = {originated: channel_id} if channel_id and originated else None
         fresh = renumber_events(events, next(self._offsets), start_at=time.time(), fixed_ids=fixed)
+        if "@" not in action.get("Channel"):
+            fresh = agent_first_rewrite(fresh, action, originated)
         rewrite = OriginateRewrite(action, recorded_number(fresh))
         return [rewrite(event) for event in fresh]
 
