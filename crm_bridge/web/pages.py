@@ -13,6 +13,8 @@ from fastapi.responses import FileResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import Field
 
+from crm_bridge.web.language import install_language_globals
+
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ROLE_LABELS = {
@@ -33,15 +35,18 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
 }
 
 
 def page_templates(*own_dirs: Path) -> Jinja2Templates:
-    """The templates of a feature: its own folders first, then the shared ones (base.html)."""
-    return Jinja2Templates(directory=[*own_dirs, TEMPLATES_DIR])
+    """The templates of a feature: its own folders first, then the shared ones (base.html),
+    with the globals of the language (:mod:`crm_bridge.web.language`)."""
+    templates = Jinja2Templates(directory=[*own_dirs, TEMPLATES_DIR])
+    install_language_globals(templates.env)
+    return templates
 
 
 def input_error(message: str, errors: dict[str, str]) -> HTTPException:
