@@ -319,12 +319,23 @@ def _not_signed_in(request: Request) -> HTTPException:
     if "text/html" not in request.headers.get("accept", ""):
         return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=NOT_SIGNED_IN)
     location = LOGIN_PATH
-    if request.method == "GET":
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    target = _return_target(request)
+    if target:
         location += "?next=" + quote(target, safe="")
     return HTTPException(
         status.HTTP_303_SEE_OTHER, detail=NOT_SIGNED_IN, headers={"Location": location}
     )
+
+
+def _return_target(request: Request) -> str | None:
+    """Where to come back to after signing in: the page asked for, or, for a form sent after
+    the session ended (which cannot be sent again), the page of this site it was sent from."""
+    if request.method == "GET":
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc.lower() == request.headers.get("host", "").lower():
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return None
 
 
 def _api_unauthorized(detail: str) -> HTTPException:

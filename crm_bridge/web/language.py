@@ -72,6 +72,4 @@ def choose(context: Any, zh: str, en: str) -> str:
 
 
 def install_language_globals(environment: Any) -> None:
-    environment.globals.update(
-        t=choose, page_language=page_language, language_names=LANGUAGE_NAMES
-    )
+    environment.globals.update(t=choose, page_language=page_language, language_names=LANGUAGE_NAMES)

@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import Field
 
 from crm_bridge.web.language import install_language_globals
+from crm_bridge.web.shell import install_shell_globals
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -43,9 +44,11 @@ PAGE_HEADERS = {
 
 def page_templates(*own_dirs: Path) -> Jinja2Templates:
     """The templates of a feature: its own folders first, then the shared ones (base.html),
-    with the globals of the language (:mod:`crm_bridge.web.language`)."""
+    with the globals of the language and of the navigation bar (:mod:`crm_bridge.web.language`,
+    :mod:`crm_bridge.web.shell`)."""
     templates = Jinja2Templates(directory=[*own_dirs, TEMPLATES_DIR])
     install_language_globals(templates.env)
+    install_shell_globals(templates.env)
     return templates
 
 
