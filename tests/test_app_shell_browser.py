@@ -1,7 +1,9 @@
 """One app, not separate pages, in a real browser (Debian's Chromium through Playwright): every
 signed-in page has the navigation bar of the user's role, whose every link opens (no 403); a
 page asked for before signing in is shown after; a bad value in an address is named with what
-is wrong with it. Screenshots of each role's main page go to ``test-artifacts/``."""
+is wrong with it; pages are in one language at a time, the browser's before signing in, the
+user's own choice after, on every page and browser. Screenshots of each role's main page, in
+zh-CN and in English, go to ``test-artifacts/``."""
 
 from __future__ import annotations
 
@@ -79,6 +81,12 @@ async def test_every_page_of_a_role_has_its_bar_and_every_link_opens(site, brows
         opened = page.locator("header nav.app-nav a[aria-current=page]")
         await expect(opened).to_have_attribute("href", href)
 
+    await page.goto(f"{site.origin}{MAIN_PAGES[username]}")
+    await page.click("#language-switch")
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    assert "中" not in await page.locator("header nav.app-nav").inner_text()
+    await page.screenshot(path=ARTIFACTS / f"shell-{username}-en.png")
+
 
 async def test_an_error_page_keeps_the_bar_of_the_signed_in_user(site, browser):
     page = await signed_in_page(site, browser, "wang")
@@ -108,3 +116,57 @@ async def test_a_bad_value_in_an_address_is_named_with_what_is_wrong(site, brows
     await expect(fields.locator(".field-problem")).to_contain_text("应为整数")
     await expect(fields.locator(".field-value code")).to_have_text("not-a-number")
     await page.screenshot(path=ARTIFACTS / "shell-error-422-zh.png")
+
+
+async def shown_text(page, selector: str) -> str:
+    """What a person sees of an element (innerText leaves out what CSS hides)."""
+    return (await page.locator(selector).first.inner_text()).strip()
+
+
+async def test_the_sign_in_page_follows_the_browser_and_its_switch(site, browser):
+    page = await browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.set_default_timeout(WAIT_MS)
+    await page.goto(f"{site.origin}/login")
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    assert await shown_text(page, "h1") == "Sign in"
+    assert await page.title() == "Sign in · callbridge"
+    await page.click("#language-switch")
+    await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    assert await shown_text(page, "h1") == "登录"
+    assert await page.title() == "登录 · callbridge"
+    await page.screenshot(path=ARTIFACTS / "shell-login-zh.png")
+
+
+async def test_the_language_a_user_chooses_is_theirs_on_every_page_and_browser(site, browser):
+    page = await signed_in_page(site, browser, "wang")
+    await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    assert await shown_text(page, "#no-calls") == "暂无来电"
+    await page.click("#language-switch")
+    await page.wait_for_url(f"{site.origin}/agent")
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    assert await shown_text(page, "#no-calls") == "No calls right now"
+    assert await page.title() == "Screen pops · callbridge"
+    with site.sessions()() as session:
+        assert session.query(User).filter_by(username="wang").one().language == "en"
+
+    elsewhere = await signed_in_page(site, browser, "wang", locale="zh-CN")
+    await expect(elsewhere.locator("html")).to_have_attribute("lang", "en")
+    assert await shown_text(elsewhere, "header nav.app-nav a") == "Calls"
+    await elsewhere.goto(f"{site.origin}/me/campaigns")
+    assert await shown_text(elsewhere, "header nav.app-nav a[aria-current=page]") == (
+        "Preview campaigns"
+    )
+
+
+async def test_labels_a_script_builds_in_the_older_style_show_one_language(site, browser):
+    page = await signed_in_page(site, browser, "wang")
+    await page.click("#language-switch")
+    await page.wait_for_url(f"{site.origin}/agent")
+    await page.evaluate("""() => {
+        const label = document.createElement("p");
+        label.id = "built";
+        label.innerHTML = '来电 <span class="en">Incoming call</span>';
+        document.body.append(label);
+    }""")
+    await expect(page.locator("#built span.zh")).to_have_text("来电")
+    assert await shown_text(page, "#built") == "Incoming call"

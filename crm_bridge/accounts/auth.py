@@ -97,6 +97,9 @@ class SignedInUser:
     csrf_token: str
     supervised_queues: tuple[str, ...] = ()
     """The queues a supervisor may listen to (``crm_bridge.supervise``)."""
+    language: str | None = None
+    """The language the user chose for the pages (``crm_bridge.web.language``)."""
+    display_name: str | None = None
 
 
 class _ClockedSigner(TimestampSigner):
@@ -225,7 +228,8 @@ def load_user(conn: HTTPConnection, data: SessionData | None) -> SignedInUser | 
         if data.gen != (user.session_generation or 0):
             return None
         return SignedInUser(user.id, user.username, user.role, tuple(user.extensions), data.csrf,
-                            tuple(user.supervised_queues or ()))  # fmt: skip
+                            tuple(user.supervised_queues or ()), user.language,
+                            user.display_name)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- HTTP

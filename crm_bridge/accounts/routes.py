@@ -11,6 +11,8 @@ Routes (browser pages, so they are left out of the OpenAPI document, which descr
   change (role, extensions, supervised queues, active, password);
   ``POST /admin/users/{user_id}/sign-out`` (end every session of the user),
   ``POST /admin/users/{user_id}/unlock`` (lift the user's sign-in limit); admins only.
+- ``POST /language``: the language switch of every page (zh-CN or en), signed in or not:
+  kept on the user (``users.language``) and in this browser (``crm_bridge.web.language``).
 
 Every form carries the session's CSRF token. A form with bad input comes back with the errors
 beside the fields and what was typed, except passwords.
@@ -22,7 +24,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
@@ -40,8 +42,9 @@ from crm_bridge.accounts.users import (
     normalize_username,
     update_user,
 )
-from crm_bridge.db.models import ROLES, User
+from crm_bridge.db.models import LANGUAGES, ROLES, User
 from crm_bridge.runtime import RuntimeDep, runtime_of
+from crm_bridge.web.language import LANGUAGE_COOKIE
 from crm_bridge.web.pages import PAGE_HEADERS, ROLE_LABELS, RowId, page_templates
 
 log = logging.getLogger(__name__)
@@ -195,6 +198,39 @@ async def logout(request: Request) -> Response:
     response = RedirectResponse(auth.LOGIN_PATH, status.HTTP_303_SEE_OTHER)
     auth.clear_session_cookie(response, request)
     return response
+
+
+LANGUAGE_COOKIE_SECONDS = 400 * 24 * 3600
+"""How long a browser keeps the language chosen on it (the most Chromium keeps a cookie)."""
+
+
+@router.post("/language")
+async def choose_language(
+    request: Request,
+    language: Annotated[Literal[LANGUAGES], Form()],  # type: ignore[valid-type]
+    csrf_token: Annotated[str, Form(max_length=256)] = "",
+    back: Annotated[str, Form(max_length=2048)] = "",
+) -> Response:
+    """Switch the pages to ``language``, for the signed-in user (kept on their row, so every
+    browser they sign in on follows) and for this browser (the sign-in page follows)."""
+    data = auth.read_session(request)
+    if data is None or not auth.constant_time_equal(csrf_token, data.csrf):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=auth.CSRF_FAILED)
+    user = await auth.signed_in_user(request)
+    if user is not None:
+        await run_in_threadpool(set_language, request, user.id, language)
+    response = RedirectResponse(safe_next(back) or "/", status.HTTP_303_SEE_OTHER)
+    response.set_cookie(LANGUAGE_COOKIE, language, max_age=LANGUAGE_COOKIE_SECONDS,
+                        secure=auth.is_secure(request), httponly=True,
+                        samesite="lax")  # fmt: skip
+    return response
+
+
+def set_language(request: Request, user_id: int, language: str) -> None:
+    with runtime_of(request).sessions.begin() as session:
+        user = session.get(User, user_id)
+        if user is not None:
+            user.language = language
 
 
 def sign_out_everywhere(request: Request, user_id: int) -> bool:

@@ -6,7 +6,8 @@ the other with CSS), so a label keeps working whichever language is chosen. A la
 the older style, ``中文 <span class="en">English</span>``, shows its Chinese alone in zh-CN; in
 English, ``static/lang.js`` marks its bare Chinese text, also in what a page's script builds.
 Text that cannot hold markup (``title``, ``placeholder``, ``aria-label``, the page ``<title>``)
-is chosen on the server with the template global ``t("中文", "English")``.
+is chosen on the server with the template global ``t("中文", "English")``. A quieter note shown
+in both languages (a card number beside a name) is ``<span class="aside">``.
 
 Which language: the signed-in user's own choice (``users.language``), else the choice made on
 this browser (the ``callbridge_lang`` cookie, set by the switch on the sign-in page), else the
@@ -20,9 +21,9 @@ from typing import Any
 from jinja2 import pass_context
 from starlette.requests import HTTPConnection
 
-ZH = "zh-CN"
-EN = "en"
-LANGUAGES = (ZH, EN)
+from crm_bridge.db.models import LANGUAGES
+
+ZH, EN = LANGUAGES
 LANGUAGE_COOKIE = "callbridge_lang"
 LANGUAGE_NAMES = {ZH: "中文", EN: "English"}
 """How the switch names each language (each in itself, whatever the page shows)."""

@@ -18,12 +18,13 @@ from crm_bridge.web.shell import install_shell_globals
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-ROLE_LABELS = {
-    "agent": "客服专员 Agent",
-    "supervisor": "客服主管 Supervisor",
-    "scheduler": "运营 Scheduler",
-    "admin": "管理员 Administrator",
+ROLE_NAMES = {
+    "agent": ("客服专员", "Agent"),
+    "supervisor": ("客服主管", "Supervisor"),
+    "scheduler": ("运营", "Scheduler"),
+    "admin": ("管理员", "Administrator"),
 }
+ROLE_LABELS = {role: f"{zh} {en}" for role, (zh, en) in ROLE_NAMES.items()}
 MAX_ROW_ID = 2**31 - 1
 """The largest id a row can have (PostgreSQL's ``integer``): a bigger id in a request is
 refused with 422 before it reaches the database, where it would overflow (a 500)."""
@@ -49,6 +50,7 @@ def page_templates(*own_dirs: Path) -> Jinja2Templates:
     templates = Jinja2Templates(directory=[*own_dirs, TEMPLATES_DIR])
     install_language_globals(templates.env)
     install_shell_globals(templates.env)
+    templates.env.globals["role_names"] = ROLE_NAMES
     return templates
 
 
