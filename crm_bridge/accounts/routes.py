@@ -24,7 +24,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 WRONG_CREDENTIALS = "用户名或密码错误 / Wrong user name or password"
 NO_SUCH_USER = "没有该用户 / No such user"
+UNKNOWN_LANGUAGE = f"未知语言 / Unknown language (one of {', '.join(LANGUAGES)})"
 DONE_MESSAGES = {
     "created": "用户已创建 / User created",
     "updated": "已保存 / Saved",
@@ -207,7 +208,7 @@ LANGUAGE_COOKIE_SECONDS = 400 * 24 * 3600
 @router.post("/language")
 async def choose_language(
     request: Request,
-    language: Annotated[Literal[LANGUAGES], Form()],  # type: ignore[valid-type]
+    language: Annotated[str, Form(max_length=8)] = "",
     csrf_token: Annotated[str, Form(max_length=256)] = "",
     back: Annotated[str, Form(max_length=2048)] = "",
 ) -> Response:
@@ -216,6 +217,8 @@ async def choose_language(
     data = auth.read_session(request)
     if data is None or not auth.constant_time_equal(csrf_token, data.csrf):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=auth.CSRF_FAILED)
+    if language not in LANGUAGES:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=UNKNOWN_LANGUAGE)
     user = await auth.signed_in_user(request)
     if user is not None:
         await run_in_threadpool(set_language, request, user.id, language)
