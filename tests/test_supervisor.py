@@ -142,7 +142,7 @@ async def test_a_number_or_name_typed_in_part_finds_its_calls_and_an_empty_list_
         found, page = await listed(number="8-0")
         assert found == [] and "at least 3 digits" in page
         found, page = await listed(agent="9999")
-        assert found == [] and "No call was ever taken by agent 9999" in page
+        assert found == [] and "No agent has “9999” in their name" in page
         found, page = await listed(customer="李四五")
         assert found == [] and "No customer" in page
         found, page = await listed(queue="nowhere")

@@ -8,7 +8,7 @@ Routes (browser pages, so they are left out of the OpenAPI document, which descr
 - ``POST /logout``: ends every session of the user, in every tab and browser, and closes their
   pop sockets (:mod:`crm_bridge.accounts.session_revocation`).
 - ``GET /admin/users``, ``POST /admin/users``, ``POST /admin/users/{user_id}``: list, create,
-  change (role, extensions, supervised queues, active, password);
+  change (display name, role, extensions, supervised queues, active, password);
   ``POST /admin/users/{user_id}/sign-out`` (end every session of the user),
   ``POST /admin/users/{user_id}/unlock`` (lift the user's sign-in limit); admins only.
 - ``POST /language``: the language switch of every page (zh-CN or en), signed in or not:
@@ -76,6 +76,7 @@ class UserRow:
     role: str
     extensions: str
     supervised_queues: str
+    display_name: str
     active: bool
     created_at: datetime
     limited: bool
@@ -89,6 +90,7 @@ class UserRow:
             user.role,
             " ".join(user.extensions),
             " ".join(user.supervised_queues or ()),
+            user.display_name or "",
             user.active,
             user.created_at,
             limited,
@@ -267,7 +269,13 @@ def admin_page(
         "roles": ROLES,
         "zone": runtime_of(request).settings.zone,
         "done": None,
-        "new": {"username": "", "role": "agent", "extensions": "", "supervised_queues": ""},
+        "new": {
+            "username": "",
+            "role": "agent",
+            "extensions": "",
+            "supervised_queues": "",
+            "display_name": "",
+        },
         "queues": known_queues(request),
         "new_errors": {},
         "edit_id": None,
@@ -293,13 +301,14 @@ def add_user(
     role: Annotated[str, Form(max_length=32)] = "",
     extensions: Annotated[str, Form(max_length=2048)] = "",
     supervised_queues: Annotated[str, Form(max_length=2048)] = "",
+    display_name: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
     new = {"username": username, "role": role, "extensions": extensions,
-           "supervised_queues": supervised_queues}  # fmt: skip
+           "supervised_queues": supervised_queues, "display_name": display_name}  # fmt: skip
     try:
         with runtime.sessions.begin() as session:
             create_user(session, username, password, role, extensions, supervised_queues,
-                        known_queues(request))  # fmt: skip
+                        known_queues(request), display_name)  # fmt: skip
     except UserInputError as exc:
         return admin_page(request, admin, 400, new=new, new_errors=exc.errors)
     except IntegrityError:
@@ -320,9 +329,10 @@ def change_user(
     active: Annotated[str | None, Form(max_length=8)] = None,
     password: Annotated[str, Form(max_length=4096)] = "",
     supervised_queues: Annotated[str, Form(max_length=2048)] = "",
+    display_name: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
     edit = {"role": role, "extensions": extensions, "active": active is not None,
-            "supervised_queues": supervised_queues}  # fmt: skip
+            "supervised_queues": supervised_queues, "display_name": display_name}  # fmt: skip
     response = RedirectResponse("/admin/users?done=updated", status.HTTP_303_SEE_OTHER)
     try:
         with runtime.sessions.begin() as session:
@@ -339,6 +349,7 @@ def change_user(
                 password=password or None,
                 supervised_queues=supervised_queues,
                 known_queues=known_queues(request),
+                display_name=display_name,
             )
             if password and user.id == admin.id:
                 signed_in = auth.codec_for(request).signed_in(user)
