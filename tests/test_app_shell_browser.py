@@ -108,6 +108,19 @@ async def test_a_page_asked_for_before_signing_in_is_shown_after(site, browser):
     await expect(page.locator("input[name=number]")).to_have_value("8000")
 
 
+async def test_a_form_sent_after_the_session_ended_comes_back_to_its_page(site, browser):
+    page = await signed_in_page(site, browser, "root", "/admin/users")
+    await page.context.clear_cookies()
+    await page.fill("#new-username", "zhao")
+    await page.fill("#new-password", "a-long-password-1")
+    await page.locator("form[action='/admin/users'] button[type=submit]").click()
+    await page.wait_for_url(f"{site.origin}/login?next=%2Fadmin%2Fusers")
+    await sign_in(page, "root")
+    await page.wait_for_url(f"{site.origin}/admin/users")
+    with site.sessions()() as session:
+        assert session.query(User).filter_by(username="zhao").count() == 0
+
+
 async def test_a_bad_value_in_an_address_is_named_with_what_is_wrong(site, browser):
     page = await signed_in_page(site, browser, "lin", "/supervisor/calls/not-a-number")
     fields = page.locator("#error-fields li")
