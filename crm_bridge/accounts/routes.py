@@ -217,7 +217,8 @@ async def choose_language(
     """Switch the pages to ``language``, for the signed-in user (kept on their row, so every
     browser they sign in on follows) and for this browser (the sign-in page follows)."""
     data = auth.read_session(request)
-    if data is None or not auth.constant_time_equal(csrf_token, data.csrf):
+    given = request.headers.get(auth.CSRF_HEADER) or csrf_token
+    if data is None or not auth.constant_time_equal(given, data.csrf):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=auth.CSRF_FAILED)
     if language not in LANGUAGES:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=UNKNOWN_LANGUAGE)
