@@ -27,7 +27,6 @@ class NavGroup:
     links: tuple[NavLink, ...]
 
 
-DESK = ("agent", "supervisor", "admin")
 SUPERVISING = ("supervisor", "admin")
 SCHEDULING = ("scheduler", "admin")
 ADMIN = ("admin",)
@@ -56,8 +55,8 @@ NAV_GROUPS = (
         NavLink("/admin/routing", "来电路由", "Call routing", ADMIN),
     )),
 )  # fmt: skip
-"""Every page of the bar, by role. A supervisor opens the settings from the supervisors' own
-menu on their pages; the bar lists them under the admin's group."""
+"""Every page of the bar, by role. Supervisors, who may open the agents' pages and the
+settings too, reach them from their own menu: their bar holds the four pages they work in."""
 
 
 def nav_for(role: str) -> list[NavGroup]:
