@@ -55,8 +55,8 @@ NAV_GROUPS = (
         NavLink("/admin/routing", "来电路由", "Call routing", ADMIN),
     )),
 )  # fmt: skip
-"""Every page of the bar, by role. Supervisors, who may open the agents' pages and the
-settings too, reach them from their own menu: their bar holds the four pages they work in."""
+"""Every page of the bar, by role. A supervisor's bar holds the four pages they work in; their
+own menu on those pages has the rest of theirs (flagged calls, visits, settings)."""
 
 
 def nav_for(role: str) -> list[NavGroup]:
