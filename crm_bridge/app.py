@@ -21,7 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from crm_bridge import metrics
 from crm_bridge.accounts import audit
 from crm_bridge.accounts import routes as accounts_routes
-from crm_bridge.accounts.auth import SessionRefreshMiddleware, SignInLimiter, api_access
+from crm_bridge.accounts.auth import (
+    SessionRefreshMiddleware,
+    SignInLimiter,
+    api_access,
+    signed_in_user,
+)
 from crm_bridge.accounts.session_revocation import SessionRevocations
 from crm_bridge.agent_day import routes as agent_day_routes
 from crm_bridge.agent_states import routes as agent_states_routes
@@ -190,7 +195,7 @@ def create_app(settings: Settings) -> FastAPI:
     for routes in ROUTES:
         app.include_router(routes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    install_error_pages(app)
+    install_error_pages(app, user_of=signed_in_user)
     return app
 
 

@@ -120,6 +120,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/login"): EVERYONE,
     ("POST", "/login"): EVERYONE,
     ("POST", "/logout"): EVERYONE,
+    ("POST", "/language"): EVERYONE,
     ("GET", "/admin/users"): ADMINS,
     ("POST", "/admin/users"): ADMINS,
     ("POST", "/admin/users/{user_id}/sign-out"): ADMINS,

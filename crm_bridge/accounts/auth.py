@@ -97,6 +97,9 @@ class SignedInUser:
     csrf_token: str
     supervised_queues: tuple[str, ...] = ()
     """The queues a supervisor may listen to (``crm_bridge.supervise``)."""
+    language: str | None = None
+    """The language the user chose for the pages (``crm_bridge.web.language``)."""
+    display_name: str | None = None
 
 
 class _ClockedSigner(TimestampSigner):
@@ -225,7 +228,8 @@ def load_user(conn: HTTPConnection, data: SessionData | None) -> SignedInUser | 
         if data.gen != (user.session_generation or 0):
             return None
         return SignedInUser(user.id, user.username, user.role, tuple(user.extensions), data.csrf,
-                            tuple(user.supervised_queues or ()))  # fmt: skip
+                            tuple(user.supervised_queues or ()), user.language,
+                            user.display_name)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- HTTP
@@ -319,12 +323,23 @@ def _not_signed_in(request: Request) -> HTTPException:
     if "text/html" not in request.headers.get("accept", ""):
         return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=NOT_SIGNED_IN)
     location = LOGIN_PATH
-    if request.method == "GET":
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    target = _return_target(request)
+    if target:
         location += "?next=" + quote(target, safe="")
     return HTTPException(
         status.HTTP_303_SEE_OTHER, detail=NOT_SIGNED_IN, headers={"Location": location}
     )
+
+
+def _return_target(request: Request) -> str | None:
+    """Where to come back to after signing in: the page asked for, or, for a form sent after
+    the session ended (which cannot be sent again), the page of this site it was sent from."""
+    if request.method == "GET":
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc.lower() == request.headers.get("host", "").lower():
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return None
 
 
 def _api_unauthorized(detail: str) -> HTTPException:

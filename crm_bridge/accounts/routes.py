@@ -8,9 +8,11 @@ Routes (browser pages, so they are left out of the OpenAPI document, which descr
 - ``POST /logout``: ends every session of the user, in every tab and browser, and closes their
   pop sockets (:mod:`crm_bridge.accounts.session_revocation`).
 - ``GET /admin/users``, ``POST /admin/users``, ``POST /admin/users/{user_id}``: list, create,
-  change (role, extensions, supervised queues, active, password);
+  change (display name, role, extensions, supervised queues, active, password);
   ``POST /admin/users/{user_id}/sign-out`` (end every session of the user),
   ``POST /admin/users/{user_id}/unlock`` (lift the user's sign-in limit); admins only.
+- ``POST /language``: the language switch of every page (zh-CN or en), signed in or not:
+  kept on the user (``users.language``) and in this browser (``crm_bridge.web.language``).
 
 Every form carries the session's CSRF token. A form with bad input comes back with the errors
 beside the fields and what was typed, except passwords.
@@ -40,14 +42,16 @@ from crm_bridge.accounts.users import (
     normalize_username,
     update_user,
 )
-from crm_bridge.db.models import ROLES, User
+from crm_bridge.db.models import LANGUAGES, ROLES, User
 from crm_bridge.runtime import RuntimeDep, runtime_of
+from crm_bridge.web.language import LANGUAGE_COOKIE
 from crm_bridge.web.pages import PAGE_HEADERS, ROLE_LABELS, RowId, page_templates
 
 log = logging.getLogger(__name__)
 
 WRONG_CREDENTIALS = "用户名或密码错误 / Wrong user name or password"
 NO_SUCH_USER = "没有该用户 / No such user"
+UNKNOWN_LANGUAGE = f"未知语言 / Unknown language (one of {', '.join(LANGUAGES)})"
 DONE_MESSAGES = {
     "created": "用户已创建 / User created",
     "updated": "已保存 / Saved",
@@ -72,6 +76,7 @@ class UserRow:
     role: str
     extensions: str
     supervised_queues: str
+    display_name: str
     active: bool
     created_at: datetime
     limited: bool
@@ -85,6 +90,7 @@ class UserRow:
             user.role,
             " ".join(user.extensions),
             " ".join(user.supervised_queues or ()),
+            user.display_name or "",
             user.active,
             user.created_at,
             limited,
@@ -197,6 +203,42 @@ async def logout(request: Request) -> Response:
     return response
 
 
+LANGUAGE_COOKIE_SECONDS = 400 * 24 * 3600
+"""How long a browser keeps the language chosen on it (the most Chromium keeps a cookie)."""
+
+
+@router.post("/language")
+async def choose_language(
+    request: Request,
+    language: Annotated[str, Form(max_length=8)] = "",
+    csrf_token: Annotated[str, Form(max_length=256)] = "",
+    back: Annotated[str, Form(max_length=2048)] = "",
+) -> Response:
+    """Switch the pages to ``language``, for the signed-in user (kept on their row, so every
+    browser they sign in on follows) and for this browser (the sign-in page follows)."""
+    data = auth.read_session(request)
+    given = request.headers.get(auth.CSRF_HEADER) or csrf_token
+    if data is None or not auth.constant_time_equal(given, data.csrf):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=auth.CSRF_FAILED)
+    if language not in LANGUAGES:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=UNKNOWN_LANGUAGE)
+    user = await auth.signed_in_user(request)
+    if user is not None:
+        await run_in_threadpool(set_language, request, user.id, language)
+    response = RedirectResponse(safe_next(back) or "/", status.HTTP_303_SEE_OTHER)
+    response.set_cookie(LANGUAGE_COOKIE, language, max_age=LANGUAGE_COOKIE_SECONDS,
+                        secure=auth.is_secure(request), httponly=True,
+                        samesite="lax")  # fmt: skip
+    return response
+
+
+def set_language(request: Request, user_id: int, language: str) -> None:
+    with runtime_of(request).sessions.begin() as session:
+        user = session.get(User, user_id)
+        if user is not None:
+            user.language = language
+
+
 def sign_out_everywhere(request: Request, user_id: int) -> bool:
     """End every session of the user (False: no such user)."""
     with runtime_of(request).sessions.begin() as session:
@@ -228,7 +270,13 @@ def admin_page(
         "roles": ROLES,
         "zone": runtime_of(request).settings.zone,
         "done": None,
-        "new": {"username": "", "role": "agent", "extensions": "", "supervised_queues": ""},
+        "new": {
+            "username": "",
+            "role": "agent",
+            "extensions": "",
+            "supervised_queues": "",
+            "display_name": "",
+        },
         "queues": known_queues(request),
         "new_errors": {},
         "edit_id": None,
@@ -254,13 +302,14 @@ def add_user(
     role: Annotated[str, Form(max_length=32)] = "",
     extensions: Annotated[str, Form(max_length=2048)] = "",
     supervised_queues: Annotated[str, Form(max_length=2048)] = "",
+    display_name: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
     new = {"username": username, "role": role, "extensions": extensions,
-           "supervised_queues": supervised_queues}  # fmt: skip
+           "supervised_queues": supervised_queues, "display_name": display_name}  # fmt: skip
     try:
         with runtime.sessions.begin() as session:
             create_user(session, username, password, role, extensions, supervised_queues,
-                        known_queues(request))  # fmt: skip
+                        known_queues(request), display_name)  # fmt: skip
     except UserInputError as exc:
         return admin_page(request, admin, 400, new=new, new_errors=exc.errors)
     except IntegrityError:
@@ -281,9 +330,10 @@ def change_user(
     active: Annotated[str | None, Form(max_length=8)] = None,
     password: Annotated[str, Form(max_length=4096)] = "",
     supervised_queues: Annotated[str, Form(max_length=2048)] = "",
+    display_name: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
     edit = {"role": role, "extensions": extensions, "active": active is not None,
-            "supervised_queues": supervised_queues}  # fmt: skip
+            "supervised_queues": supervised_queues, "display_name": display_name}  # fmt: skip
     response = RedirectResponse("/admin/users?done=updated", status.HTTP_303_SEE_OTHER)
     try:
         with runtime.sessions.begin() as session:
@@ -300,6 +350,7 @@ def change_user(
                 password=password or None,
                 supervised_queues=supervised_queues,
                 known_queues=known_queues(request),
+                display_name=display_name,
             )
             if password and user.id == admin.id:
                 signed_in = auth.codec_for(request).signed_in(user)

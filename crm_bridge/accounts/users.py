@@ -21,6 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crm_bridge.accounts.people import display_name_problem
 from crm_bridge.db.models import ROLES, User
 
 MIN_PASSWORD_LENGTH = 10
@@ -145,6 +146,7 @@ def create_user(
     extensions: str | Iterable[str] = (),
     supervised_queues: str | Iterable[str] = (),
     known_queues: Iterable[str] | None = None,
+    display_name: str = "",
 ) -> User:
     """Add a user (flushed, not committed); every problem at once in a UserInputError.
     ``known_queues``: the queues a supervised queue must be one of (None: not checked)."""
@@ -153,6 +155,7 @@ def create_user(
         username=username_problem(username),
         role=role_problem(role),
         password=password_problem(password, name),
+        display_name=display_name_problem(display_name),
     )
     try:
         parsed = parse_extensions(extensions)
@@ -173,6 +176,7 @@ def create_user(
         role=role,
         extensions=parsed,
         supervised_queues=queues,
+        display_name=display_name.strip() or None,
         active=True,
     )
     session.add(user)
@@ -190,13 +194,16 @@ def update_user(
     password: str | None = None,
     supervised_queues: str | Iterable[str] | None = None,
     known_queues: Iterable[str] | None = None,
+    display_name: str | None = None,
 ) -> User:
-    """Change what is given (None keeps it); refuses to leave the center without an admin.
+    """Change what is given (None keeps it; an empty display name: the user name is shown);
+    refuses to leave the center without an admin.
     A supervised queue is checked against ``known_queues`` when given, unless the user
     already had it (a queue Asterisk no longer reports can stay)."""
     errors = _problems(
         role=role_problem(role) if role is not None else None,
         password=password_problem(password, user.username) if password else None,
+        display_name=display_name_problem(display_name) if display_name is not None else None,
     )
     parsed = None
     if extensions is not None:
@@ -222,6 +229,8 @@ def update_user(
         user.extensions = parsed
     if queues is not None:
         user.supervised_queues = queues
+    if display_name is not None:
+        user.display_name = display_name.strip() or None
     if active is False and user.active:
         end_sessions(user)
     if active is not None:

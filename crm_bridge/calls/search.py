@@ -60,6 +60,8 @@ class CallSearch:
     """Only calls in which a watch word was said."""
     call_ids: frozenset[int] | None = None
     """Only these calls (the outcome of a flag or a words-said search); None: any."""
+    agents: frozenset[str] | None = None
+    """Only calls taken by these extensions (the agents a name names); None: any."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,10 @@ def _searched(session: Session, query: Select, search: CallSearch) -> Select | N
         if not search.call_ids:
             return None
         query = query.where(Call.id.in_(sorted(search.call_ids)))
+    if search.agents is not None:
+        if not search.agents:
+            return None
+        query = query.where(Call.agent.in_(sorted(search.agents)))
     return query
 
 

@@ -22,11 +22,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy.orm import Session
 
+from crm_bridge.accounts.people import AgentNames, agent_names
 from crm_bridge.customers.birthdays import (
     BirthdayKind,
     _same_day_in_year,
@@ -54,7 +55,6 @@ NO_CUSTOMER = 0
 CENT = Decimal("0.01")
 
 LookupKind = Literal["known", "unknown", "multiple", "withheld", "internal"]
-
 
 
 def _to_cents(value: Decimal) -> Decimal:
@@ -102,6 +102,11 @@ class CallLine(BaseModel):
     offered_at: datetime | None
     direction: str | None
     agent: str | None
+    """Who took the call as a person reads it: the name with the extension beside,
+    ``王小明 (1001)``, or the extension alone when no user holds it
+    (:mod:`crm_bridge.accounts.people`)."""
+    agent_extension: str | None = None
+    """The extension that took the call (``calls.agent``)."""
     disposition: str | None
     talk_seconds: float | None
 
@@ -263,6 +268,7 @@ def build_cards(
     visits = grouped_rows(connection.execute(visits_query(shape), each))
     complaints = grouped_rows(connection.execute(open_complaints_query(shape), each))
     calls = grouped_rows(connection.execute(calls_query(shape), each))
+    names = _agent_names(session, calls)
     cards = []
     for customer in customers:
         is_today, kind = is_birthday_today(customer, today)
@@ -291,7 +297,9 @@ def build_cards(
                     ComplaintLine, complaints[customer.id], "received_at", zone
                 ),
                 open_complaint_count=customer.open_complaint_count,
-                last_calls=card_lines(CallLine, calls[customer.id], "offered_at", zone),
+                last_calls=_named(
+                    card_lines(CallLine, calls[customer.id], "offered_at", zone), names
+                ),
                 tags=list(customer.tags or []),
                 consent_to_calls=customer.consent_to_calls,
                 guardian_consent=_guardian_consent(customer, zone),
@@ -308,6 +316,22 @@ def _guardian_consent(customer, zone: tzinfo) -> GuardianConsentLine | None:
         recorded_by=customer.guardian_consent_by,
         recorded_at=customer.guardian_consent_at.astimezone(zone),
     )
+
+
+def _agent_names(session: Session, calls: dict[int, list[Any]]) -> AgentNames | None:
+    """The names of the agents the cards' last calls name (one read of the users table,
+    only when a last call has an agent)."""
+    if any(row.agent for rows in calls.values() for row in rows):
+        return agent_names(session)
+    return None
+
+
+def _named(lines: list[CallLine], names: AgentNames | None) -> list[CallLine]:
+    for line in lines:
+        line.agent_extension = line.agent
+        if names is not None and line.agent:
+            line.agent = names.label(line.agent)
+    return lines
 
 
 def warm_up(session: Session) -> None:

@@ -60,6 +60,8 @@ COMPLAINT_SEVERITIES = ("normal", "serious", "urgent")
 """一般, 严重, 紧急."""
 RECORDING_STATUSES = ("ok", "missing", "empty", "unreadable")
 ROLES = ("agent", "supervisor", "scheduler", "admin")
+LANGUAGES = ("zh-CN", "en")
+"""The languages a user may choose for the pages (``crm_bridge/web/language.py``)."""
 WRAPUP_CODES = (
     "inquiry",
     "order",
@@ -423,7 +425,10 @@ class User(Base):
     """A person who signs in. ``extensions`` are the phones whose calls are theirs."""
 
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="role"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("role", ROLES), name="role"),
+        CheckConstraint(_one_of("language", LANGUAGES), name="language"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -440,6 +445,11 @@ class User(Base):
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Every session cookie carries the generation it was issued under and must match it;
     adding one ends every session of the user (``crm_bridge.accounts.users.end_sessions``)."""
+    display_name: Mapped[str | None] = mapped_column(String(64))
+    """The name the pages show for the user (an agent's name beside their extension); set by
+    an admin. None: the user name."""
+    language: Mapped[str | None] = mapped_column(String(8))
+    """The language the user chose for the pages; None: the browser's."""
 
 
 class CallbackClaim(Base):

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from crm_bridge.accounts import audit
 from crm_bridge.accounts.auth import SignedInUser
+from crm_bridge.accounts.people import agent_names, extensions_named
 from crm_bridge.accounts.users import UserInputError
 from crm_bridge.calls.call_log import CallFilter, NumberRules
 from crm_bridge.calls.notes import WRAPUP_LABELS, notes_by_linkedid
@@ -105,8 +106,27 @@ def number_filter(numbers: NumberRules, typed: str) -> tuple[str | None, str | N
     return None, digits if len(digits) >= MIN_NUMBER_DIGITS else None
 
 
+def _agent_unknown(session: Session, typed: str, agents: frozenset[str] | None) -> list[str]:
+    """Why an agent filter matches no call: no one is called so, or they never took one."""
+    if not typed.strip() or agents is None:
+        return []
+    if agents == {typed.strip()} and not extensions_named(session, typed):
+        if session.scalar(select(Call.id).where(Call.agent == typed.strip()).limit(1)) is None:
+            return [f"没有姓名、用户名或分机含“{typed.strip()}”的坐席 / No agent has "
+                    f"“{typed.strip()}” in their name, user name or extension"]  # fmt: skip
+        return []
+    if session.scalar(select(Call.id).where(Call.agent.in_(sorted(agents))).limit(1)) is None:
+        return [f"坐席“{typed.strip()}”没有接过通话 / Agent “{typed.strip()}” never took a call"]
+    return []
+
+
 def why_nothing_matched(
-    session: Session, search: CallSearch, first: date | None, last: date | None, number: str
+    session: Session,
+    search: CallSearch,
+    first: date | None,
+    last: date | None,
+    number: str,
+    agent: str = "",
 ) -> list[str]:
     """What in the filters rules every call out, when something plainly does."""
     reasons = []
@@ -117,9 +137,7 @@ def why_nothing_matched(
     if number.strip() and search.calls.number is None and len(digits) < MIN_NUMBER_DIGITS:
         reasons.append(f"号码至少填 {MIN_NUMBER_DIGITS} 位数字 / Give at least "
                        f"{MIN_NUMBER_DIGITS} digits of the number")  # fmt: skip
-    agent = search.calls.agent
-    if agent and session.scalar(select(Call.id).where(Call.agent == agent).limit(1)) is None:
-        reasons.append(f"没有坐席 {agent} 接过的通话 / No call was ever taken by agent {agent}")
+    reasons += _agent_unknown(session, agent, search.agents)
     if search.customer and not customer_ids(session, search.customer):
         reasons.append(f"没有客户的姓名或卡号是“{search.customer}”或以它开头 / No customer's "
                        f"name or card number is or begins with “{search.customer}”")  # fmt: skip
@@ -151,7 +169,6 @@ def calls_page(
             since=start,
             until=end,
             number=number_e164,
-            agent=agent.strip() or None,
             disposition=disposition if disposition in DISPOSITIONS else None,
             direction=direction if direction in DIRECTIONS else None,
         ),
@@ -162,6 +179,9 @@ def calls_page(
     )
     cursor = _cursor(after)
     with runtime.sessions() as session:
+        if agent.strip():
+            named = extensions_named(session, agent)
+            search = dataclasses.replace(search, agents=frozenset({agent.strip(), *named}))
         hits = first_hit_per_call(search_segments(session, words, limit=WORD_HITS))
         if words.strip():
             search = dataclasses.replace(search, call_ids=frozenset(hits))
@@ -170,15 +190,16 @@ def calls_page(
         found = search_calls(session, search, after=cursor)
         names = customer_names(session, {c.customer_id for c in found.calls if c.customer_id})
         why_none = [] if found.calls else why_nothing_matched(
-            session, search, first_day, last_day, number
+            session, search, first_day, last_day, number, agent
         )  # fmt: skip
+        agents = agent_names(session)
     form = {
         "since": since, "until": until, "agent": agent, "queue": queue, "number": number,
         "customer": customer, "direction": direction, "disposition": disposition,
         "flagged": flagged, "words": words,
     }  # fmt: skip
     context = {"found": found, "names": names, "form": form, "first_page": cursor is None,
-               "hits": hits, "why_none": why_none}  # fmt: skip
+               "hits": hits, "why_none": why_none, "agents": agents}  # fmt: skip
     return page(request, user, "supervisor_calls.html", context)
 
 

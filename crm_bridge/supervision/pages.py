@@ -23,6 +23,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from crm_bridge.accounts import audit
 from crm_bridge.accounts.auth import SignedInUser
+from crm_bridge.accounts.people import AgentNames, agent_names
 from crm_bridge.accounts.users import UserInputError
 from crm_bridge.db.models import Complaint
 from crm_bridge.pops.work import CATEGORY_LABELS, SEVERITY_LABELS
@@ -232,11 +233,15 @@ def kpi_data(request: Request, since: str, until: str) -> dict[str, Any]:
         }  # fmt: skip
         campaigns = kpis.campaign_results(session, period)
         quality = scores_by_agent(session, start, end)
+        agents = agent_names(session)
     shown = {d: kpis.inbound_table(d, rows) for d, rows in tables.items()}
     shown["campaigns"] = kpis.campaign_table(campaigns)
     shown["agent_time"] = agent_time_table(kpis.INBOUND_HEADERS["agent"], times["agent"])
+    for table in ("agent", "agent_time"):
+        shown[table] = named_agents(shown[table], agents)
     shown["quality"] = kpis.quality_table(quality)
     return {
+        "agents": agents,
         "first": first,
         "last": last,
         "threshold": threshold,
@@ -244,6 +249,15 @@ def kpi_data(request: Request, since: str, until: str) -> dict[str, Any]:
         "rows": tables,
         "tables": shown,
     }
+
+
+NAME_HEADER = "姓名 Name"
+
+
+def named_agents(table: tuple[list[str], list[list[Any]]], agents: AgentNames):
+    """A table whose first column is an agent's extension, with the person's name before it."""
+    headers, rows = table
+    return [NAME_HEADER, *headers], [[agents.name(row[0]) or "", *row] for row in rows]
 
 
 @router.get("/supervisor/kpis")
@@ -263,7 +277,7 @@ def kpis_page(
             [r.service_level for r in days],
         ),
         "agent": bar_chart(
-            [row.key for row in agents],
+            [data["agents"].label(row.key) for row in agents],
             [("接通 Answered", "answered", [r.answered for r in agents])],
         ),
     }  # fmt: skip

@@ -13,14 +13,18 @@ from fastapi.responses import FileResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import Field
 
+from crm_bridge.web.language import install_language_globals
+from crm_bridge.web.shell import install_shell_globals
+
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-ROLE_LABELS = {
-    "agent": "客服专员 Agent",
-    "supervisor": "客服主管 Supervisor",
-    "scheduler": "运营 Scheduler",
-    "admin": "管理员 Administrator",
+ROLE_NAMES = {
+    "agent": ("客服专员", "Agent"),
+    "supervisor": ("客服主管", "Supervisor"),
+    "scheduler": ("运营", "Scheduler"),
+    "admin": ("管理员", "Administrator"),
 }
+ROLE_LABELS = {role: f"{zh} {en}" for role, (zh, en) in ROLE_NAMES.items()}
 MAX_ROW_ID = 2**31 - 1
 """The largest id a row can have (PostgreSQL's ``integer``): a bigger id in a request is
 refused with 422 before it reaches the database, where it would overflow (a 500)."""
@@ -33,15 +37,21 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
 
 
 def page_templates(*own_dirs: Path) -> Jinja2Templates:
-    """The templates of a feature: its own folders first, then the shared ones (base.html)."""
-    return Jinja2Templates(directory=[*own_dirs, TEMPLATES_DIR])
+    """The templates of a feature: its own folders first, then the shared ones (base.html),
+    with the globals of the language and of the navigation bar (:mod:`crm_bridge.web.language`,
+    :mod:`crm_bridge.web.shell`)."""
+    templates = Jinja2Templates(directory=[*own_dirs, TEMPLATES_DIR])
+    install_language_globals(templates.env)
+    install_shell_globals(templates.env)
+    templates.env.globals["role_names"] = ROLE_NAMES
+    return templates
 
 
 def input_error(message: str, errors: dict[str, str]) -> HTTPException:

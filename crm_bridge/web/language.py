@@ -1,0 +1,76 @@
+"""The language a page is shown in: zh-CN or English, one at a time.
+
+Labels are written once with both languages, ``<span class="zh">中文</span> <span
+class="en">English</span>``; the page's ``<html lang>`` says which one shows (``base.html`` hides
+the other with CSS), so a label keeps working whichever language is chosen. A label still in
+the older style, ``中文 <span class="en">English</span>``, shows its Chinese alone in zh-CN; in
+English, ``static/lang.js`` marks its bare Chinese text, also in what a page's script builds.
+Text that cannot hold markup (``title``, ``placeholder``, ``aria-label``, the page ``<title>``)
+is chosen on the server with the template global ``t("中文", "English")``. A quieter note shown
+in both languages (a card number beside a name) is ``<span class="aside">``.
+
+Which language: the signed-in user's own choice (``users.language``), else the choice made on
+this browser (the ``callbridge_lang`` cookie, set by the switch on the sign-in page), else the
+browser's ``Accept-Language``; zh-CN when it names neither.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import pass_context
+from starlette.requests import HTTPConnection
+
+from crm_bridge.db.models import LANGUAGES
+
+ZH, EN = LANGUAGES
+LANGUAGE_COOKIE = "callbridge_lang"
+LANGUAGE_NAMES = {ZH: "中文", EN: "English"}
+"""How the switch names each language (each in itself, whatever the page shows)."""
+
+
+def from_accept_language(header: str) -> str:
+    """The first of zh or en the browser prefers (by ``q``), zh-CN when it names neither."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        if primary in ("zh", "en") and quality > 0:
+            ranked.append((-quality, position, ZH if primary == "zh" else EN))
+    return min(ranked)[2] if ranked else ZH
+
+
+def language_of(conn: HTTPConnection, user: Any = None) -> str:
+    """The language to show ``conn``'s page in; ``user`` is the signed-in user, if any."""
+    chosen = getattr(user, "language", None)
+    if chosen in LANGUAGES:
+        return chosen
+    cookie = conn.cookies.get(LANGUAGE_COOKIE)
+    if cookie in LANGUAGES:
+        return cookie
+    return from_accept_language(conn.headers.get("accept-language", ""))
+
+
+@pass_context
+def page_language(context: Any) -> str:
+    """The template global ``page_language()``: the language of the page being rendered."""
+    request = context.get("request")
+    if request is None:
+        return ZH
+    return language_of(request, context.get("user"))
+
+
+@pass_context
+def choose(context: Any, zh: str, en: str) -> str:
+    """The template global ``t("中文", "English")``: the one the page's language wants."""
+    return en if page_language(context) == EN else zh
+
+
+def install_language_globals(environment: Any) -> None:
+    environment.globals.update(t=choose, page_language=page_language, language_names=LANGUAGE_NAMES)
