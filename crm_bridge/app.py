@@ -25,6 +25,8 @@ from crm_bridge.accounts.session_revocation import SessionRevocations
 from crm_bridge.agent_states import routes as agent_states_routes
 from crm_bridge.agent_states.domain import AgentState
 from crm_bridge.agent_states.service import AgentStates
+from crm_bridge.call_controls import routes as call_controls_routes
+from crm_bridge.call_controls.service import CallControls
 from crm_bridge.calls import api as calls_api
 from crm_bridge.calls.bridge import BridgeService
 from crm_bridge.calls.call_log import CallLog, NumberRules
@@ -148,6 +150,7 @@ ROUTES = (
     agent_states_routes.router,
     wallboard_routes.router,
     supervise_routes.router,
+    call_controls_routes.router,
     routing_routes.router,
 )
 """Every feature's router, in the order the app includes them."""
@@ -234,6 +237,7 @@ async def _start(settings: Settings) -> Runtime:
     await pops.start()
     live_speech = await start_live_speech(settings, bridge, pops, sessions)
     supervise = Supervision(bridge, settings.agent_contexts)  # before start: the first resync
+    call_controls = CallControls(bridge, settings.agent_contexts)
     await bridge.start()
     if demo is not None:
         await bridge.wait_connected(timeout=10)
@@ -266,6 +270,7 @@ async def _start(settings: Settings) -> Runtime:
         agent_states=agent_states,
         wallboard=wallboard,
         supervise=supervise,
+        call_controls=call_controls,
         routing=routing,
     )
 
