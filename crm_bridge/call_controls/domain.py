@@ -69,7 +69,7 @@ ON_DO_NOT_CALL = "该号码在禁止呼叫名单中 / This number is on the do-n
 def not_now(control: str, state: str) -> str:
     zh, en = CONTROLS[control].split(" ", 1)
     szh, sen = STATES[state].split(" ", 1)
-    return f"通话{szh}，不能{zh} / The call is {sen.lower()}: cannot {en.lower()}"
+    return f"当前{szh}，不能{zh} / Cannot {en.lower()} now: {sen.lower()}"
 
 
 class ControlRefused(Exception):
