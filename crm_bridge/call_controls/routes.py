@@ -61,6 +61,7 @@ from crm_bridge.web.pages import input_error
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiActionLost, AmiActionTimeout, AmiNotConnected
 from telephony.call_controls import ControlFailed
+from telephony.call_tracker import agent_from_interface
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def _target(runtime: Runtime, user: SignedInUser, body: ControlIn) -> Target | N
     if body.target_kind == "queue":
         return queue_target(value, runtime.settings.transfer_queues)
     if body.target_kind == "agent":
-        return agent_target(value, user.extensions)
+        return agent_target(value, {agent_from_interface(e) for e in user.extensions})
     if body.target_kind == "number":
         e164 = _callable_number(runtime, value, "target")
         return number_target(mask_phone(e164), outside_line_exten(e164, runtime.settings))

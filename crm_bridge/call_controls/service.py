@@ -2,7 +2,8 @@
 
 Which channels: the call's customer and agent channels from a
 :class:`~crm_bridge.live_speech.channels.ChannelIndex` fed by the bridge's AMI events (the
-same index listen-in uses), for the answered call the tracker says the agent is on. When a
+same index listen-in uses), for an answered call of the tracker's in which one of the user's
+extensions has its phone's channel up: that agent is on the call. When a
 control starts, its channels are kept with the call's state, because a transfer in progress
 makes the tracker see the target as the call's agent. A state ends when the customer's or the
 agent's channel hangs up, or a resync no longer finds it.
@@ -147,16 +148,21 @@ class CallControls:
             if held.username != username:
                 raise ControlRefused(404, NO_SUCH_CALL)
             return held
-        mine = {agent_from_interface(extension) for extension in extensions}
+        mine = sorted({agent_from_interface(extension) for extension in extensions})
         record = next((c for c in self._bridge.links[0].tracker.active_calls()
                        if c.linkedid == linkedid), None)  # fmt: skip
-        if record is None or record.answered_at is None or record.agent not in mine:
+        if record is None or record.answered_at is None:
             raise ControlRefused(404, NO_SUCH_CALL)
-        sides = self._index.sides(linkedid, record.agent)
-        if not (sides.customer and sides.agent and CHANNEL_NAME.match(sides.customer)
+        # The agent on the call is the one whose phone is in it now: after a transfer that is
+        # the target's, whom the tracker may still not name as the call's agent.
+        found = [(agent, self._index.sides(linkedid, agent)) for agent in mine]
+        agent, sides = next(((a, s) for a, s in found if s.agent), (None, None))
+        if agent is None or sides is None or sides.agent is None:
+            raise ControlRefused(404, NO_SUCH_CALL)
+        if not (sides.customer and CHANNEL_NAME.match(sides.customer)
                 and CHANNEL_NAME.match(sides.agent)):  # fmt: skip
             raise ControlRefused(409, CHANNELS_UNKNOWN)
-        return ControlledCall(linkedid, username, record.agent, sides.customer, sides.agent,
+        return ControlledCall(linkedid, username, agent, sides.customer, sides.agent,
                               "talking")  # fmt: skip
 
     def _target_leg(self, call: ControlledCall) -> str:
