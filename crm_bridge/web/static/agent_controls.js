@@ -98,8 +98,9 @@
     const kind = el("select", { name: "target_kind", "aria-label": "转接目标类型 Target kind" },
       TARGET_KINDS.map(([value, label]) => el("option", { value }, label)));
     const listId = "transfer-queues-" + card.dataset.linkedid.replace(/[^A-Za-z0-9]/g, "_");
-    const target = el("input", { name: "target", type: "text", maxLength: 32, list: listId,
+    const target = el("input", { name: "target", type: "text", maxLength: 32,
       placeholder: "support / 1002 / 139…", "aria-label": "转接目标 Transfer target" });
+    target.setAttribute("list", listId); // input.list is read-only: only the attribute sets it
     const targetError = errorLine();
     const bar = el("div", { class: "controls" },
       el("p", { class: "control-buttons" },
@@ -129,7 +130,8 @@
     const bar = card.querySelector(".controls");
     if (!bar || bar.dataset.busy) return;
     if (control === "hangup" && !window.confirm("挂断这通电话？\nHang up this call?")) return;
-    const [error, targetError] = bar.querySelectorAll(".form-error");
+    const error = bar.querySelector(":scope > .form-error");
+    const targetError = bar.querySelector(".transfer .form-error");
     showError(error, "");
     showError(targetError, "");
     const body = { control };
@@ -166,7 +168,7 @@
   }
 
   function onCallState(card, frame) {
-    if (frame.state === "ringing" && frame.mine) ringAlert(card);
+    if (frame.state === "ringing") ringAlert(card); // a page only gets calls ringing its agent
     const live = frame.state === "answered" && frame.mine;
     const bar = card.querySelector(".controls");
     if (live && !bar) {
