@@ -4,18 +4,25 @@ control and which transfer target are allowed."""
 from __future__ import annotations
 
 import pytest
+from test_pops import CHEAP_ARGON2, CSRF_RE, first_events_through, running_site, wait_for
 
+from crm_bridge.accounts import users
 from crm_bridge.call_controls.domain import (
+    NO_SUCH_CALL,
+    NOT_A_NUMBER,
     NOT_A_QUEUE,
     NOT_AN_AGENT,
+    ON_DO_NOT_CALL,
     OWN_EXTENSION,
     UNKNOWN_CONTROL,
+    UNKNOWN_KIND,
     ControlRefused,
     agent_target,
     check_control,
     not_now,
     queue_target,
 )
+from crm_bridge.db.models import AuditEntry, DoNotCall
 from telephony import call_controls as actions
 from telephony.ami_codec import UnsafeAmiValue, encode_action
 
@@ -102,3 +109,76 @@ def test_transfer_targets_are_a_known_queue_or_another_agents_extension():
             call()
         assert (refused.value.status, refused.value.field, refused.value.message) == (
             400, "target", message)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the routes
+
+
+@pytest.fixture
+async def site(tmp_path, monkeypatch):
+    monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
+    async with running_site(tmp_path) as running:
+        with running.sessions().begin() as session:
+            session.add(DoNotCall(number_e164="+8613900000006", note="asked", added_by="lin"))
+        yield running
+
+
+async def post(client, url: str, body: dict, csrf: bool = True):
+    token = CSRF_RE.search((await client.get("/agent")).text)
+    headers = {"X-CSRF-Token": token.group(1)} if csrf and token else {}
+    return await client.post(url, json=body, headers=headers)
+
+
+def audit_of(site) -> list[tuple[str, str, str]]:
+    with site.sessions()() as session:
+        rows = session.query(AuditEntry).order_by(AuditEntry.id)
+        return [(e.action, e.subject_type, e.subject_id) for e in rows]
+
+
+async def test_the_dial_pad_refuses_a_bad_or_do_not_call_number_and_dials_a_good_one(site):
+    async with site.signed_in("wang") as wang, site.signed_in("zhou") as zhou:
+        for number, message in (("13900000006", ON_DO_NOT_CALL), ("139-DIAL", NOT_A_NUMBER),
+                                ("+86 139 0000 0006", ON_DO_NOT_CALL)):  # fmt: skip
+            refused = await post(wang, "/me/dial", {"number": number})
+            assert refused.status_code == 400
+            assert refused.json()["detail"] == {"message": message, "errors": {"number": message}}
+        assert audit_of(site) == []  # nothing sent, nothing audited
+        assert (await post(zhou, "/me/dial", {"number": "13900000001"})).status_code == 403
+        assert (await post(wang, "/me/dial", {"number": "13900000001"}, csrf=False)
+                ).status_code == 403  # fmt: skip
+
+        placed = await post(wang, "/me/dial", {"number": "139 0000 0001"})
+        assert placed.status_code == 200, placed.text
+        assert "139****0001" in placed.json()["message"]
+    ((action, subject_type, subject_id),) = audit_of(site)
+    assert (action, subject_type) == ("dial", "number")
+    assert "13900000001" not in subject_id  # masked
+
+
+async def test_only_the_agent_on_an_answered_call_may_control_it(site):
+    answered, rest = first_events_through("a_inbound_answered_1001", "AgentConnect")
+    await site.simulator.play_events(answered, speed=0, renumber=False)
+    tracker = site.app.state.runtime.bridge.links[0].tracker
+
+    async def live() -> bool:
+        return any(c.answered_at is not None for c in tracker.active_calls())
+
+    await wait_for(live)
+    (call,) = tracker.active_calls()
+    url = f"/me/calls/{call.linkedid}/control"
+    async with site.signed_in("wang") as wang, site.signed_in("li") as li:
+        refused = await post(li, url, {"control": "hold"})
+        assert (refused.status_code, refused.json()["detail"]) == (404, NO_SUCH_CALL)
+        bad = await post(wang, url, {"control": "transfer", "target_kind": "queue",
+                                     "target": "support\r\nAction: Originate"})  # fmt: skip
+        assert bad.status_code == 400 and bad.json()["detail"]["errors"] == {"target": NOT_A_QUEUE}
+        bad = await post(wang, url, {"control": "consult", "target_kind": "number",
+                                     "target": "13900000006"})  # fmt: skip
+        assert bad.json()["detail"]["errors"] == {"target": ON_DO_NOT_CALL}
+        bad = await post(wang, url, {"control": "transfer", "target_kind": "fax", "target": "1"})
+        assert bad.json()["detail"]["errors"] == {"target_kind": UNKNOWN_KIND}
+        wrong = await post(wang, url, {"control": "complete"})
+        assert wrong.status_code == 409
+        assert (await post(wang, url, {"control": "hold"}, csrf=False)).status_code == 403
+    assert audit_of(site) == []  # every refusal before anything was sent
+    await site.simulator.play_events(rest, speed=0, renumber=False)
