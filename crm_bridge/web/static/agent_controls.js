@@ -19,9 +19,12 @@
   let titleTimer = null;
 
   // Two short tones made in the page (no sound file to fetch): a phone-like double ring.
+  // data-ring-sound says whether the browser let it sound ("running") or still waits for the
+  // agent's first click or key on the page ("suspended"), as browsers do for any page.
   function ringSound() {
     try {
       audio = audio || new AudioContext();
+      if (audio.state !== "running") audio.resume();
       const now = audio.currentTime;
       for (const start of [0, 0.25]) {
         const tone = audio.createOscillator();
@@ -33,11 +36,23 @@
         tone.start(now + start);
         tone.stop(now + start + 0.2);
       }
-      app.dataset.ringSound = "played";
+      app.dataset.ringSound = audio.state;
     } catch (error) {
       app.dataset.ringSound = "unavailable";
     }
   }
+
+  // The first click or key on the page lets it make sound from then on.
+  function unlockSound() {
+    try {
+      audio = audio || new AudioContext();
+      audio.resume();
+    } catch (error) {
+      app.dataset.ringSound = "unavailable";
+    }
+  }
+  document.addEventListener("pointerdown", unlockSound, { once: true });
+  document.addEventListener("keydown", unlockSound, { once: true });
 
   function ringingCards() {
     return cards.querySelectorAll('.card[data-state="ringing"]');
