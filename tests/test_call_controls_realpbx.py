@@ -4,7 +4,8 @@ A customer calls in and agent wang answers on 1001 (li's 1002 is paused in the s
 so the call goes to 1001). wang holds, resumes, transfers and hangs up from the agent page's
 routes; what Asterisk does is read with the kit's ``core show channels concise`` (context,
 application, bridge of each channel) and the kit's own AMI events. Another agent is refused,
-a bad target changes nothing, and every control is in the audit log.
+a bad target changes nothing, and every control is in the audit log. A call wang places from
+the dial pad is held, resumed and hung up the same way; a do-not-call number rings nothing.
 """
 
 from __future__ import annotations
@@ -183,3 +184,44 @@ async def test_attended_transfer_cancelled_then_completed_to_a_queue_then_hung_u
 
 async def _gone(prefix: str) -> bool:
     return row_of(await channels(), prefix) is None
+
+
+async def test_a_number_from_the_dial_pad_held_resumed_and_hung_up(site):
+    """The dial pad rings wang's 1001 (the kit's phone answers), then the kit's callee; the
+    call it places is controlled like a queue call. A do-not-call number rings nothing."""
+    await off_loop("agent", "1001", "--behaviour", "answer", "--ring", "1", "--talk", "120")
+    async with site.signed_in("wang") as wang:
+        token = CSRF_RE.search((await wang.get("/agent")).text).group(1)
+        refused = await wang.post("/me/dial", json={"number": DNC_NUMBER},
+                                  headers={"X-CSRF-Token": token})  # fmt: skip
+        assert refused.status_code == 400
+        assert await channels() == []  # nothing rang
+        placed = await wang.post("/me/dial", json={"number": "139 0000 0001"},
+                                 headers={"X-CSRF-Token": token})  # fmt: skip
+        assert placed.status_code == 200, placed.text
+        linkedid = placed.json()["channel_id"]
+        tracker = site.app.state.runtime.bridge.links[0].tracker
+        await until(
+            lambda: any(c.linkedid == linkedid and c.answered_at for c in tracker.active_calls()),
+            "the callee answered",
+        )
+        await until(lambda: bridged_together("PJSIP/1001-", "PJSIP/carrier-"), "talking")
+        agent, customer = await channel_of("PJSIP/1001-"), await channel_of("PJSIP/carrier-")
+
+        held = await control(wang, linkedid, "hold")
+        assert held.status_code == 200, held.text
+        rows = await channels()
+        assert row_of(rows, customer)[1:3] + row_of(rows, customer)[5:6] == [
+            "callbridge-hold", "customer", "MusicOnHold"]  # fmt: skip
+        assert row_of(rows, agent)[1:3] == ["callbridge-hold", "agent"]
+        assert (await control(wang, linkedid, "resume")).status_code == 200
+        await until(lambda: bridged_together(agent, customer), "talking again")
+        hung = await control(wang, linkedid, "hangup")
+        assert hung.status_code == 200 and hung.json()["state"] == "ended"
+        await until(lambda: _gone(customer), "the call ended")
+        await until(lambda: _gone(agent), "wang's phone hung up")
+    with site.sessions()() as session:
+        dialled = session.query(AuditEntry).filter_by(action="dial").one()
+    assert dialled.username == "wang" and "13900000001" not in dialled.subject_id
+    controls = ("call_hold", "call_resume", "call_hangup")
+    assert audit_actions(site) == [("wang", action, linkedid) for action in controls]
