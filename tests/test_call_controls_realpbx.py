@@ -111,6 +111,9 @@ async def test_hold_resume_refusals_then_a_blind_transfer_to_1002(site, kit_brid
         assert row_of(rows, customer)[1:3] + row_of(rows, customer)[5:6] == [
             "callbridge-hold", "customer", "MusicOnHold"]  # fmt: skip
         assert row_of(rows, agent)[1:3] == ["callbridge-hold", "agent"]
+        shown = (await wang.get(f"/me/calls/{linkedid}/control")).json()
+        assert shown == {"state": "held", "state_label": "保持中 On hold"}  # a page opened anew
+        assert (await li.get(f"/me/calls/{linkedid}/control")).status_code == 404
         assert any(e.get("Event") == "MusicOnHoldStart" and e.get("Channel") == customer
                    for e in kit_bridge.heard)  # fmt: skip
 

@@ -1,5 +1,7 @@
 """Call controls and the dial pad on the agent page (JSON, ``X-CSRF-Token``).
 
+- ``GET /me/calls/{linkedid}/control``: the state of the user's own call (the card asks when
+  it shows the controls, e.g. after a reload while the call is on hold).
 - ``POST /me/calls/{linkedid}/control`` ``{"control", "target_kind"?, "target"?}``: one control
   of the user's own answered call (:mod:`crm_bridge.call_controls.domain`: ``hangup``,
   ``hold``, ``resume``, ``transfer`` and ``consult`` with a target, ``complete``, ``cancel``).
@@ -150,6 +152,20 @@ def _message(plan: Plan, target: Target | None) -> str:
     if target is None:
         return f"{zh}：已完成 / {en}: done"
     return f"{zh}：{target.label.split(' / ')[0]} / {en}: {target.label.split(' / ')[1]}"
+
+
+class StateOut(BaseModel):
+    state: str
+    state_label: str
+
+
+@router.get("/calls/{linkedid}/control", summary="The state of my call: talking, held, consulting")
+async def get_control(request: Request, linkedid: LinkedId, user: AgentUser) -> StateOut:
+    try:
+        state = _service(request).state_of(user.username, user.extensions, linkedid)
+    except ControlRefused as exc:
+        raise _refusal(exc) from None
+    return StateOut(state=state, state_label=STATES[state])
 
 
 @router.post("/calls/{linkedid}/control", summary="Hang up, hold, resume or transfer my call")

@@ -96,9 +96,9 @@ class CallControls:
 
     # ------------------------------------------------------------ what agents ask
 
-    def state_of(self, linkedid: str) -> str:
-        call = self.calls.get(linkedid)
-        return call.state if call is not None else "talking"
+    def state_of(self, username: str, extensions: Iterable[str], linkedid: str) -> str:
+        """The state of the user's own call (raises ``ControlRefused`` 404 for any other)."""
+        return self._own_call(username, extensions, linkedid).state
 
     def plan(self, username: str, extensions: Iterable[str], linkedid: str, control: str,
              target: Target | None = None) -> Plan:  # fmt: skip

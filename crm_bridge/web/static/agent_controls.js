@@ -182,6 +182,18 @@
     if (state === "transferred" || state === "ended") bar.querySelector("form").hidden = true;
   }
 
+  // A page opened again while its call is on hold or transferring shows that state.
+  async function knownState(card) {
+    try {
+      const response = await fetch(controlUrl(card), { credentials: "same-origin", cache: "no-store" });
+      if (!response.ok) return;
+      const data = await response.json();
+      if (card.querySelector(".controls")) showControlState(card, data.state, "");
+    } catch (error) {
+      // the buttons of a talking call stay; a control sent answers with the real state
+    }
+  }
+
   function onCallState(card, frame) {
     if (frame.state === "ringing") ringAlert(card); // a page only gets calls ringing its agent
     const live = frame.state === "answered" && frame.mine;
@@ -189,6 +201,7 @@
     if (live && !bar) {
       card.querySelector(".caller").after(controlsBar(card));
       showControlState(card, "talking", "");
+      knownState(card);
     } else if (!live && bar && frame.state !== "answered") {
       bar.remove();
       delete card.dataset.control;
