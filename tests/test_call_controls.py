@@ -167,7 +167,8 @@ async def test_only_the_agent_on_an_answered_call_may_control_it(site):
     (call,) = tracker.active_calls()
     url = f"/me/calls/{call.linkedid}/control"
     async with site.signed_in("wang") as wang, site.signed_in("li") as li:
-        assert (await wang.get(url)).json() == {"state": "talking", "state_label": "通话中 Talking"}
+        shown = (await wang.get(url)).json()
+        assert shown == {"state": "talking", "state_label": "通话中 Talking", "target": None}
         assert (await li.get(url)).status_code == 404
         refused = await post(li, url, {"control": "hold"})
         assert (refused.status_code, refused.json()["detail"]) == (404, NO_SUCH_CALL)

@@ -112,7 +112,7 @@ async def test_hold_resume_refusals_then_a_blind_transfer_to_1002(site, kit_brid
             "callbridge-hold", "customer", "MusicOnHold"]  # fmt: skip
         assert row_of(rows, agent)[1:3] == ["callbridge-hold", "agent"]
         shown = (await wang.get(f"/me/calls/{linkedid}/control")).json()
-        assert shown == {"state": "held", "state_label": "保持中 On hold"}  # a page opened anew
+        assert shown == {"state": "held", "state_label": "保持中 On hold", "target": None}
         assert (await li.get(f"/me/calls/{linkedid}/control")).status_code == 404
         assert any(e.get("Event") == "MusicOnHoldStart" and e.get("Channel") == customer
                    for e in kit_bridge.heard)  # fmt: skip
@@ -156,6 +156,8 @@ async def test_attended_transfer_cancelled_then_completed_to_a_queue_then_hung_u
         asked = await control(wang, linkedid, "consult", target_kind="agent", target="1002")
         assert asked.status_code == 200 and asked.json()["state"] == "consulting"
         assert asked.json()["state_label"] == "转接中 Transferring"
+        shown = (await wang.get(f"/me/calls/{linkedid}/control")).json()
+        assert (shown["state"], shown["target"]) == ("consulting", "坐席 1002 / agent 1002")
         await until(lambda: bridged_together(agent, "PJSIP/1002-"), "wang talks to 1002")
         rows = await channels()
         assert row_of(rows, customer)[5] == "MusicOnHold"  # the customer waits with music

@@ -49,7 +49,6 @@ ALLOWED_IN = {
 }
 NEXT_STATE = {"hangup": "ended", "hold": "held", "resume": "talking", "transfer": "transferred",
               "consult": "consulting", "complete": "transferred", "cancel": "talking"}  # fmt: skip
-TARGET_KINDS = {"queue": "队列 Queue", "agent": "坐席 Agent", "number": "号码 Number"}
 AGENT_EXTENSION = re.compile(r"^1[0-9]{3}$")
 """The agent extensions the ``callbridge-transfer`` context dials (``_1XXX``)."""
 

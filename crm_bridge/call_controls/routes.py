@@ -157,15 +157,18 @@ def _message(plan: Plan, target: Target | None) -> str:
 class StateOut(BaseModel):
     state: str
     state_label: str
+    target: str | None = None
+    """Whom an attended transfer in progress is talking to (a number masked)."""
 
 
 @router.get("/calls/{linkedid}/control", summary="The state of my call: talking, held, consulting")
 async def get_control(request: Request, linkedid: LinkedId, user: AgentUser) -> StateOut:
     try:
-        state = _service(request).state_of(user.username, user.extensions, linkedid)
+        call = _service(request).state_of(user.username, user.extensions, linkedid)
     except ControlRefused as exc:
         raise _refusal(exc) from None
-    return StateOut(state=state, state_label=STATES[state])
+    target = call.target.label if call.target is not None else None
+    return StateOut(state=call.state, state_label=STATES[call.state], target=target)
 
 
 @router.post("/calls/{linkedid}/control", summary="Hang up, hold, resume or transfer my call")

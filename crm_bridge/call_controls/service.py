@@ -96,9 +96,11 @@ class CallControls:
 
     # ------------------------------------------------------------ what agents ask
 
-    def state_of(self, username: str, extensions: Iterable[str], linkedid: str) -> str:
-        """The state of the user's own call (raises ``ControlRefused`` 404 for any other)."""
-        return self._own_call(username, extensions, linkedid).state
+    def state_of(self, username: str, extensions: Iterable[str], linkedid: str
+                 ) -> ControlledCall:  # fmt: skip
+        """The user's own call as controlled now (raises ``ControlRefused`` 404 for any
+        other)."""
+        return self._own_call(username, extensions, linkedid)
 
     def plan(self, username: str, extensions: Iterable[str], linkedid: str, control: str,
              target: Target | None = None) -> Plan:  # fmt: skip

@@ -188,7 +188,7 @@
       const response = await fetch(controlUrl(card), { credentials: "same-origin", cache: "no-store" });
       if (!response.ok) return;
       const data = await response.json();
-      if (card.querySelector(".controls")) showControlState(card, data.state, "");
+      if (card.querySelector(".controls")) showControlState(card, data.state, data.target || "");
     } catch (error) {
       // the buttons of a talking call stay; a control sent answers with the real state
     }
