@@ -11,7 +11,7 @@ the dial pad is held, resumed and hung up the same way; a do-not-call number rin
 from __future__ import annotations
 
 import pytest
-from realpbx_site import ZHANG_SAN_RAW, kit_site
+from realpbx_site import ZHANG_SAN_RAW, frame_of_state, kit_site
 from test_pops import CHEAP_ARGON2, CSRF_RE
 from test_supervise_realpbx import channel_of, channels, kit_bridge, off_loop, until
 
@@ -94,7 +94,8 @@ def audit_actions(site) -> list[tuple[str, str, str]]:
 
 
 async def test_hold_resume_refusals_then_a_blind_transfer_to_1002(site, kit_bridge):
-    async with site.signed_in("wang") as wang, site.signed_in("li") as li:
+    async with site.signed_in("wang") as wang, site.signed_in("li") as li, \
+            site.pops("li") as li_pops:  # fmt: skip
         linkedid = await answered_by_1001(site)
         customer = await channel_of("PJSIP/carrier-")
         agent = await channel_of("PJSIP/1001-")
@@ -139,6 +140,11 @@ async def test_hold_resume_refusals_then_a_blind_transfer_to_1002(site, kit_brid
         assert row_of(rows, customer)[1:3] + row_of(rows, customer)[5:6] == [
             "callbridge-transfer", "1002", "Dial"]  # fmt: skip
         assert row_of(rows, agent) is None  # wang's phone is off the call
+        answered = await frame_of_state(li_pops, "answered")  # her card pops as wang's call...
+        while not answered["mine"]:  # ...then is hers once 1002 answers
+            answered = await frame_of_state(li_pops, "answered")
+        assert answered["linkedid"] == linkedid and answered["by_agent"] == "1002"
+        assert (await li.get(f"/me/calls/{linkedid}/control")).json()["state"] == "talking"
         gone = await control(wang, linkedid, "hangup")
         assert gone.status_code == 404  # no longer wang's call
 
