@@ -55,6 +55,7 @@ AGENT_EXTENSION = re.compile(r"^1[0-9]{3}$")
 UNKNOWN_CONTROL = "未知的操作 / Unknown call control"
 NO_SUCH_CALL = "没有您正在接听的这通电话 / You are not on this call"
 CHANNELS_UNKNOWN = "找不到这通电话的通话通道 / The channels of this call are not known"
+CONTROL_UNDER_WAY = "上一个操作还在进行 / The last control of this call is still under way"
 NO_TARGET_LEG = "转接目标还没有接听 / The transfer target has not answered yet"
 NOT_STARTED = "通话控制未启用 / Call controls are not running"
 UNKNOWN_KIND = "请选择队列、坐席或号码 / Choose a queue, an agent or a number"

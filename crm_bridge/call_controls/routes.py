@@ -15,7 +15,8 @@ written to the audit log before it is sent (actions ``call_<control>`` and ``dia
 the call or the number masked), and one Asterisk did not carry out gets a second entry,
 ``call_control_failed``, with the reason. Refusals: 400 a bad target or number with
 ``detail = {"message", "errors": {field: message}}`` (zh-CN / English; nothing sent), 404 not
-the user's call, 409 not allowed in the call's state, 503/504/502 the phone system away, not
+the user's call, 409 not allowed in the call's state (or another control of the call still
+under way), 503/504/502 the phone system away, not
 answering or refusing.
 """
 
@@ -187,7 +188,11 @@ async def post_control(
     if target is not None:
         details |= {"target_kind": target.kind, "target": target.label}
     action = f"call_{body.control}"
-    await run_in_threadpool(_audit, runtime, user, client, action, ("call", linkedid), details)
+    try:
+        await run_in_threadpool(_audit, runtime, user, client, action, ("call", linkedid), details)
+    except Exception:
+        service.release(plan)
+        raise
     try:
         state = await service.send(plan, target)
     except FAILURE_TYPES as exc:

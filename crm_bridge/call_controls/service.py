@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from crm_bridge.call_controls.domain import (
     CHANNELS_UNKNOWN,
+    CONTROL_UNDER_WAY,
     NEXT_STATE,
     NO_SUCH_CALL,
     NO_TARGET_LEG,
@@ -67,6 +68,8 @@ class CallControls:
         self._server = bridge.links[0].config.name
         self._index = ChannelIndex(agent_contexts)
         self.calls: dict[str, ControlledCall] = {}
+        self._pending: set[str] = set()
+        """Calls with a control planned and not yet answered by Asterisk: one at a time."""
         bridge.listen_to_channels(self, lambda event: False)
 
     # ------------------------------------------------------------ what Asterisk says
@@ -105,8 +108,12 @@ class CallControls:
     def plan(self, username: str, extensions: Iterable[str], linkedid: str, control: str,
              target: Target | None = None) -> Plan:  # fmt: skip
         """Decide a control of the user's own call (raises
-        :class:`~crm_bridge.call_controls.domain.ControlRefused`); nothing is sent yet."""
+        :class:`~crm_bridge.call_controls.domain.ControlRefused`) and hold the call for it
+        until :meth:`send` or :meth:`release` (no await in between: two requests cannot both
+        pass); nothing is sent yet."""
         call = self._own_call(username, extensions, linkedid)
+        if linkedid in self._pending:
+            raise ControlRefused(409, CONTROL_UNDER_WAY)
         check_control(control, call.state)
         customer, agent = call.customer_channel, call.agent_channel
         if control == "hangup":
@@ -123,15 +130,23 @@ class CallControls:
             action = actions.complete_transfer(customer, self._target_leg(call))
         else:
             raise ValueError(f"{control} needs a target")
+        self._pending.add(linkedid)
         return Plan(call, control, action, NEXT_STATE[control])
+
+    def release(self, plan: Plan) -> None:
+        """A planned control that is not sent."""
+        self._pending.discard(plan.call.linkedid)
 
     async def send(self, plan: Plan, target: Target | None = None) -> str:
         """Send the planned action; on success the call takes its next state, which is
         returned. Raises what :func:`~telephony.call_controls.send_control` raises."""
         link = self._bridge.links[0]
-        if link.connection is None:
-            raise AmiNotConnected(f"AMI {link.config.name} is not connected")
-        await actions.send_control(link.connection, plan.action, f"ctl-{uuid.uuid4()}")
+        try:
+            if link.connection is None:
+                raise AmiNotConnected(f"AMI {link.config.name} is not connected")
+            await actions.send_control(link.connection, plan.action, f"ctl-{uuid.uuid4()}")
+        finally:
+            self.release(plan)
         call = plan.call
         if plan.next_state in ("talking", "ended", "transferred"):
             self.calls.pop(call.linkedid, None)
