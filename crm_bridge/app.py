@@ -32,6 +32,8 @@ from crm_bridge.agent_day import routes as agent_day_routes
 from crm_bridge.agent_states import routes as agent_states_routes
 from crm_bridge.agent_states.domain import AgentState
 from crm_bridge.agent_states.service import AgentStates
+from crm_bridge.call_controls import routes as call_controls_routes
+from crm_bridge.call_controls.service import CallControls
 from crm_bridge.calls import api as calls_api
 from crm_bridge.calls.bridge import BridgeService
 from crm_bridge.calls.call_log import CallLog, NumberRules
@@ -159,6 +161,7 @@ ROUTES = (
     agent_states_routes.router,
     wallboard_routes.router,
     supervise_routes.router,
+    call_controls_routes.router,
     routing_routes.router,
     agent_day_routes.router,
     survey_routes.router,
@@ -247,6 +250,7 @@ async def _start(settings: Settings) -> Runtime:
     await pops.start()
     live_speech = await start_live_speech(settings, bridge, pops, sessions)
     supervise = Supervision(bridge, settings.agent_contexts)  # before start: the first resync
+    call_controls = CallControls(bridge, settings.agent_contexts)
     await bridge.start()
     if demo is not None:
         await bridge.wait_connected(timeout=10)
@@ -279,6 +283,7 @@ async def _start(settings: Settings) -> Runtime:
         agent_states=agent_states,
         wallboard=wallboard,
         supervise=supervise,
+        call_controls=call_controls,
         routing=routing,
     )
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from crm_bridge.accounts.auth import SignInLimiter
     from crm_bridge.accounts.session_revocation import SessionRevocations
     from crm_bridge.agent_states.service import AgentStates
+    from crm_bridge.call_controls.service import CallControls
     from crm_bridge.calls.bridge import BridgeService
     from crm_bridge.calls.call_log import NumberRules
     from crm_bridge.campaigns.audience_process import AudienceProcess
@@ -61,6 +62,8 @@ class Runtime:
     wallboard: Wallboard | None = None
     supervise: Supervision | None = None
     """Listen, whisper, barge: the sessions going on."""
+    call_controls: CallControls | None = None
+    """Hold, transfer and hang up from the agent's card: the calls held or transferred now."""
     routing: Routing | None = None
     """The FastAGI server and rules of routing by customer value; None when off, in the demo,
     or when its port was taken."""

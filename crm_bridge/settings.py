@@ -217,6 +217,11 @@ class Settings(BaseSettings):
     agent_contexts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["internal", "from-internal"]
     )
+    transfer_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["support", "senior"]
+    )
+    """The queues an agent may transfer a call to: each needs its ``queue-<name>`` extension in
+    the ``callbridge-transfer`` context of dialplans/extensions_callbridge.conf."""
 
     def __init__(self, *, serving: bool = True, **values: Any) -> None:
         """``serving=False`` is for commands that only touch the database or files (import,
@@ -247,11 +252,24 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @field_validator(
-        "ami_servers", "inbound_contexts", "agent_contexts", "forwarded_allow_ips", mode="before"
+        "ami_servers",
+        "inbound_contexts",
+        "agent_contexts",
+        "transfer_queues",
+        "forwarded_allow_ips",
+        mode="before",
     )
     @classmethod
     def _lists_from_text(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("transfer_queues")
+    @classmethod
+    def _queue_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", name):
+                raise ValueError("a queue name is letters, digits, _ and - (at most 32)")
+        return value
 
     @field_validator("forwarded_allow_ips")
     @classmethod

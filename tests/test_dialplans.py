@@ -386,6 +386,9 @@ ACTION_CLASSES = {
     "QueueAdd": {"agent"},
     "QueueRemove": {"agent"},
     "QueuePause": {"agent"},
+    "Hangup": {"system", "call"},
+    "Redirect": {"call"},
+    "Bridge": {"call"},
 }
 NEEDED_EVENTS = {
     "Newchannel", "Newstate", "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave", "Hangup",
@@ -426,7 +429,7 @@ def test_the_account_may_send_what_the_bridge_sends_and_nothing_wider(manager):
     read, write = classes(account.one("read")), classes(account.one("write"))
     assert "all" not in read | write
     assert read == {"system", "call", "agent", "dialplan", "cdr", "user"}
-    assert write == {"originate", "reporting", "agent"}
+    assert write == {"originate", "reporting", "agent", "call"}
     for action, needs in ACTION_CLASSES.items():
         assert not needs or needs & write, action
 
@@ -460,3 +463,17 @@ def test_the_account_settings_the_bridge_counts_on(manager):
     assert general.one("timestampevents") == "yes"
     assert general.one("displayconnects") == account.one("displayconnects") == "no"
     assert account.one("secret") == "CHANGE_ME"  # a placeholder, never a real secret
+
+
+def test_every_transfer_queue_has_its_extension_and_is_configured(plan):
+    """An agent may transfer to the queues of ``transfer_queues``: each is a ``queue-<name>``
+    extension of ``callbridge-transfer`` (the hold context's two extensions too)."""
+    from crm_bridge.settings import Settings
+
+    queues = {s.name for s in read_conf(DIALPLANS / "queues.conf")} - {"general"}
+    wanted = Settings(serving=False).transfer_queues
+    assert set(wanted) <= queues
+    assert {f"queue-{name}" for name in wanted} | {"_1XXX", "_9XX.", "hangup"} <= (
+        plan["callbridge-transfer"].keys()
+    )
+    assert {"customer", "agent"} <= plan["callbridge-hold"].keys()

@@ -136,6 +136,10 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/me/calls/{linkedid}/wrapup"): AGENT_DESK,
     ("POST", "/me/complaints"): AGENT_DESK,
     ("POST", "/me/click-to-call"): AGENT_DESK,
+    # crm_bridge/call_controls/routes.py
+    ("GET", "/me/calls/{linkedid}/control"): AGENT_DESK,
+    ("POST", "/me/calls/{linkedid}/control"): AGENT_DESK,
+    ("POST", "/me/dial"): AGENT_DESK,
     # crm_bridge/supervision/call_pages.py, crm_bridge/supervision/pages.py
     ("GET", "/supervisor/calls"): SUPERVISORS,
     ("GET", "/supervisor/calls/{call_id}"): SUPERVISORS,

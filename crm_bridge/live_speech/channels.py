@@ -91,6 +91,11 @@ class ChannelIndex:
                 ups[channel.linkedid] = ups.get(channel.linkedid, 0) + 1
         return {linkedid for linkedid, count in ups.items() if count >= 2}
 
+    def legs(self, linkedid: str) -> list[str]:
+        """The names of the call's channels that are up and no Local half, oldest first."""
+        return [c.name for c in self._channels.values() if c.linkedid == linkedid and c.up
+                and not is_local(c.name) and CHANNEL_NAME.match(c.name)]  # fmt: skip
+
     def sides(self, linkedid: str, agent: str | None) -> Sides:
         legs = [c for c in self._channels.values() if c.linkedid == linkedid and c.up
                 and not is_local(c.name) and CHANNEL_NAME.match(c.name)]  # fmt: skip

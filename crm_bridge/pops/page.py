@@ -70,6 +70,7 @@ def agent_page(request: Request, runtime: RuntimeDep, user: PageUser) -> Respons
         "role_labels": ROLE_LABELS,
         "extensions": user.extensions,
         "timezone": runtime.settings.timezone,
+        "transfer_queues": runtime.settings.transfer_queues,
     }
     return templates.TemplateResponse(request, "agent.html", context, headers=AGENT_PAGE_HEADERS)
 

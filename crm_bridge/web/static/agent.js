@@ -484,6 +484,8 @@
     const badge = card.querySelector(".state");
     badge.replaceChildren(bi(stateText(card)));
     if (frame.state === "ended") scheduleFade(card);
+    // agent_controls.js (ring alert, call controls) follows each card's state from here.
+    card.dispatchEvent(new CustomEvent("callstate", { bubbles: true, detail: frame }));
   }
 
   // What the agent typed is never thrown away by a timer: an ended card whose forms hold
@@ -695,6 +697,9 @@
       replace();
     };
   }
+
+  // What agent_controls.js builds its part of the page with.
+  window.callbridgeAgent = { el, bi, postJson, errorLine, showError };
 
   refreshEmpty();
   connect();
