@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pbx_kit import pbx_commands, pbx_kit  # noqa: F401  (the real Asterisk's fixtures)
+from pbx_kit import kit_bridge, pbx_commands, pbx_kit  # noqa: F401  (the real Asterisk's fixtures)
 from playwright.async_api import Browser, async_playwright
 from psycopg import sql
 from sqlalchemy.engine import make_url

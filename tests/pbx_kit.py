@@ -18,14 +18,17 @@ moved a further ``WORKER_PORT_STEP`` per worker (gw0, gw1, ...).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from telephony.ami_connection import AmiConfig, AmiConnection, AmiState
 
 ROOT = Path(__file__).resolve().parents[1]
 KIT = Path(os.environ.get("PBX_KIT") or ROOT.parent / "shared" / "pbx")
@@ -96,8 +99,18 @@ def pbx_kit(tmp_path_factory) -> Iterator[dict]:
     greetings.mkdir()
     try:
         info = start_info(
-            pbx("start", "--dialplans", ROOT / "dialplans", "--recordings", work / "recordings",
-                "--greetings", greetings, "--port-offset", offset, "--json")
+            pbx(
+                "start",
+                "--dialplans",
+                ROOT / "dialplans",
+                "--recordings",
+                work / "recordings",
+                "--greetings",
+                greetings,
+                "--port-offset",
+                offset,
+                "--json",
+            )
         )
         info["greetings"] = str(greetings)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as exc:
@@ -134,3 +147,29 @@ def pbx_commands(pbx_kit) -> Iterator[PbxRunner]:
     load_amd()
     yield pbx
     pbx("wait-idle", "--timeout", "60")
+
+
+class KitAmi(AmiConnection):
+    """An AMI session that keeps every event it hears, in order, in ``heard``."""
+
+    def __init__(self, config: AmiConfig) -> None:
+        self.heard: list[dict] = []
+        super().__init__(config, on_event=lambda event: self.heard.append(dict(event)))
+
+
+@pytest.fixture
+async def kit_bridge(pbx_kit) -> AsyncIterator[KitAmi]:
+    """An AMI session of the kit's own read/write-all ``bridge`` account, with every event it
+    hears: "another tool" (a phone's own feature, an operator's console) acting on the PBX
+    beside callbridge, and a witness of what the PBX did."""
+    ami = pbx_kit["ami"]
+    connection = KitAmi(AmiConfig(name="kit-bridge", host=ami["host"], port=ami["port"],
+                                  username="bridge", secret="bridge-secret"))  # fmt: skip
+    await connection.start()
+    try:
+        async with asyncio.timeout(60):
+            while connection.state is not AmiState.CONNECTED:
+                await asyncio.sleep(0.05)
+        yield connection
+    finally:
+        await connection.stop()

@@ -21,7 +21,6 @@ from test_agent_browser import ARTIFACTS
 from test_pops import CHEAP_ARGON2, PASSWORD
 
 from crm_bridge.accounts import users
-from telephony.ami_connection import AmiConfig, AmiConnection
 from telephony.queue_members import IN_USE_STATUSES
 
 pytestmark = pytest.mark.realpbx
@@ -51,22 +50,6 @@ async def site(pbx_kit, pbx_commands, tmp_path, monkeypatch):
             assert loop.time() < deadline
             await asyncio.sleep(0.05)
         yield running
-
-
-@pytest.fixture
-async def kit_bridge(pbx_kit):
-    """The kit's read/write-all ``bridge`` account, with the queue-member events it hears."""
-    ami = pbx_kit["ami"]
-    heard: list[dict] = []
-    config = AmiConfig(name="kit-bridge", host=ami["host"], port=ami["port"],
-                       username="bridge", secret="bridge-secret")  # fmt: skip
-    connection = AmiConnection(config, on_event=lambda event: heard.append(dict(event)))
-    await connection.start()
-    while str(connection.state) != "connected":
-        await asyncio.sleep(0.05)
-    connection.heard = heard  # type: ignore[attr-defined]
-    yield connection
-    await connection.stop()
 
 
 async def signed_in(site, browser: Browser, username: str, path: str) -> Page:

@@ -18,7 +18,6 @@ from test_pops import CHEAP_ARGON2, CSRF_RE, PASSWORD, hashed
 
 from crm_bridge.accounts import users
 from crm_bridge.db.models import AgentStateChange, User
-from telephony.ami_connection import AmiConfig, AmiConnection
 
 pytestmark = pytest.mark.realpbx
 
@@ -73,23 +72,6 @@ async def eventually_queue(client, predicate, queue: str = "support") -> dict:
             return row
         assert loop.time() < deadline, f"wallboard row {row}"
         await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-async def kit_bridge(pbx_kit):
-    """An AMI session of the kit's own read/write-all ``bridge`` account: "another tool"."""
-    ami = pbx_kit["ami"]
-    config = AmiConfig(name="kit-bridge", host=ami["host"], port=ami["port"],
-                       username="bridge", secret="bridge-secret")  # fmt: skip
-    connection = AmiConnection(config, on_event=lambda _event: None)
-    await connection.start()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while str(connection.state) != "connected":
-        assert loop.time() < deadline
-        await asyncio.sleep(0.05)
-    yield connection
-    await connection.stop()
 
 
 async def test_a_pause_made_by_another_ami_client_shows(site, kit_bridge):

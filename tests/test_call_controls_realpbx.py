@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from realpbx_site import ZHANG_SAN_RAW, frame_of_state, kit_site
 from test_pops import CHEAP_ARGON2, CSRF_RE
-from test_supervise_realpbx import channel_of, channels, kit_bridge, off_loop, until
+from test_supervise_realpbx import channel_of, channels, off_loop, until
 
 from crm_bridge.accounts import users
 from crm_bridge.call_controls.domain import (
@@ -25,7 +25,6 @@ from crm_bridge.call_controls.domain import (
 from crm_bridge.db.models import AuditEntry, DoNotCall
 
 pytestmark = pytest.mark.realpbx
-assert kit_bridge  # the kit's read/write-all AMI session, a fixture of these tests too
 
 LI = "Local/1002@agents/n"
 DNC_NUMBER = "13900000006"

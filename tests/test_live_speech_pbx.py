@@ -52,8 +52,13 @@ def korean_model(tmp_path_factory) -> Path:
 def kit_site(tmp_path, pbx_kit, pbx_commands, korean_model, monkeypatch):
     monkeypatch.setattr(users, "_hasher", CHEAP_ARGON2)
     settings = kit_settings(
-        tmp_path, pbx_kit, vosk_model=korean_model, live_speech=True, live_speech_port=0,
-        live_speech_language="ko", live_speech_max_streams=2,
+        tmp_path,
+        pbx_kit,
+        vosk_model=korean_model,
+        live_speech=True,
+        live_speech_port=0,
+        live_speech_language="ko",
+        live_speech_max_streams=2,
     )
     seed(settings.database_url)
     engine = make_engine(settings.database_url)
@@ -247,3 +252,33 @@ async def test_a_stream_cut_mid_call_resumes(kit_site, pbx_commands):
     said = [f for f in frames if f["type"] == "live_speech" and f["final"]]
     assert any(WATCH_WORD in f["text"] for f in said if f["side"] == "customer")
     assert not live.calls  # the call ended and was let go
+
+
+async def test_a_transferred_call_is_listened_to_on_the_new_agents_side(
+    kit_site, pbx_commands, kit_bridge
+):
+    """Agent li (1002) answers, then blind-transfers the customer to wang (1001): wang's side
+    is listened to from then on, and wang, not li, gets the customer's live transcript."""
+    async with running(kit_site, pbx_commands) as (app, address):
+        live = app.state.runtime.live_speech
+        async with socket(address, "/ws/pops", "wang") as wang:
+            call_in(pbx_commands, hold=40, speak_at=20)
+            await wait_until(lambda: live.counts.stream_connections == 2)
+            pbx_commands("agent", "1001", "--online", "--talk", "30")
+            li = next(c for c in channels_up(pbx_commands) if c.startswith("PJSIP/1002-"))
+            response = await kit_bridge.send_action(
+                "BlindTransfer", {"Channel": li, "Context": "agents", "Exten": "1001"}
+            )
+            assert response["Response"] == "Success", response
+            await wait_until(lambda: live.counts.stream_connections == 3)
+            call = next(iter(live.calls.values()))
+            listened = [(s.side, s.channel.split("-")[0]) for s in call.streams]
+            summary = (await live_calls(address))["calls"][0]
+            frames = await frames_until(wang, lambda fs: any(
+                f["type"] == "live_speech" and f["final"] and WATCH_WORD in f["text"]
+                for f in fs))  # fmt: skip
+        await asyncio.to_thread(pbx_commands, "wait-idle", "--timeout", "90")
+    assert listened == [("customer", "PJSIP/carrier"), ("agent", "PJSIP/1002"),
+                        ("agent", "PJSIP/1001")]  # fmt: skip
+    assert call.agent == "1001" and summary["agent"] == "1001"
+    assert {f["side"] for f in frames if f["type"] == "live_speech"} >= {"customer"}

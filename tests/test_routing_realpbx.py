@@ -29,7 +29,6 @@ from crm_bridge.db.models import (
     RoutingSettings,
     RoutingTier,
 )
-from telephony.ami_connection import AmiConfig, AmiConnection
 
 pytestmark = pytest.mark.realpbx
 
@@ -88,21 +87,6 @@ async def site(pbx_kit, pbx_commands, tmp_path, monkeypatch):
         seed_routing(running)
         point_dialplan_at(pbx_commands, running.app.state.runtime.routing.server.port)
         yield running
-
-
-@pytest.fixture
-async def kit_bridge(pbx_kit):
-    """The kit's read/write-all ``bridge`` account and every event it hears."""
-    ami = pbx_kit["ami"]
-    heard: list[dict] = []
-    config = AmiConfig(name="kit-bridge", host=ami["host"], port=ami["port"],
-                       username="bridge", secret="bridge-secret")  # fmt: skip
-    connection = AmiConnection(config, on_event=lambda event: heard.append(dict(event)))
-    await connection.start()
-    await until(lambda: str(connection.state) == "connected")
-    connection.heard = heard  # type: ignore[attr-defined]
-    yield connection
-    await connection.stop()
 
 
 def customer_channel(heard: list[dict], number: str) -> str:

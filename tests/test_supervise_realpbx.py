@@ -21,7 +21,6 @@ from test_pops import CHEAP_ARGON2, CSRF_RE, PASSWORD, hashed
 from crm_bridge.accounts import users
 from crm_bridge.db.models import AuditEntry, User
 from crm_bridge.supervise.domain import NO_EXTENSION, not_your_queue
-from telephony.ami_connection import AmiConfig, AmiConnection
 
 pytestmark = pytest.mark.realpbx
 
@@ -74,21 +73,6 @@ async def channel_of(prefix: str) -> str:
 
     await until(there, f"a channel {prefix}")
     return found[0]
-
-
-@pytest.fixture
-async def kit_bridge(pbx_kit):
-    """An AMI session of the kit's own read/write-all ``bridge`` account."""
-    ami = pbx_kit["ami"]
-    config = AmiConfig(name="kit-bridge", host=ami["host"], port=ami["port"],
-                       username="bridge", secret="bridge-secret")  # fmt: skip
-    heard: list[dict] = []
-    connection = AmiConnection(config, on_event=lambda event: heard.append(dict(event)))
-    connection.heard = heard  # type: ignore[attr-defined]
-    await connection.start()
-    await until(lambda: str(connection.state) == "connected", "the kit's AMI")
-    yield connection
-    await connection.stop()
 
 
 @pytest.fixture
@@ -239,7 +223,8 @@ async def test_whisper_then_barge_each_with_its_options(site, kit_bridge):
         await until(_no_spies, "ChanSpy gone")
     entries = audit_entries(site, "listen", "whisper", "barge", "supervise_failed")
     assert [(e.action, e.subject_id) for e in entries] == [
-        ("whisper", call["linkedid"]), ("barge", call["linkedid"])
+        ("whisper", call["linkedid"]),
+        ("barge", call["linkedid"]),
     ]
 
 

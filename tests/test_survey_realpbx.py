@@ -53,14 +53,6 @@ async def ami(pbx_kit, name: str, port_step: int, user: str, secret: str) -> Ami
 
 
 @pytest.fixture
-async def kit_bridge(pbx_kit):
-    """The PBX's read/write-all ``bridge`` account and every event it hears."""
-    connection = await ami(pbx_kit, "kit-bridge", 0, "bridge", "bridge-secret")
-    yield connection
-    await connection.stop()
-
-
-@pytest.fixture
 async def carrier(pbx_kit):
     """The kit's carrier (the sim, AMI port + 1): it holds the customer's phone."""
     connection = await ami(pbx_kit, "kit-sim", 1, "sim", "sim-secret")

@@ -84,9 +84,14 @@ class LiveCall:
     alerted: set[tuple[Any, ...]] = field(default_factory=set)
     over: bool = False
 
+    @property
+    def streams_listening(self) -> int:
+        """Sides still listened to: a transferred agent's ended with their channel."""
+        return sum(not task.done() for task in self.tasks)
+
     def summary(self) -> dict[str, Any]:
         return {"linkedid": self.linkedid, "server": self.server, "agent": self.agent,
-                "live_transcript": self.live, "streams": len(self.streams),
+                "live_transcript": self.live, "streams": self.streams_listening,
                 "reconnects": sum(max(0, s.connections - 1) for s in self.streams),
                 "link": call_link(self.linkedid)}  # fmt: skip
 
@@ -153,7 +158,7 @@ class LiveSpeech:
 
     @property
     def streams_active(self) -> int:
-        return sum(len(c.streams) for c in self.calls.values() if c.live == "streaming")
+        return sum(c.streams_listening for c in self.calls.values() if c.live == "streaming")
 
     def live_calls(self) -> list[dict[str, Any]]:
         return [call.summary() for call in self.calls.values()]
@@ -167,6 +172,8 @@ class LiveSpeech:
         key = (event.call.server, event.call.linkedid)
         if isinstance(event, CallAnswered) and key not in self.calls:
             self._begin(key, event.agent, event.call.answered_at or event.at)
+        elif isinstance(event, CallAnswered) and event.agent != self.calls[key].agent:
+            self._follow(self.calls[key], event.agent)
         elif isinstance(event, CallEnded) and key in self.calls:
             self._end(self.calls.pop(key))
 
@@ -208,6 +215,27 @@ class LiveSpeech:
             self.counts.calls_streamed += 1
             for side, channel in sides:
                 stream = LiveStream(linkedid, side, channel)
+                call.streams.append(stream)
+                call.tasks.append(self._spawn(self._keep_listening(call, stream)))
+        self.hub.publish({"type": "live_call", **call.summary()}, agent, to_agent=False)
+
+    def _follow(self, call: LiveCall, agent: str | None) -> None:
+        """The call was transferred and another agent answered it: their side is listened to
+        from now on, in the place of the first agent's (whose stream ends with their channel,
+        maybe a moment later), and the live transcript goes to them. The customer's stream goes
+        on as it was."""
+        call.agent = agent
+        channel = self._index(call.server).sides(call.linkedid, agent).agent
+        leaving = sum(stream.side == "agent" and not task.done()
+                      for stream, task in zip(call.streams, call.tasks, strict=True))  # fmt: skip
+        if call.live == "streaming" and channel is not None:
+            if self.streams_active - leaving + 1 > self.config.max_streams:
+                log.warning(
+                    "live speech full (%d streams): the agent side of call %s after its transfer "
+                    "is not listened to", self.config.max_streams, call.linkedid,
+                )  # fmt: skip
+            elif not any(s.channel == channel for s in call.streams):
+                stream = LiveStream(call.linkedid, "agent", channel)
                 call.streams.append(stream)
                 call.tasks.append(self._spawn(self._keep_listening(call, stream)))
         self.hub.publish({"type": "live_call", **call.summary()}, agent, to_agent=False)
