@@ -1,8 +1,8 @@
 """The satisfaction survey: a call's score, the survey on or off per queue, and the uploaded
 prompts.
 
-Revision ID: 0015_call_survey
-Revises: 0020_guardian_consent
+Revision ID: 0018_call_survey
+Revises: 0017_guardian_consent
 Create Date: 2026-12-07
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015_call_survey"
-down_revision: str | None = "0020_guardian_consent"
+revision: str = "0018_call_survey"
+down_revision: str | None = "0017_guardian_consent"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

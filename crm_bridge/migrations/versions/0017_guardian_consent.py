@@ -8,8 +8,8 @@
 - ``dial_attempts.placed_by``: the agent who placed a preview call, whose page stays on that
   customer until the call is settled.
 
-Revision ID: 0020_guardian_consent
-Revises: 0019_complaint_work_scorecards
+Revision ID: 0017_guardian_consent
+Revises: 0016_complaint_work_scorecards
 Create Date: 2026-12-07
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0020_guardian_consent"
-down_revision: str | None = "0019_complaint_work_scorecards"
+revision: str = "0017_guardian_consent"
+down_revision: str | None = "0016_complaint_work_scorecards"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """The agent's day: the agents each call rang (an agent's missed calls), and who took each
 missed or abandoned call to call back.
 
-Revision ID: 0018_agent_day
+Revision ID: 0015_agent_day
 Revises: 0014_campaign_amd
 Create Date: 2026-12-07
 """
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
-revision: str = "0018_agent_day"
+revision: str = "0015_agent_day"
 down_revision: str | None = "0014_campaign_amd"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,8 +1,8 @@
 """A user's profile: the name shown for them (``display_name``, set by an admin), and the
 language they chose for the pages (``language``: zh-CN or en; empty: the browser's).
 
-Revision ID: 0016_user_profile
-Revises: 0015_call_survey
+Revision ID: 0019_user_profile
+Revises: 0018_call_survey
 Create Date: 2026-12-07
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_user_profile"
-down_revision: str | None = "0015_call_survey"
+revision: str = "0019_user_profile"
+down_revision: str | None = "0018_call_survey"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,8 +1,8 @@
 """The supervisor's work: a complaint's category and severity, who assigned and escalated it
 and when; the quality-review scorecards of calls (``quality_reviews``).
 
-Revision ID: 0019_complaint_work_scorecards
-Revises: 0018_agent_day
+Revision ID: 0016_complaint_work_scorecards
+Revises: 0015_agent_day
 Create Date: 2026-12-07
 """
 
@@ -14,8 +14,8 @@ from sqlalchemy.dialects import postgresql
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
-revision: str = "0019_complaint_work_scorecards"
-down_revision: str | None = "0018_agent_day"
+revision: str = "0016_complaint_work_scorecards"
+down_revision: str | None = "0015_agent_day"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
