@@ -73,7 +73,7 @@ async def test_ring_alert_live_card_controls_dial_pad_and_shortcuts(site, browse
     target = controls.locator("input[name=target]")
     await controls.locator("select[name=target_kind]").select_option("agent")
     await target.fill("2001")
-    await controls.get_by_role("button", name="转接 Transfer", exact=True).click()
+    await controls.get_by_role("button", name="转接", exact=True).click()
     error = controls.locator(".transfer .form-error")
     await expect(error).to_have_text(NOT_AN_AGENT)
     await expect(target).to_have_value("2001")  # what was typed stays
@@ -89,7 +89,7 @@ async def test_ring_alert_live_card_controls_dial_pad_and_shortcuts(site, browse
     for key in DNC_NUMBER:
         await page.locator(f"#dial-pad button[data-key='{key}']").click()
     await expect(number).to_have_value(DNC_NUMBER)
-    await page.get_by_role("button", name="呼叫 Call").click()
+    await page.get_by_role("button", name="呼叫", exact=True).click()
     await expect(page.locator("#dial-error")).to_have_text(ON_DO_NOT_CALL)
     await expect(number).to_have_value(DNC_NUMBER)
     await expect(number).to_have_attribute("aria-invalid", "true")

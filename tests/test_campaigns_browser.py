@@ -49,6 +49,11 @@ OUTCOMES = {
 }
 
 
+def campaign_greetings(data_dir: Path) -> list[Path]:
+    """The greetings folder's campaign uploads (the survey's prompts are kept there too)."""
+    return [p for p in (data_dir / "greetings").iterdir() if not p.name.startswith("survey-")]
+
+
 def outcome_by_number(headers: Mapping[str, str]) -> str:
     number = headers.get("Channel", "").removeprefix("PJSIP/").split("@")[0]
     return OUTCOMES.get(number, "answered")
@@ -180,7 +185,7 @@ async def test_a_scheduler_previews_runs_and_exports_a_campaign(site, browser, t
     assert all(v.startswith("CAMPAIGN=") for v in greetings)  # first Variable header
     raw = b"".join(site.simulator.received_raw)
     assert b"Variable: CC_GREETING=callbridge/greetings/" in raw
-    stored = list((site.settings.data_dir / "greetings").iterdir())
+    stored = campaign_greetings(site.settings.data_dir)
     assert len(stored) == 1 and stored[0].suffix == ".wav" and stored[0].name != "hello.wav"
 
     async with page.expect_download() as download_info:
@@ -500,7 +505,7 @@ async def test_the_scheduler_plays_the_uploaded_greeting_back(site, browser, tmp
 
     campaign_id = int(page.url.rsplit("/", 1)[1])
     url = f"/campaigns/{campaign_id}/greeting"
-    (stored,) = (site.settings.data_dir / "greetings").iterdir()
+    (stored,) = campaign_greetings(site.settings.data_dir)
     async with site.signed_in("zhou") as scheduler:
         served_back = await scheduler.get(url)
         assert served_back.status_code == 200 and served_back.content == stored.read_bytes()

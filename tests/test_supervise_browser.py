@@ -18,7 +18,6 @@ from test_supervise_realpbx import (  # noqa: F401  (the kit site's fixtures)
     answered_by_1001,
     channel_of,
     hang_up_the_customer,
-    kit_bridge,
     off_loop,
     site,
     spies,

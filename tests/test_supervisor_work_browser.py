@@ -125,10 +125,10 @@ async def test_a_complaint_is_assigned_and_escalated_to_users_picked_from_the_li
     await row.locator("a").first.click()
     await page.wait_for_url(f"{site.origin}/supervisor/complaints/{cid}")
     handlers = await page.locator("#assign-who option").all_inner_texts()
-    assert handlers == ["请选择 / Choose…", "li · 客服专员 Agent", "lin · 客服主管 Supervisor",
+    assert handlers == ["请选择", "li · 客服专员 Agent", "lin · 客服主管 Supervisor",
                         "wang · 客服专员 Agent"]  # fmt: skip
     assert await page.locator("#escalate-who option").all_inner_texts() == [
-        "请选择 / Choose…", "lin · 客服主管 Supervisor", "root · 管理员 Administrator"]  # fmt: skip
+        "请选择", "lin · 客服主管 Supervisor", "root · 管理员 Administrator"]  # fmt: skip
 
     await page.click("#assign button[type=submit]")  # nobody picked
     await expect(page.locator("#assign .error")).to_have_text(

@@ -126,7 +126,7 @@ async def test_the_score_on_the_call_page_and_csat_in_the_kpis(site, browser):
     sheet = openpyxl.load_workbook(io.BytesIO((await download.path()).read_bytes())).active
     rows = list(sheet.iter_rows(values_only=True))
     header = list(rows[0])
-    by_agent = {row[0]: row for row in rows[1:]}
+    by_agent = {row[header.index("坐席 Agent")]: row for row in rows[1:]}
     assert by_agent["1001"][header.index("满意度 CSAT")] == pytest.approx(0.6667)
     assert by_agent["1001"][header.index("评价数 Surveyed")] == 3
     assert by_agent["1002"][header.index("平均评分 Mean score")] == 3
