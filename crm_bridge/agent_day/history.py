@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, tzinfo
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from crm_bridge.calls.search import Cursor
+from crm_bridge.calls.search import Cursor, newest_first
 from crm_bridge.db.models import Call, Recording
 from crm_bridge.supervision.agent_time import AgentTime, agent_time
 from crm_bridge.supervision.kpis import Period
@@ -54,17 +54,7 @@ def my_calls(
     query = select(Call).where(
         or_(Call.agent.in_(agents), Call.transferred_to.in_(agents)), Call.offered_at.is_not(None)
     )
-    if after is not None:
-        query = query.where(
-            or_(
-                Call.offered_at < after.offered_at,
-                and_(Call.offered_at == after.offered_at, Call.id < after.call_id),
-            )
-        )
-    ordered = query.order_by(Call.offered_at.desc(), Call.id.desc()).limit(limit + 1)
-    rows = list(session.scalars(ordered))
-    more, rows = len(rows) > limit, rows[:limit]
-    cursor = Cursor(rows[-1].offered_at, rows[-1].id) if more and rows[-1].offered_at else None
+    rows, cursor = newest_first(session, query, after=after, limit=limit)
     recorded = select(Recording.call_id).where(
         Recording.call_id.in_([row.id for row in rows]), Recording.status == "ok"
     )

@@ -79,6 +79,16 @@ def search_calls(
     query = _searched(session, select(Call), search)
     if query is None:
         return CallPage([], 0, False, None)
+    rows, cursor = newest_first(session, query, after=after, limit=limit)
+    total, capped = _capped_count(session, search)
+    return CallPage(rows, total, capped, cursor)
+
+
+def newest_first(
+    session: Session, query: Select, *, after: Cursor | None, limit: int
+) -> tuple[list[Call], Cursor | None]:
+    """One page of the calls ``query`` selects, newest first, from past ``after``; the cursor
+    of the next page, if there is one (keyset paging on offered_at and id)."""
     if after is not None:
         query = query.where(
             or_(
@@ -88,11 +98,9 @@ def search_calls(
         )
     ordered = query.order_by(Call.offered_at.desc(), Call.id.desc()).limit(limit + 1)
     rows = list(session.scalars(ordered))
-    more = len(rows) > limit
-    rows = rows[:limit]
+    more, rows = len(rows) > limit, rows[:limit]
     cursor = Cursor(rows[-1].offered_at, rows[-1].id) if more and rows[-1].offered_at else None
-    total, capped = _capped_count(session, search)
-    return CallPage(rows, total, capped, cursor)
+    return rows, cursor
 
 
 def _searched(session: Session, query: Select, search: CallSearch) -> Select | None:
