@@ -39,6 +39,9 @@ _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f]")
 _REPEATABLE = frozenset({"variable"})
+_NAMES_ONE_VARIABLE = frozenset({"getvar", "setvar"})
+"""Actions whose ``Variable`` header is a bare name (Setvar's value has a header of its own);
+in every other action (Originate) it is ``NAME=VALUE`` and may repeat."""
 _VARIABLE_FORBIDDEN = (",", '"', "\\")
 
 
@@ -256,7 +259,11 @@ def _check_text(what: str, text: str) -> None:
         raise UnsafeAmiValue(f"{what} contains a control character (CR, LF, NUL...)")
 
 
-def _check_variable(key: str, value: str) -> None:
+def _check_variable(action: str, key: str, value: str) -> None:
+    if action.lower() in _NAMES_ONE_VARIABLE:
+        if not _VARIABLE_NAME.match(value):
+            raise UnsafeAmiValue(f"header {key!r} of {action} must be a NAME of [A-Za-z0-9_]")
+        return
     name, sep, var_value = value.partition("=")
     if not sep or not _VARIABLE_NAME.match(name):
         raise UnsafeAmiValue(f"header {key!r} must be NAME=VALUE with NAME made of [A-Za-z0-9_]")
@@ -267,7 +274,7 @@ def _check_variable(key: str, value: str) -> None:
         )
 
 
-def _encode_line(key: str, value: str | int) -> bytes:
+def _encode_line(key: str, value: str | int, action: str = "") -> bytes:
     if not isinstance(key, str) or not _KEY.match(key):
         raise UnsafeAmiValue(f"header name {key!r} is not made of [A-Za-z0-9_-]")
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -275,7 +282,7 @@ def _encode_line(key: str, value: str | int) -> bytes:
     text = str(value)
     _check_text(f"header {key!r} value", text)
     if key.lower() in _REPEATABLE:
-        _check_variable(key, text)
+        _check_variable(action, key, text)
     try:
         line = f"{key}: {text}".encode()
     except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for it, so nothing sane to send
@@ -287,13 +294,14 @@ def _encode_line(key: str, value: str | int) -> bytes:
     return line + b"\r\n"
 
 
-def _check_repeats(pairs: list[tuple[str, str | int]]) -> None:
+def _check_repeats(action: str, pairs: list[tuple[str, str | int]]) -> None:
+    repeatable = frozenset() if action.lower() in _NAMES_ONE_VARIABLE else _REPEATABLE
     seen: set[str] = set()
     for key, _ in pairs:
         folded = key.lower() if isinstance(key, str) else key
         if folded == "action":
             raise UnsafeAmiValue("header 'Action' is given by the action argument")
-        if folded in seen and folded not in _REPEATABLE:
+        if folded in seen and folded not in repeatable:
             raise UnsafeAmiValue(f"header {key!r} given twice (Asterisk would read only the first)")
         seen.add(folded)
 
@@ -308,16 +316,17 @@ def encode_action(
     Raises :class:`UnsafeAmiValue` for a key outside ``[A-Za-z0-9_-]``, a control character
     (anything below 0x20 but TAB) in a key or value, a line over :data:`MAX_LINE_BYTES` bytes of
     UTF-8, more than :data:`MAX_LINES` lines, or a ``Variable`` that is not ``NAME=VALUE`` with a
-    value free of commas, quotes and backslashes.
+    value free of commas, quotes and backslashes (in ``Getvar`` and ``Setvar``: one bare
+    ``NAME``).
     """
     if not isinstance(action, str) or not _KEY.match(action):
         raise UnsafeAmiValue("action name is not made of [A-Za-z0-9_-]")
     pairs = _as_pairs(headers)
     if len(pairs) + 1 > MAX_LINES:
         raise UnsafeAmiValue(f"{len(pairs) + 1} lines; Asterisk reads at most {MAX_LINES}")
-    _check_repeats(pairs)
+    _check_repeats(action, pairs)
     lines = [_encode_line("Action", action)]
-    lines.extend(_encode_line(key, value) for key, value in pairs)
+    lines.extend(_encode_line(key, value, action) for key, value in pairs)
     return b"".join(lines) + b"\r\n"
 
 

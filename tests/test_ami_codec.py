@@ -218,6 +218,21 @@ def test_unsafe_variables_are_refused(value: str) -> None:
     assert value not in str(refused.value)
 
 
+def test_getvar_and_setvar_name_one_bare_variable() -> None:
+    """Their ``Variable`` is a name (Setvar's value is a header of its own), not NAME=VALUE."""
+    getvar = encode_action(
+        "Getvar", [("Channel", "PJSIP/carrier-00000001"), ("Variable", "CC_RECFILE")]
+    )
+    assert getvar.endswith(b"Variable: CC_RECFILE\r\n\r\n")
+    setvar = encode_action("Setvar", [("Variable", "CC_SURVEY_SCORE"), ("Value", "5")])
+    assert b"Variable: CC_SURVEY_SCORE\r\nValue: 5\r\n" in setvar
+    for unsafe in ("A=1", "SHARED(x)", "A B", ""):
+        with pytest.raises(UnsafeAmiValue, match="NAME"):
+            encode_action("Getvar", [("Variable", unsafe)])
+    with pytest.raises(UnsafeAmiValue, match="twice"):
+        encode_action("Getvar", [("Variable", "A"), ("Variable", "B")])
+
+
 def test_only_variable_may_repeat_and_action_is_not_a_header() -> None:
     with pytest.raises(UnsafeAmiValue, match="twice"):
         encode_action("Originate", [("Context", "a"), ("context", "b")])

@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 
 from crm_bridge.calls.call_log import CallLog
 from crm_bridge.calls.journal import CallJournal
-from telephony.ami_codec import EventSieve
+from telephony.ami_codec import EventSieve, UnsafeAmiValue
 from telephony.ami_connection import AmiConfig, AmiConnection, AmiError, AmiState
 from telephony.call_events import CallEnded, CallOffered, CallRecord, DomainEvent
 from telephony.call_tracker import CallTracker, TrackerPolicy
@@ -238,7 +238,10 @@ class BridgeService:
                     response = await connection.send_action(
                         "Getvar", [("Channel", channel["Channel"]), ("Variable", variable)]
                     )
-                except AmiError as exc:
+                except UnsafeAmiValue as exc:  # a channel name we may not send: skip that call
+                    log.warning("%s: Getvar %s refused: %s", link.config.name, variable, exc)
+                    break
+                except AmiError as exc:  # the link is gone: the next resync asks again
                     log.warning("%s: Getvar %s failed: %s", link.config.name, variable, exc)
                     return
                 value = str(response.get("Value", "")) if response.success else ""
