@@ -7,7 +7,11 @@ the older style, ``中文 <span class="en">English</span>``, shows its Chinese a
 English, ``static/lang.js`` marks its bare Chinese text, also in what a page's script builds.
 Text that cannot hold markup (``title``, ``placeholder``, ``aria-label``, the page ``<title>``)
 is chosen on the server with the template global ``t("中文", "English")``. A quieter note shown
-in both languages (a card number beside a name) is ``<span class="aside">``.
+in both languages (a card number beside a name) is ``<span class="aside">``. A message the
+server wrote in both languages, ``"中文 / English"`` (an error beside a field, a flash), is shown
+through the filter ``|in_page_language``, which keeps the half the page wants; ``lang.js`` does
+the same for a script's messages (``window.inPageLanguage``). It is applied to our own messages,
+never to what a user typed.
 
 Which language: the signed-in user's own choice (``users.language``), else the choice made on
 this browser (the ``callbridge_lang`` cookie, set by the switch on the sign-in page), else the
@@ -16,6 +20,7 @@ browser's ``Accept-Language``; zh-CN when it names neither.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from jinja2 import pass_context
@@ -72,5 +77,30 @@ def choose(context: Any, zh: str, en: str) -> str:
     return en if page_language(context) == EN else zh
 
 
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+_HALVES = re.compile(r" / (?=[A-Za-z0-9\"'(])")
+"""Where a two-language message turns English: a `` / `` followed by what English starts with."""
+
+
+def one_language(message: str, language: str) -> str:
+    """The half of ``"中文 / English"`` that ``language`` wants; any other text unchanged.
+
+    The split is at the last `` / `` with Chinese before it and English after it, so a slash
+    in either half (a date, "and/or") and a Chinese name quoted in the English half both stay.
+    """
+    for split in reversed(list(_HALVES.finditer(message))):
+        zh, en = message[: split.start()], message[split.end() :]
+        if _CJK.search(zh):
+            return en if language == EN else zh
+    return message
+
+
+@pass_context
+def in_page_language(context: Any, message: Any) -> str:
+    """The filter ``|in_page_language``: a server message in the page's language."""
+    return one_language(str(message), page_language(context))
+
+
 def install_language_globals(environment: Any) -> None:
     environment.globals.update(t=choose, page_language=page_language, language_names=LANGUAGE_NAMES)
+    environment.filters["in_page_language"] = in_page_language
