@@ -234,9 +234,13 @@ class AgentStates:
         """Each of these agents' state from the board (every agent's for None); a change is
         timed from now and goes into the state history."""
         by_agent: dict[str, list[MemberState]] = {}
-        for member in self.link.board.members.values():
+        members = self.link.board.members.values()
+        if extensions is not None:  # a member event: only its agent's rows, found by interface
+            interfaces = {self.interface_template.replace("{extension}", e) for e in extensions}
+            members = [member for member in members if member.interface in interfaces]
+        for member in members:
             extension = extension_of(member.interface, self.interface_template)
-            if extension is not None and (extensions is None or extension in extensions):
+            if extension is not None:
                 by_agent.setdefault(extension, []).append(member)
         now = self._clock()
         for extension in set(by_agent) | (set(self._now) if extensions is None else extensions):

@@ -6,6 +6,10 @@ domain events (``CallAnswered``/``CallEnded``); the day figures from the call lo
 (:mod:`crm_bridge.wallboard.figures`), read again after each call ends and every
 :data:`REFRESH_SECONDS` (the 30-minute window slides). A change is pushed once per turn of the
 event loop, however many events caused it, so a screen moves within the event's own turn.
+
+While no screen is open nothing is read from the database: the figures and the customers' names
+wait for the first screen that opens (their reads on worker threads took the GIL from the event
+loop, and every pop waited for it, ``bench/pop_latency.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class CurrentCall:
     customer: str
     queue: str
     since: float
+    number: str | None = None
+    """The caller's number as the archive keeps it, until the customer's name is read."""
 
 
 class Wallboard:
@@ -85,7 +91,24 @@ class Wallboard:
         screen: asyncio.Queue[dict[str, Any]] = asyncio.Queue(MAX_QUEUED_FRAMES)
         self._screens.add(screen)
         screen.put_nowait(self.snapshot())
+        if len(self._screens) == 1:  # the first screen: read what waited for one
+            if self._figures_stale:
+                self._refresh_after_logging()
+            for agent, current in self.calls.items():
+                self._name_later(agent, current)
         return screen
+
+    async def current(self) -> dict[str, Any]:
+        """The board now, for a reader without a screen (``GET /wallboard/now``): what waited
+        for a screen is read first."""
+        if not self._screens:
+            if self._figures_stale:
+                self._figures_stale = False
+                await self._logged()
+                await self.refresh_figures()
+            pending = [(agent, call) for agent, call in self.calls.items() if call.number]
+            await asyncio.gather(*(self._name_customer(agent, call) for agent, call in pending))
+        return self.snapshot()
 
     def close_screen(self, screen: asyncio.Queue[dict[str, Any]]) -> None:
         self._screens.discard(screen)
@@ -117,13 +140,12 @@ class Wallboard:
         if isinstance(event, CallAnswered) and event.agent:
             call = event.call
             customer = call.caller_name or call.caller or ""
-            current = CurrentCall(call.linkedid, customer, call.queue or "", self._clock())
+            number = self._to_e164(call.caller or "")
+            current = CurrentCall(call.linkedid, customer, call.queue or "", self._clock(), number)
             self.calls[event.agent] = current
             self.push()
-            number = self._to_e164(call.caller or "")
-            if number:
-                loop = asyncio.get_running_loop()
-                loop.create_task(self._name_customer(event.agent, current, number))
+            if self._screens:
+                self._name_later(event.agent, current)
         elif isinstance(event, CallEnded):
             for agent, current in list(self.calls.items()):
                 if current.linkedid == event.call.linkedid:
@@ -131,12 +153,17 @@ class Wallboard:
             self.push()
             self._refresh_after_logging()
 
-    async def _name_customer(self, agent: str, current: CurrentCall, number: str) -> None:
+    def _name_later(self, agent: str, current: CurrentCall) -> None:
+        if current.number:
+            asyncio.get_running_loop().create_task(self._name_customer(agent, current))
+
+    async def _name_customer(self, agent: str, current: CurrentCall) -> None:
         loop = asyncio.get_running_loop()
-        name = await loop.run_in_executor(None, self._read_name, number)
-        if name and self.calls.get(agent) == current:
-            self.calls[agent] = replace(current, customer=name)
-            self.push()
+        name = await loop.run_in_executor(None, self._read_name, current.number)
+        if self.calls.get(agent) == current:
+            self.calls[agent] = replace(current, customer=name or current.customer, number=None)
+            if name:
+                self.push()
 
     def _read_name(self, number: str) -> str | None:
         with self.sessions() as session:
@@ -148,6 +175,8 @@ class Wallboard:
         read each (fifty calls ending together cost two queries, not fifty on the threads the
         pops' lookups also use)."""
         self._figures_stale = True
+        if not self._screens:
+            return
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.get_running_loop().create_task(self._refresh_while_stale())
 
@@ -177,7 +206,10 @@ class Wallboard:
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(REFRESH_SECONDS)
-            await self.refresh_figures()
+            if self._screens:
+                await self.refresh_figures()
+            else:
+                self._figures_stale = True
 
     # -- the frame
 

@@ -59,8 +59,8 @@ def wallboard_screen(request: Request, user: Supervisor) -> Response:
 
 
 @router.get("/wallboard/now")
-def wallboard_now(request: Request, user: Supervisor) -> dict[str, Any]:
-    return _board(request).snapshot()
+async def wallboard_now(request: Request, user: Supervisor) -> dict[str, Any]:
+    return await _board(request).current()
 
 
 @router.websocket("/ws/wallboard")
