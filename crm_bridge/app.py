@@ -7,7 +7,10 @@ Tests build their own app with their own settings.
 Once started, everything the process holds lives as long as the service, and the lifespan
 moves it out of the cyclic garbage collector's reach (``gc.freeze``) until the stop: a full
 collection walked those some 200,000 objects for 100 ms of CPU or more, on the event loop, and
-the pops of that moment waited behind it (``bench/pop_latency.py``).
+the pops of that moment waited behind it (``bench/pop_latency.py``). For as long, a thread
+holding the GIL gives it up after :data:`GIL_SWITCH_SECONDS` instead of Python's 5 ms when the
+event loop asks for it: the call-log writer and the other worker threads run their queries in
+the same process, and a pop that arrived meanwhile waited up to 5 ms per turn behind each.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -175,6 +179,10 @@ ROUTES = (
 """Every feature's router, in the order the app includes them."""
 
 
+GIL_SWITCH_SECONDS = 0.0005
+"""How long a thread may keep the GIL once another wants it, while the service runs."""
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -183,9 +191,12 @@ def create_app(settings: Settings) -> FastAPI:
         periodic = supervision_jobs(runtime.sessions, settings.recordings_dir)
         periodic.start()
         gc.freeze()
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         try:
             yield
         finally:
+            sys.setswitchinterval(switch_interval)
             gc.unfreeze()
             await periodic.stop()
             await _stop(runtime)
