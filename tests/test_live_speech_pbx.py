@@ -114,6 +114,17 @@ def firm_alert(frames: list[dict]) -> bool:
     return any(f["type"] == "live_alert" and not f["tentative"] for f in frames)
 
 
+CLIP_WORDS = ("하루", "만원", "정도", "번다")
+"""Words of the clip's reference: a stream that starts mid-clip (after a restart) hears some of
+them, though not always the watch word itself (만원 came out as 만 명 in one such run)."""
+
+
+def customer_words_heard(frames: list[dict]) -> bool:
+    """A final result of the customer's side holding a word of what the customer said."""
+    return any(f["type"] == "live_speech" and f["final"] and f["side"] == "customer"
+               and any(word in f["text"] for word in CLIP_WORDS) for f in frames)  # fmt: skip
+
+
 def call_in(pbx, *, hold: float = 16, speak_at: float = 4) -> None:
     pbx("agent", "1001", "--offline")  # 1002 (agent "li") answers, whoever the queue rings first
     pbx("agent", "1002", "--talk", "30")
@@ -220,13 +231,12 @@ async def test_callbridge_restarted_mid_call_leaves_the_call_and_listens_again(
         live = app.state.runtime.live_speech
         async with socket(address, "/ws/live-speech", "lin") as supervisor:
             await wait_until(lambda: live.counts.stream_connections == 2)
-            frames = await frames_until(supervisor, firm_alert)
+            frames = await frames_until(supervisor, customer_words_heard)
         await asyncio.to_thread(pbx_commands, "wait-idle", "--timeout", "60")
         await app.state.runtime.bridge.drain()
-        linkedid = next(f["linkedid"] for f in frames if f["type"] == "live_alert")
+        linkedid = next(f["linkedid"] for f in frames if f["type"] == "live_speech")
         with app.state.runtime.sessions() as session:
             call = session.scalar(select(Call).where(Call.linkedid == linkedid))
-    assert any(f["type"] == "live_speech" and WATCH_WORD in f["text"] for f in frames)
     recorded = soundfile.info(Path(kit_site.recordings_dir) / f"{linkedid}-in.wav")
     # recorded without a gap from the agent's answer to the hang-up: the restart within it
     # took callbridge away for more than 3 s; the recording starts a moment after the answer
