@@ -182,6 +182,14 @@ async def test_the_agent_state_controls_say_why_beside_the_field(site, browser, 
     await error_beside(page, "#queues-form input[name=queues]", lang,
                        {"en": "No such queue", "zh": "没有这个队列"})  # fmt: skip
     await page.screenshot(path=ARTIFACTS / f"ops_agent_states_error_{lang}.png")
+    await page.check("#q-support")
+    assert await submitted(page, "#login") == 400  # the simulator knows no QueueAdd
+    failed = page.locator("#form-error")
+    await expect(failed).to_contain_text(
+        "The phone system did not do it: " if lang == "en" else "电话系统未执行："
+    )
+    await expect(failed).to_contain_text("Invalid/unknown command")  # Asterisk's own words
+    await expect(page.locator("#q-support")).to_be_checked()
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -55,7 +55,8 @@ PAGE_POLICY = (
 )
 HEADERS = PAGE_HEADERS | {"Content-Security-Policy": PAGE_POLICY}
 NOT_RUNNING = "坐席状态服务未启用 / Agent states are not running"
-AMI_FAILED = "电话系统未执行 / The phone system did not do it"
+AMI_FAILED = "电话系统未执行：{reason} / The phone system did not do it: {reason}"
+"""Asterisk's reason is in both halves, so the page shows it in either language."""
 Supervisor = Annotated[SignedInUser, Depends(auth.require_role("supervisor", "admin"))]
 
 
@@ -131,7 +132,7 @@ async def _act(request: Request, user: SignedInUser, form: dict[str, Any], actio
         return agent_page(request, user, {exc.field: exc.message}, form)
     except (QueueActionRefused, AmiError, UnsafeAmiValue) as exc:
         log.warning("agent state change by %s refused: %s", user.username, exc)
-        return agent_page(request, user, {"form": f"{AMI_FAILED}: {exc}"}, form)
+        return agent_page(request, user, {"form": AMI_FAILED.format(reason=exc)}, form)
     return RedirectResponse("/agent/states", status.HTTP_303_SEE_OTHER)
 
 
