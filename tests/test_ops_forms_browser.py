@@ -266,3 +266,12 @@ async def test_the_scripts_show_the_server_message_in_the_page_language(site, br
     await expect(status).to_have_attribute("data-state", "refused")
     text = await status.inner_text()
     assert text and in_one_language(text, lang), text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+async def test_the_wallboard_names_states_in_the_page_language(site, browser, lang):
+    await with_support_queue(site)
+    page = await signed_in(site, browser, "lin", "/wallboard/screen", lang)
+    state = page.locator("#wb-agents tr[data-agent='1002'] .wb-state")
+    await expect(state).to_have_text("Ready" if lang == "en" else "就绪")
+    await expect(page.locator("#wb-status")).to_have_text("Live" if lang == "en" else "实时")
