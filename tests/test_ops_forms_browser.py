@@ -2,8 +2,9 @@
 reasons, the queue settings, the agent's state controls, the supervisors' settings and watch
 words, the survey prompts. A refused form comes back with status 400, every typed value in its
 input, each error beside its field (``aria-invalid`` and ``aria-describedby`` naming it), in
-the page's language only, and nothing stored. The KPI tables' headers and the messages the
-agent's and supervisor's scripts show from the server are in the page's language too.
+the page's language only, and nothing stored. The KPI tables' headers, the wallboard's states
+and the messages the agent's and supervisor's scripts show from the server are in the page's
+language too.
 Screenshots of each refused form go to ``test-artifacts/``.
 """
 
