@@ -61,10 +61,15 @@ def test_pause_reasons_are_checked(sqlite_sessions):
         with pytest.raises(store.StoreInputError):
             store.add_reason(session, "  ")
         store.add_reason(session, "辅导")
+        with pytest.raises(store.StoreInputError) as refused:
+            store.add_reason(session, " 辅导 ")  # shown already
+        assert refused.value.errors["label"].startswith("已有此原因 / ")
         meeting = next(r for r in store.all_reasons(session) if r.label == "会议")
         store.set_reason_active(session, meeting.id, False)
     with sqlite_sessions() as session:
         assert store.active_reasons(session) == ["小休", "用餐", "培训", "辅导"]
+    with sqlite_sessions.begin() as session:
+        assert store.add_reason(session, "会议").id == meeting.id  # a hidden one shown again
 
 
 def test_queue_settings_are_all_checked_before_any_is_kept(sqlite_sessions):

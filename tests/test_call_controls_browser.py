@@ -20,6 +20,7 @@ from test_pops import CHEAP_ARGON2, Site, running_site, trace
 from crm_bridge.accounts import users
 from crm_bridge.call_controls.domain import NOT_AN_AGENT, ON_DO_NOT_CALL
 from crm_bridge.db.models import AuditEntry, DoNotCall
+from crm_bridge.web.language import ZH, one_language
 
 DNC_NUMBER = "13900000006"
 TRACE = "a_inbound_answered_1001"
@@ -75,7 +76,7 @@ async def test_ring_alert_live_card_controls_dial_pad_and_shortcuts(site, browse
     await target.fill("2001")
     await controls.get_by_role("button", name="转接", exact=True).click()
     error = controls.locator(".transfer .form-error")
-    await expect(error).to_have_text(NOT_AN_AGENT)
+    await expect(error).to_have_text(one_language(NOT_AN_AGENT, ZH))  # the zh-CN page's half
     await expect(target).to_have_value("2001")  # what was typed stays
     await expect(card.locator(".state")).to_contain_text("通话中")  # nothing else changed
     await page.screenshot(path=ARTIFACTS / "call_controls_live_card.png")
@@ -90,7 +91,7 @@ async def test_ring_alert_live_card_controls_dial_pad_and_shortcuts(site, browse
         await page.locator(f"#dial-pad button[data-key='{key}']").click()
     await expect(number).to_have_value(DNC_NUMBER)
     await page.get_by_role("button", name="呼叫", exact=True).click()
-    await expect(page.locator("#dial-error")).to_have_text(ON_DO_NOT_CALL)
+    await expect(page.locator("#dial-error")).to_have_text(one_language(ON_DO_NOT_CALL, ZH))
     await expect(number).to_have_value(DNC_NUMBER)
     await expect(number).to_have_attribute("aria-invalid", "true")
     await page.screenshot(path=ARTIFACTS / "dial_pad_do_not_call.png")

@@ -370,7 +370,8 @@ async def test_watch_words_flag_calls_at_the_moment_and_the_words_said_find_them
         assert "不退款就找律师" in page and "共 3 处" in shown_text(page)
         call_page = (await lin.get(f"/supervisor/calls/{call_id}", params={"q": "退款"})).text
         assert call_page.count('<li data-start="') == 3
-        assert 'class="hit"' in call_page and "客户 Customer" in call_page
+        assert 'class="hit"' in call_page
+        assert '<span class="speaker-customer">客户</span>' in call_page  # the zh-CN page's half
 
         token = csrf_of((await lin.get("/supervisor/settings")).text)
         form = {"csrf_token": token, "word": "您好"}
@@ -409,3 +410,19 @@ async def test_resolving_hands_the_follow_up_to_a_complaint_follow_up_campaign(s
         assert target.next_attempt_at == datetime(2030, 3, 1, 1, 30, tzinfo=UTC)
         (event,) = complaints.history(session, cid)
         assert event.target == "投诉回访 11月"
+
+
+async def test_the_calls_page_names_direction_and_outcome_in_the_page_language(site):
+    (call_id,) = add_calls(site, a_call(0, disposition="abandoned", agent=None))
+    async with site.signed_in("lin") as lin:
+        english, chinese = ("Abandoned", "Inbound"), ("放弃", "呼入")
+        for language, shown, not_shown in ("en-US", english, chinese), ("zh-CN", chinese, english):
+            lin.headers["Accept-Language"] = language
+            for path in ("/supervisor/calls", f"/supervisor/calls/{call_id}"):
+                row = (await lin.get(path)).text
+                if path == "/supervisor/calls":
+                    row = row.split(f'data-call-id="{call_id}"', 1)[1].split("</tr>", 1)[0]
+                for word in shown:
+                    assert f">{word}<" in row, (language, path, word)
+                for word in not_shown:
+                    assert f">{word}<" not in row and f"{word} " not in row, (language, word)

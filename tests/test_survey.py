@@ -230,8 +230,8 @@ async def test_a_bad_upload_is_refused_beside_its_field_and_nothing_changes(site
         token = CSRF_RE.search((await client.get("/supervisor/survey")).text).group(1)
         response = await upload(client, "invalid", data, token, name="x.wav" if data else "")
     assert response.status_code == 400
-    error = response.text.split('id="error-invalid"', 1)[1].split("</p>", 1)[0]
-    assert said in error and " / " in error  # zh-CN / English, beside the invalid prompt's field
+    error = response.text.split('id="error-invalid"', 1)[1].split("</span>", 1)[0]
+    assert said in error and " / " not in error  # the page's zh-CN alone, beside the field
     assert 'id="error-ask"' not in response.text
     assert state(site) == before
 

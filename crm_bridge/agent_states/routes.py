@@ -3,7 +3,8 @@
 - ``GET /agent/states``: the agent's state, time in it, queues (logged in or not, penalty),
   the pause reasons and the state history; ``POST /agent/states/login`` and ``/logout``
   (``queues``: one or more queue names), ``/pause`` (``reason``), ``/ready``.
-- ``GET /agent/states/now``: the same state as JSON (``state``, ``reason``, ``since``, ``queues``).
+- ``GET /agent/states/now``: the same state as JSON (``state``, ``label`` in the page's
+  language, ``reason``, ``since``, ``queues``).
 - ``GET``/``POST /admin/pause-reasons``: the admin's list of pause reasons (``label``);
   ``POST /admin/pause-reasons/{id}/active`` (``active``: ``1`` or ``0``) shows or hides one.
 - ``GET``/``POST /supervisor/queues``: per queue, after-call work seconds, login penalty,
@@ -33,6 +34,8 @@ from crm_bridge.agent_states.service import (
     AgentStates,
 )
 from crm_bridge.runtime import RuntimeDep, runtime_of
+from crm_bridge.web.labels import install_label_filter, label_half
+from crm_bridge.web.language import language_of
 from crm_bridge.web.pages import PAGE_HEADERS, ROLE_LABELS, RowId, page_templates
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiError
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 templates = page_templates(Path(__file__).resolve().parent / "templates")
+install_label_filter(templates.env)
 
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -51,7 +55,8 @@ PAGE_POLICY = (
 )
 HEADERS = PAGE_HEADERS | {"Content-Security-Policy": PAGE_POLICY}
 NOT_RUNNING = "坐席状态服务未启用 / Agent states are not running"
-AMI_FAILED = "电话系统未执行 / The phone system did not do it"
+AMI_FAILED = "电话系统未执行：{reason} / The phone system did not do it: {reason}"
+"""Asterisk's reason is in both halves, so the page shows it in either language."""
 Supervisor = Annotated[SignedInUser, Depends(auth.require_role("supervisor", "admin"))]
 
 
@@ -114,7 +119,8 @@ async def agent_state_now(request: Request, user: AgentUser) -> dict[str, Any]:
     service = service_of(request)
     await service.history_written()
     now = service.of(agent_from_interface(user.extensions[0]) if user.extensions else "")
-    return {"state": str(now.status.state), "label": now.status.label,
+    label = label_half(now.status.label, language_of(request, user))
+    return {"state": str(now.status.state), "label": label,
             "reason": now.status.reason, "since": now.since,
             "queues": list(now.status.queues)}  # fmt: skip
 
@@ -126,7 +132,7 @@ async def _act(request: Request, user: SignedInUser, form: dict[str, Any], actio
         return agent_page(request, user, {exc.field: exc.message}, form)
     except (QueueActionRefused, AmiError, UnsafeAmiValue) as exc:
         log.warning("agent state change by %s refused: %s", user.username, exc)
-        return agent_page(request, user, {"form": f"{AMI_FAILED}: {exc}"}, form)
+        return agent_page(request, user, {"form": AMI_FAILED.format(reason=exc)}, form)
     return RedirectResponse("/agent/states", status.HTTP_303_SEE_OTHER)
 
 

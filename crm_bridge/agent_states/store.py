@@ -60,12 +60,16 @@ def all_reasons(session: Session) -> list[PauseReason]:
 
 
 def add_reason(session: Session, label: str) -> PauseReason:
+    """A new pause reason, or a hidden one of the same name shown again; a shown one is refused
+    (the admin would otherwise see nothing happen)."""
     label = label.strip()
     if not label or len(label) > MAX_REASON_LENGTH:
         raise StoreInputError({"label": "请填写 1–32 个字 / Give 1 to 32 characters"})
     if label == AFTER_CALL_REASON:
         raise StoreInputError({"label": "此名称保留给话后处理 / Reserved for after-call work"})
     row = session.scalar(select(PauseReason).where(PauseReason.label == label))
+    if row is not None and row.active:
+        raise StoreInputError({"label": "已有此原因 / This reason is already in the list"})
     if row is None:
         row = PauseReason(label=label, active=True)
         session.add(row)

@@ -323,13 +323,19 @@ def settings_page(request: Request, user: Supervisor, done: bool = False) -> Res
 
 
 def settings_form(
-    request: Request, user: SignedInUser, errors: dict[str, str], done: bool = False
+    request: Request,
+    user: SignedInUser,
+    errors: dict[str, str],
+    done: bool = False,
+    typed: dict[str, str] | None = None,
 ) -> Response:
+    """The settings page; after a refused form, ``typed`` holds what was typed, shown again in
+    place of the stored values (the settings form's keys, or ``word`` for a watch word)."""
     with runtime_of(request).sessions() as session:
         values = all_settings(session)
         words = flags.watch_words(session)
     context = {"values": values, "words": words, "specs": SPECS, "errors": errors, "done": done,
-               "admin_only": ADMIN_SETTINGS}  # fmt: skip
+               "admin_only": ADMIN_SETTINGS, "typed": typed or {}}  # fmt: skip
     response = page(request, user, "supervisor_settings.html", context)
     if errors:
         response.status_code = status.HTTP_400_BAD_REQUEST
@@ -348,7 +354,7 @@ async def save_settings(request: Request, runtime: RuntimeDep, user: Supervisor)
         except UserInputError as exc:
             errors |= exc.errors
     if errors:
-        return settings_form(request, user, errors)
+        return settings_form(request, user, errors, typed={k: str(form[k]) for k in keys})
     with runtime.sessions.begin() as session:
         for key, value in values.items():
             set_setting(session, key, value, by=user.username)
@@ -366,7 +372,7 @@ def add_word(
         with runtime.sessions.begin() as session:
             flags.add_watch_word(session, word, by=user.username)
     except UserInputError as exc:
-        return settings_form(request, user, exc.errors)
+        return settings_form(request, user, exc.errors, typed={"word": word})
     return RedirectResponse("/supervisor/settings?done=true", status.HTTP_303_SEE_OTHER)
 
 

@@ -18,18 +18,19 @@ class Spec:
     low: int
     high: int
     label: str
+    """``"中文 / English"``, shown in the page's language."""
     nullable: bool = False
     """None is allowed (for retention: keep for ever)."""
 
 
 SPECS = {
-    "service_level_seconds": Spec(20, 1, 600, "服务水平阈值（秒）/ Service-level threshold (s)"),
-    "fcr_window_hours": Spec(72, 1, 24 * 30, "首次解决窗口（小时）/ FCR window (hours)"),
+    "service_level_seconds": Spec(20, 1, 600, "服务水平阈值（秒） / Service-level threshold (s)"),
+    "fcr_window_hours": Spec(72, 1, 24 * 30, "首次解决窗口（小时） / FCR window (hours)"),
     "recording_retention_days": Spec(
-        None, 1, 3650, "录音保留天数（空=永久）/ Keep recordings (days, blank: for ever)", True
+        None, 1, 3650, "录音保留天数（空=永久） / Keep recordings (days, blank: for ever)", True
     ),
     "transcript_retention_days": Spec(
-        None, 1, 3650, "转写保留天数（空=永久）/ Keep transcripts (days, blank: for ever)", True
+        None, 1, 3650, "转写保留天数（空=永久） / Keep transcripts (days, blank: for ever)", True
     ),
 }
 

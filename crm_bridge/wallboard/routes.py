@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket, status
 from fastapi.responses import Response
 
 from crm_bridge.accounts import auth
+from crm_bridge.agent_states.domain import STATE_LABELS
 from crm_bridge.runtime import runtime_of
 from crm_bridge.supervision.page_kit import (
     NAV,
@@ -25,6 +26,8 @@ from crm_bridge.supervision.page_kit import (
     Supervisor,
 )
 from crm_bridge.wallboard.board import Wallboard
+from crm_bridge.web.labels import label_half
+from crm_bridge.web.language import language_of
 from crm_bridge.web.pages import ROLE_LABELS, page_templates
 from crm_bridge.web.socket_feed import feed_until_closed
 
@@ -41,8 +44,10 @@ def _board(request: Request) -> Wallboard:
 
 
 def page(request: Request, user: auth.SignedInUser, name: str) -> Response:
+    language = language_of(request, user)
+    state_labels = {str(state): label_half(text, language) for state, text in STATE_LABELS.items()}
     context = {"user": user, "csrf_token": user.csrf_token, "role_labels": ROLE_LABELS,
-               "nav": NAV, "here": request.url.path}  # fmt: skip
+               "nav": NAV, "here": request.url.path, "state_labels": state_labels}  # fmt: skip
     return templates.TemplateResponse(request, name, context, headers=SUPERVISOR_PAGE_HEADERS)
 
 

@@ -113,8 +113,14 @@
     return el("p", { class: "form-error", role: "alert", hidden: true });
   }
 
+  // Our messages ("中文 / English", the server's or this page's) shown in the page's language;
+  // lang.js loads after this script, so this is called when a message comes, never at load.
+  function inPageLanguage(message) {
+    return message ? window.inPageLanguage(message) : "";
+  }
+
   function showError(line, message) {
-    line.textContent = message;
+    line.textContent = inPageLanguage(message);
     line.hidden = !message;
   }
 
@@ -172,9 +178,9 @@
       const button = el("button", { type: "button", class: "click-to-call" }, bi("拨打 Call"));
       button.onclick = async () => {
         button.disabled = true;
-        status.textContent = "正在呼叫您的话机… / Ringing your phone…";
+        status.textContent = inPageLanguage("正在呼叫您的话机… / Ringing your phone…");
         const result = await postJson("/me/click-to-call", { customer_id: card.id, phone: phone.number_e164 });
-        status.textContent = result.ok ? "请接起话机 / Pick up your phone" : result.message;
+        status.textContent = inPageLanguage(result.ok ? "请接起话机 / Pick up your phone" : result.message);
         button.disabled = false;
       };
       return el("li", {}, el("span", { class: "number" }, phone.number_e164), " ",
@@ -699,7 +705,7 @@
   }
 
   // What agent_controls.js builds its part of the page with.
-  window.callbridgeAgent = { el, bi, postJson, errorLine, showError };
+  window.callbridgeAgent = { el, bi, postJson, errorLine, showError, inPageLanguage };
 
   refreshEmpty();
   connect();

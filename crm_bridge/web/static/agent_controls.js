@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  const { el, bi, postJson, errorLine, showError } = window.callbridgeAgent;
+  const { el, bi, postJson, errorLine, showError, inPageLanguage } = window.callbridgeAgent;
   const app = document.getElementById("agent-app");
   const cards = document.getElementById("cards");
   const queues = (app.dataset.transferQueues || "").split(",").filter(Boolean);
@@ -161,7 +161,7 @@
       showError(body.target_kind ? targetError : error, result.message);
       return;
     }
-    showControlState(card, result.data.state, result.data.message);
+    showControlState(card, result.data.state, inPageLanguage(result.data.message));
   }
 
   // What the card shows of the control: its state and which buttons make sense now.
@@ -236,7 +236,7 @@
       return;
     }
     dialNumber.removeAttribute("aria-invalid");
-    dialStatus.textContent = result.data.message;
+    dialStatus.textContent = inPageLanguage(result.data.message);
   });
 
   // ------------------------------------------------------------------ keyboard shortcuts

@@ -8,7 +8,8 @@
   const transcript = document.getElementById("live-transcript");
   const alerts = document.getElementById("live-alerts");
   const tentative = document.getElementById("live-tentative");
-  const sides = { customer: "客户 Customer", agent: "坐席 Agent" };
+  const english = document.documentElement.lang === "en";
+  const sides = english ? { customer: "Customer", agent: "Agent" } : { customer: "客户", agent: "坐席" };
 
   function line(frame) {
     const item = document.createElement("li");
@@ -30,7 +31,7 @@
       const item = document.createElement("li");
       item.className = frame.tentative ? "alert tentative" : "alert";
       item.textContent = frame.word + " · " + (sides[frame.side] || frame.side) + " · " +
-        frame.call_second + " s" + (frame.tentative ? " (待确认 tentative)" : "") + " · " + frame.text;
+        frame.call_second + " s" + (frame.tentative ? (english ? " (tentative)" : "（待确认）") : "") + " · " + frame.text;
       alerts.appendChild(item);
     } else if (frame.type === "live_call") {
       document.getElementById("live-state").dataset.state = frame.live_transcript;

@@ -8,7 +8,7 @@
   if (!panel) return;
   const status = document.getElementById("supervise-status");
   function show(text, state) {
-    status.textContent = text;
+    status.textContent = text ? window.inPageLanguage(text) : ""; // at a click: lang.js is loaded
     status.dataset.state = state;
   }
   async function supervise(button) {

@@ -6,6 +6,8 @@
   "use strict";
   const root = document.getElementById("wallboard");
   if (!root) return;
+  // Each state's label in the page's language (the frames carry "中文 English").
+  const stateLabels = JSON.parse(root.dataset.stateLabels || "{}");
   const status = document.getElementById("wb-status");
   const queueBody = document.querySelector("#wb-queues tbody");
   const agentBody = document.querySelector("#wb-agents tbody");
@@ -84,7 +86,7 @@
       const row = document.createElement("tr");
       row.dataset.agent = a.agent;
       cell(row, a.agent);
-      cell(row, a.label + (a.reason ? "（" + a.reason + "）" : ""), "wb-state state-" + a.state);
+      cell(row, (stateLabels[a.state] || a.label) + (a.reason ? "（" + a.reason + "）" : ""), "wb-state state-" + a.state);
       cell(row, clock(now() - a.since), "num wb-since");
       cell(row, a.customer, "wb-customer");
       cell(row, a.call_since === null ? "" : clock(now() - a.call_since), "num wb-call");
@@ -110,16 +112,19 @@
       skew = data.now - Date.now() / 1000;
       frame = data;
       root.dataset.frames = String(Number(root.dataset.frames || 0) + 1);
-      status.textContent = data.connected ? "实时 · Live" : "电话系统未连接 · PBX not connected";
+      status.textContent = window.inPageLanguage(data.connected ? "实时 / Live" : "电话系统未连接 / PBX not connected");
       status.className = "wb-status" + (data.connected ? "" : " down");
       draw();
     };
     socket.onclose = () => {
-      status.textContent = "已断开，重连中… · Disconnected, reconnecting…";
+      status.textContent = window.inPageLanguage("已断开，重连中… / Disconnected, reconnecting…");
       status.className = "wb-status down";
       setTimeout(connect, 2000);
     };
   }
-  connect();
+  // The first frame is shown through window.inPageLanguage, so lang.js (the page's last
+  // script) must have run: the socket opens once the page is parsed.
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", connect);
+  else connect();
   setInterval(draw, 1000);
 })();
