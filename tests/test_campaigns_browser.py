@@ -426,7 +426,7 @@ async def test_the_preview_says_who_is_left_out_and_a_draft_has_no_stop(site, br
     await admin.fill("#guardian-card", "K404")
     await admin.fill("#guardian-name", "母亲 王芳")
     await admin.click("#add-guardian-consent")
-    await expect(admin.locator("#guardian-card-error")).to_contain_text("No customer")
+    await expect(admin.locator("#guardian-card-error")).to_have_text("没有这个卡号")  # zh-CN page
     await expect(admin.locator("#guardian-name")).to_have_value("母亲 王芳")  # kept as typed
     await admin.fill("#guardian-card", "K008")
     await admin.click("#add-guardian-consent")

@@ -108,7 +108,8 @@ def test_supervised_queues_from_the_admin_form():
     assert parse_queues("", {"support"}) == []
     with pytest.raises(UserInputError) as unknown:
         parse_queues("support sales", {"support"})
-    assert unknown.value.errors == {"supervised_queues": "没有这个队列 / No such queue: sales"}
+    refused = "没有这个队列：sales / No such queue: sales"
+    assert unknown.value.errors == {"supervised_queues": refused}
     for bad in ("support\r\nAction: Command", "-x", "a" * 65, "队列"):
         with pytest.raises(UserInputError) as not_a_name:
             parse_queues(bad, None)

@@ -98,7 +98,9 @@ def parse_extensions(text: str | Iterable[str]) -> list[str]:
             raise UserInputError(
                 {
                     "extensions": (
-                        f"分机格式无效 / Not an extension or interface: {part[:40]!r} "
+                        f"分机格式无效：{part[:40]!r}（如 1001、PJSIP/1001、"
+                        "Local/1001@from-internal） / "
+                        f"Not an extension or interface: {part[:40]!r} "
                         "(e.g. 1001, PJSIP/1001, Local/1001@from-internal)"
                     )
                 }
@@ -119,10 +121,11 @@ def parse_queues(text: str | Iterable[str], known: Iterable[str] | None) -> list
         if not part:
             continue
         if not QUEUE_PATTERN.fullmatch(part):
-            message = f"队列名无效 / Not a queue name: {part[:40]!r}"
+            message = f"队列名无效：{part[:40]!r} / Not a queue name: {part[:40]!r}"
             raise UserInputError({"supervised_queues": message})
         if allowed is not None and part not in allowed:
-            raise UserInputError({"supervised_queues": f"没有这个队列 / No such queue: {part}"})
+            message = f"没有这个队列：{part} / No such queue: {part}"
+            raise UserInputError({"supervised_queues": message})
         if part not in queues:
             queues.append(part)
     return queues

@@ -5,12 +5,15 @@ guardians' consents that let marketing campaigns call a minor.
   ``POST /admin/opt-outs``, ``POST /admin/opt-outs/{id}/delete``,
   ``POST /admin/guardian-consents``, ``POST /admin/guardian-consents/{id}/delete``: admins only.
 
-Every form carries the session's CSRF token. Recording and withdrawing a guardian's consent
-are audited (who, when, for which customer).
+Every form carries the session's CSRF token. A form with bad input (an empty field, a number
+that is no phone number, a card no. nobody holds) comes back with status 400, what was typed in
+it, and each error beside its field; nothing is stored then. Recording and withdrawing a
+guardian's consent are audited (who, when, for which customer).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, status
@@ -37,9 +40,23 @@ router = APIRouter(include_in_schema=False)
 
 
 NO_CARD = "没有这个卡号 / No customer with this card no."
+NO_CARD_GIVEN = "请填写卡号 / Enter a card no."
+NO_NUMBER = "请填写号码 / Enter a number"
+BAD_NUMBER = "电话号码无效 / Not a usable phone number"
+NO_GUARDIAN = "请填写监护人姓名 / Enter the guardian's name"
 
 
-def dnc_page(request: Request, user: SignedInUser, errors=(), code=200, typed=None):
+@dataclass(frozen=True)
+class Refused:
+    """A form of the page sent back: which one (``number``, ``opt_out``, ``guardian``), what
+    was typed in it, and the error of each field."""
+
+    form: str
+    typed: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def dnc_page(request: Request, user: SignedInUser, refused: Refused | None = None) -> Response:
     with runtime_of(request).sessions() as session:
         numbers = session.scalars(select(DoNotCall).order_by(DoNotCall.id.desc())).all()
         opted = session.execute(
@@ -56,13 +73,19 @@ def dnc_page(request: Request, user: SignedInUser, errors=(), code=200, typed=No
         "numbers": numbers,
         "opted": opted,
         "consents": consents,
-        "errors": list(errors) if typed is None else [],
-        "guardian_errors": typed.get("errors", {}) if typed else {},
-        "guardian_typed": typed or {},
+        "typed": {refused.form: refused.typed} if refused else {},
+        "field_errors": {refused.form: refused.errors} if refused else {},
         "mask": mask_phone,
         "zone": runtime_of(request).settings.zone,
     }
+    code = status.HTTP_400_BAD_REQUEST if refused else status.HTTP_200_OK
     return page(request, user, "admin_do_not_call.html", context, code)
+
+
+def card_problem(card_no: str, customer_id: int | None) -> str | None:
+    if not card_no.strip():
+        return NO_CARD_GIVEN
+    return NO_CARD if customer_id is None else None
 
 
 @router.get("/admin/do-not-call")
@@ -75,18 +98,15 @@ def add_number(
     request: Request,
     runtime: RuntimeDep,
     user: AdminUser,
-    number: Annotated[str, Form(max_length=64)],
+    number: Annotated[str, Form(max_length=64)] = "",
     note: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
     settings = runtime.settings
     e164 = normalize_phone(number, settings.number_region, settings.outside_line_prefix).e164
     if e164 is None:
-        return dnc_page(
-            request,
-            user,
-            ["电话号码无效 / Not a usable phone number"],
-            code=status.HTTP_400_BAD_REQUEST,
-        )
+        problem = BAD_NUMBER if number.strip() else NO_NUMBER
+        typed = {"number": number, "note": note}
+        return dnc_page(request, user, Refused("number", typed, {"number": problem}))
     with runtime.sessions.begin() as session:
         store.add_do_not_call(session, e164, note.strip() or None, user.username)
     return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
@@ -106,20 +126,17 @@ def add_opt_out(
     request: Request,
     runtime: RuntimeDep,
     user: AdminUser,
-    card_no: Annotated[str, Form(max_length=32)],
+    card_no: Annotated[str, Form(max_length=32)] = "",
     note: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
     with runtime.sessions.begin() as session:
         customer_id = session.scalar(select(Customer.id).where(Customer.card_no == card_no.strip()))
-        if customer_id is not None:
+        problem = card_problem(card_no, customer_id)
+        if problem is None:
             store.opt_out(session, customer_id, "admin", note.strip() or None, user.username)
-    if customer_id is None:
-        return dnc_page(
-            request,
-            user,
-            [NO_CARD],
-            code=status.HTTP_400_BAD_REQUEST,
-        )
+    if problem is not None:
+        typed = {"card_no": card_no, "note": note}
+        return dnc_page(request, user, Refused("opt_out", typed, {"card_no": problem}))
     return RedirectResponse("/admin/do-not-call", status.HTTP_303_SEE_OTHER)
 
 
@@ -137,7 +154,7 @@ def add_guardian_consent(
     request: Request,
     runtime: RuntimeDep,
     user: AdminUser,
-    card_no: Annotated[str, Form(max_length=32)],
+    card_no: Annotated[str, Form(max_length=32)] = "",
     guardian: Annotated[str, Form(max_length=64)] = "",
     note: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
@@ -145,14 +162,14 @@ def add_guardian_consent(
     recorded once per customer; a second one replaces the first."""
     errors = {}
     if not guardian.strip():
-        errors["guardian"] = "请填写监护人姓名 / Enter the guardian's name"
+        errors["guardian"] = NO_GUARDIAN
     with runtime.sessions.begin() as session:
         customer_id = session.scalar(select(Customer.id).where(Customer.card_no == card_no.strip()))
-        if customer_id is None:
-            errors["card_no"] = NO_CARD
+        if problem := card_problem(card_no, customer_id):
+            errors["card_no"] = problem
         if errors:
-            typed = {"card_no": card_no, "guardian": guardian, "note": note, "errors": errors}
-            return dnc_page(request, user, code=status.HTTP_400_BAD_REQUEST, typed=typed)
+            typed = {"card_no": card_no, "guardian": guardian, "note": note}
+            return dnc_page(request, user, Refused("guardian", typed, errors))
         session.execute(delete(GuardianConsent).where(GuardianConsent.customer_id == customer_id))
         consent = GuardianConsent(
             customer_id=customer_id,
