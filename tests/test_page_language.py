@@ -1,8 +1,9 @@
-"""One language at a time: the half of a two-language server message the page wants."""
+"""One language at a time: the half of a two-language server message, or of a label written
+"中文 English" in one string, that the page wants."""
 
 import pytest
 
-from crm_bridge.web.language import EN, ZH, one_language
+from crm_bridge.web.language import EN, ZH, label_half, one_language
 
 
 @pytest.mark.parametrize(
@@ -27,3 +28,21 @@ def test_a_two_language_message_gives_each_page_its_half(message, zh, en) -> Non
 def test_text_that_is_not_a_two_language_message_is_left_whole(message) -> None:
     assert one_language(message, ZH) == message
     assert one_language(message, EN) == message
+
+@pytest.mark.parametrize(
+    ("label", "zh", "en"),
+    [
+        ("接通率 Answer rate", "接通率", "Answer rate"),
+        ("平均应答速度 ASA (s)", "平均应答速度", "ASA (s)"),
+        ("登录时长(秒) Logged in (s)", "登录时长(秒)", "Logged in (s)"),
+        ("平均得分 Average score (/100)", "平均得分", "Average score (/100)"),
+        ("非常不满意 Very dissatisfied", "非常不满意", "Very dissatisfied"),
+    ],
+)
+def test_a_label_has_a_chinese_and_an_english_half(label, zh, en):
+    assert (label_half(label, ZH), label_half(label, EN)) == (zh, en)
+
+
+@pytest.mark.parametrize("text", ["support", "张三", "Queue (x) Name", "1001 王伟", ""])
+def test_text_without_both_halves_is_unchanged(text):
+    assert label_half(text, ZH) == label_half(text, EN) == text

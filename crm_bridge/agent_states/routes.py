@@ -34,8 +34,7 @@ from crm_bridge.agent_states.service import (
     AgentStates,
 )
 from crm_bridge.runtime import RuntimeDep, runtime_of
-from crm_bridge.web.labels import install_label_filter, label_half
-from crm_bridge.web.language import language_of
+from crm_bridge.web.language import label_half, language_of
 from crm_bridge.web.pages import PAGE_HEADERS, ROLE_LABELS, RowId, page_templates
 from telephony.ami_codec import UnsafeAmiValue
 from telephony.ami_connection import AmiError
@@ -46,7 +45,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 templates = page_templates(Path(__file__).resolve().parent / "templates")
-install_label_filter(templates.env)
 
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "

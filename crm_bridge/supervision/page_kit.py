@@ -15,7 +15,6 @@ from crm_bridge.accounts.auth import SignedInUser
 from crm_bridge.accounts.users import UserInputError
 from crm_bridge.runtime import runtime_of
 from crm_bridge.settings import Settings
-from crm_bridge.web.labels import install_label_filter
 from crm_bridge.web.pages import MAX_ROW_ID, PAGE_HEADERS, ROLE_LABELS, page_templates
 
 SUPERVISOR_ROLES = ("supervisor", "admin")
@@ -61,7 +60,6 @@ Supervisor = Annotated[SignedInUser, Depends(auth.require_role(*SUPERVISOR_ROLES
 
 
 templates = page_templates()
-install_label_filter(templates.env)
 
 SURVEY_LABELS = {
     1: "非常不满意 Very dissatisfied",

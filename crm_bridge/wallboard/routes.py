@@ -26,8 +26,7 @@ from crm_bridge.supervision.page_kit import (
     Supervisor,
 )
 from crm_bridge.wallboard.board import Wallboard
-from crm_bridge.web.labels import label_half
-from crm_bridge.web.language import language_of
+from crm_bridge.web.language import label_half, language_of
 from crm_bridge.web.pages import ROLE_LABELS, page_templates
 from crm_bridge.web.socket_feed import feed_until_closed
 

@@ -9,7 +9,8 @@ Text that cannot hold markup (``title``, ``placeholder``, ``aria-label``, the pa
 is chosen on the server with the template global ``t("中文", "English")``. A quieter note shown
 in both languages (a card number beside a name) is ``<span class="aside">``. A message the
 server wrote in both languages, ``"中文 / English"`` (an error beside a field, a flash), is shown
-through the filter ``|in_page_language``, which keeps the half the page wants; ``lang.js`` does
+through the filter ``|in_page_language``, which keeps the half the page wants (a label kept
+whole as ``"中文 English"``, ``|label_in_page_language``); ``lang.js`` does
 the same for a script's messages (``window.inPageLanguage``). It is applied to our own messages,
 never to what a user typed.
 
@@ -95,6 +96,28 @@ def one_language(message: str, language: str) -> str:
     return message
 
 
+_TURNS_ENGLISH = re.compile(r"(?<=[\u3000-\u303f\u3400-\u9fff\uff00-\uffef)]) (?=[A-Za-z])")
+"""Where a label written ``中文 English`` turns English: a space after its Chinese (or after a
+bracket closing it, ``登录时长(秒) Logged in (s)``), before a letter."""
+
+
+def label_half(label: str, language: str) -> str:
+    """The half of a label kept whole in one string (a KPI header is also the first row of its
+    Excel export, an agent's state label is also in the agent page's JSON) that ``language``
+    wants: the Chinese before the first such space, or the English after it; a label without
+    both halves unchanged."""
+    for turn in _TURNS_ENGLISH.finditer(label):
+        if _CJK.search(label[: turn.start()]):
+            return label[turn.end() :] if language == EN else label[: turn.start()]
+    return label
+
+
+@pass_context
+def label_in_page_language(context: Any, label: Any) -> str:
+    """The filter ``|label_in_page_language``: a ``中文 English`` label in the page's language."""
+    return label_half(str(label), page_language(context))
+
+
 @pass_context
 def in_page_language(context: Any, message: Any) -> str:
     """The filter ``|in_page_language``: a server message in the page's language."""
@@ -104,3 +127,4 @@ def in_page_language(context: Any, message: Any) -> str:
 def install_language_globals(environment: Any) -> None:
     environment.globals.update(t=choose, page_language=page_language, language_names=LANGUAGE_NAMES)
     environment.filters["in_page_language"] = in_page_language
+    environment.filters["label_in_page_language"] = label_in_page_language
