@@ -34,6 +34,16 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
+MAX_TEST_PROCESSES = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one test process more than the cores, at most :data:`MAX_TEST_PROCESSES`.
+    The real-PBX tests spend most of their time waiting on real calls, so a third process on 2
+    cores keeps both busy (the suite took 16.9 min on 2 processes, about 13 on 3)."""
+    return min(MAX_TEST_PROCESSES, (os.cpu_count() or 1) + 1)
+
+
 def _admin_url() -> str:
     return os.environ.get("CALLBRIDGE_TEST_PG_URL") or DEFAULT_PG_URL
 
