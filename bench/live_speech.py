@@ -192,7 +192,9 @@ class Bridge:
     def subscribe(self, *_: Any) -> None: ...
 
 
-async def supervisors_socket(hub: LiveSpeechHub) -> tuple[uvicorn.Server, int]:
+async def supervisors_socket(
+    hub: LiveSpeechHub,
+) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
     """A WebSocket on 127.0.0.1 that sends one supervisor's frames with the product's own
     sender (``send_frames`` of ``/ws/live-speech``, its sign-in check aside), under uvicorn."""
 
@@ -208,10 +210,10 @@ async def supervisors_socket(hub: LiveSpeechHub) -> tuple[uvicorn.Server, int]:
     app = Starlette(routes=[WebSocketRoute("/", endpoint)])
     listener = socket.create_server(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    asyncio.create_task(server.serve(sockets=[listener]))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         await asyncio.sleep(0.01)
-    return server, listener.getsockname()[1]
+    return server, serving, listener.getsockname()[1]
 
 
 async def live_run(model: Path, sides: list[Clip]) -> dict[str, Any]:
@@ -232,7 +234,7 @@ async def live_run(model: Path, sides: list[Clip]) -> dict[str, Any]:
     player.port = live.server.port
     base_rss = rss_mb()
     received: list[tuple[float, dict[str, Any]]] = []
-    server, port = await supervisors_socket(hub)
+    server, serving, port = await supervisors_socket(hub)
     client = await websockets.connect(f"ws://127.0.0.1:{port}/", max_size=None)
 
     async def read() -> None:
@@ -264,6 +266,7 @@ async def live_run(model: Path, sides: list[Clip]) -> dict[str, Any]:
     reader.cancel()
     await client.close()
     server.should_exit = True
+    await serving  # shut down before the loop ends, not cancelled by it
     await live.stop()
     return {"frames": received, "player": player, "cpu": cpu, "wall": wall,
             "rss_per_stream": (peak - base_rss) / streams, "clip_of": player.clip_of}  # fmt: skip

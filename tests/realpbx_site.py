@@ -66,6 +66,7 @@ def serve_environment(settings: Settings) -> dict[str, str]:
         "RECORDINGS_DIR": settings.recordings_dir,
         "PBX_RECORDINGS_DIR": settings.pbx_recordings_dir,
         "JOURNAL_DIR": settings.journal_dir,
+        "ROUTING_PORT": settings.routing_port,  # not FastAGI's usual 4573: tests run side by side
         "API_TOKEN": API_TOKEN,
         "SECRET_KEY": SECRET_KEY,
     }

@@ -118,6 +118,7 @@ class Service:
             CALLBRIDGE_AMI_PORT=str(ami_port),
             CALLBRIDGE_AMI_USERNAME="bridge",
             CALLBRIDGE_AMI_SECRET=SECRET,
+            CALLBRIDGE_ROUTING_PORT="0",  # any free port: tests run side by side
             CALLBRIDGE_API_TOKEN="restart-test-api-token",
             CALLBRIDGE_SECRET_KEY=SECRET_KEY,
             **{f"CALLBRIDGE_{k.upper()}": v for k, v in extra.items()},

