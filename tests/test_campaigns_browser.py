@@ -297,8 +297,8 @@ async def test_a_bad_answering_machine_policy_is_refused_and_changes_nothing(sit
         listed = (await scheduler.get("/campaigns")).text
         token = re.search(r'name="csrf_token" value="([^"]+)"', listed)[1]
         refusals = (
-            ("on_machine", "voicemail", 'id="err-on_machine" role="alert">“voicemail”: 请从列表'),
-            ("retry_machine", "-1", "retry delays are 0 to 10080 minutes"),
+            ("on_machine", "voicemail", 'id="err-on_machine" role="alert">“voicemail”: 请从列表中'),
+            ("retry_machine", "-1", "<p>填写有误</p>"),  # no field of its own; a zh page's half
         )
         for field, bad, said in refusals:
             data = {**form, "csrf_token": token, field: bad}
@@ -466,7 +466,7 @@ async def test_the_preview_says_who_is_left_out_and_a_draft_has_no_stop(site, br
         token = re.search(r'name="csrf_token" value="([^"]+)"', (await client.get(page.url)).text)
         stop = {"csrf_token": token[1], "action": "stop"}
         refused = await client.post(f"/campaigns/{campaign_id}/action", data=stop)
-        assert refused.status_code == 400 and "Cannot stop a draft" in refused.text
+        assert refused.status_code == 400 and "草稿的活动不能停止" in refused.text
     await page.click("#action-start")
     await expect(page.locator("#action-stop")).to_be_visible()
     with site.sessions()() as session:

@@ -56,6 +56,7 @@ from crm_bridge.db.models import (
 )
 from crm_bridge.runtime import RuntimeDep, runtime_of
 from crm_bridge.web.exports import XLSX, to_csv, to_xlsx
+from crm_bridge.web.language import label_half, language_of
 from crm_bridge.web.pages import (
     RowId,
 )
@@ -261,7 +262,7 @@ def campaign_progress(
     return JSONResponse(
         {
             "status": progress.status,
-            "status_label": STATUS_LABELS[progress.status],
+            "status_label": label_half(STATUS_LABELS[progress.status], language_of(request, user)),
             "targets": progress.targets,
             "finished": progress.finished,
             "by_state": progress.by_state,

@@ -112,14 +112,25 @@ def start_campaign(
         add_targets(session, campaign_id, audience.ids)
         campaign.started_at = now_utc
     elif campaign.status != "paused":
-        raise CampaignError(
-            f"活动状态为 {campaign.status}，不能开始 / Cannot start a {campaign.status} campaign"
-        )
+        raise cannot("start", campaign.status)
     campaign.status = "running"
     session.flush()
     return count_of(
         session,
         select(func.count(CampaignTarget.id)).where(CampaignTarget.campaign_id == campaign_id),
+    )
+
+
+STATUS_IN_CHINESE = {"draft": "草稿", "running": "进行中", "paused": "已暂停", "stopped": "已停止",
+                     "done": "已完成"}  # fmt: skip
+ACTION_IN_CHINESE = {"start": "开始", "pause": "暂停", "resume": "继续", "stop": "停止"}
+
+
+def cannot(action: str, status: str) -> CampaignError:
+    """Refused: ``action`` on a campaign that is ``status``, said in both languages."""
+    return CampaignError(
+        f"{STATUS_IN_CHINESE.get(status, status)}的活动不能{ACTION_IN_CHINESE[action]} / "
+        f"Cannot {action} a {status} campaign"
     )
 
 
@@ -135,10 +146,7 @@ def set_status(session: Session, campaign_id: int, action: str, now_utc: datetim
     allowed, new = TRANSITIONS[action]
     campaign = locked_campaign(session, campaign_id)
     if campaign.status not in allowed:
-        raise CampaignError(
-            f"活动状态为 {campaign.status}，不能{action} / Cannot {action} a "
-            f"{campaign.status} campaign"
-        )
+        raise cannot(action, campaign.status)
     if new == "running":
         _refuse_unless_runnable(campaign)
     campaign.status = new
