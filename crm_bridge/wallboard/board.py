@@ -107,7 +107,10 @@ class Wallboard:
                 await self._logged()
                 await self.refresh_figures()
             pending = [(agent, call) for agent, call in self.calls.items() if call.number]
-            await asyncio.gather(*(self._name_customer(agent, call) for agent, call in pending))
+            named = (self._name_customer(agent, call) for agent, call in pending)
+            for failed in await asyncio.gather(*named, return_exceptions=True):
+                if isinstance(failed, Exception):  # the board shows the number instead
+                    log.warning("wallboard: a customer's name could not be read: %s", failed)
         return self.snapshot()
 
     def close_screen(self, screen: asyncio.Queue[dict[str, Any]]) -> None:
