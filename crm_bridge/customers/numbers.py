@@ -7,6 +7,7 @@ extension (``1001``) or an invalid value with the reason. The archive stores E.1
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -87,6 +88,13 @@ class PhoneNumber:
 WITHHELD = PhoneNumber(PhoneKind.WITHHELD)
 
 
+NUMBERS_REMEMBERED = 4096
+"""The last numbers :func:`normalize_phone` read, kept with their answers: a ringing call's
+number is read by its pop, its lookup and the wallboard within one turn of the event loop, and
+phonenumbers' parse is most of each read."""
+
+
+@functools.lru_cache(maxsize=NUMBERS_REMEMBERED)
 def normalize_phone(
     raw: str | None, region: str = "CN", outside_line_prefix: str | None = None
 ) -> PhoneNumber:
