@@ -13,6 +13,8 @@ from crm_bridge.web.language import EN, ZH, label_half, one_language
         ("日期无效：2026/13/01 / Not a date: 2026/13/01", "日期无效：2026/13/01",
          "Not a date: 2026/13/01"),  # fmt: skip
         ("找不到张三 / No customer named 张三", "找不到张三", "No customer named 张三"),
+        ("日期应为 YYYY-MM-DD（1900 至 9000 年）/ Dates are YYYY-MM-DD",
+         "日期应为 YYYY-MM-DD（1900 至 9000 年）", "Dates are YYYY-MM-DD"),  # fmt: skip
         ("队列 support 不存在 / \"support\" is no queue", "队列 support 不存在",
          '"support" is no queue'),  # fmt: skip
     ],

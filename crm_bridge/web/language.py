@@ -79,8 +79,9 @@ def choose(context: Any, zh: str, en: str) -> str:
 
 
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
-_HALVES = re.compile(r" / (?=[A-Za-z0-9\"'(])")
-"""Where a two-language message turns English: a `` / `` followed by what English starts with."""
+_HALVES = re.compile(r"(?: |(?<=[\u3000-\u303f\uff00-\uffef]))/ (?=[A-Za-z0-9\"'(])")
+"""Where a two-language message turns English: a `` / `` (or ``）/ ``, after a full-width
+bracket) followed by what English starts with."""
 
 
 def one_language(message: str, language: str) -> str:

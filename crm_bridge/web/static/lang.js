@@ -10,10 +10,10 @@
 
   window.inPageLanguage = function (message) {
     const text = String(message);
-    const splits = [...text.matchAll(/ \/ (?=[A-Za-z0-9"'(])/g)].reverse();
+    const splits = [...text.matchAll(/(?: |(?<=[\u3000-\u303f\uff00-\uffef]))\/ (?=[A-Za-z0-9"'(])/g)].reverse();
     for (const split of splits) {
       const zh = text.slice(0, split.index);
-      if (CJK.test(zh)) return pageIsEnglish ? text.slice(split.index + 3) : zh;
+      if (CJK.test(zh)) return pageIsEnglish ? text.slice(split.index + split[0].length) : zh;
     }
     return text;
   };
