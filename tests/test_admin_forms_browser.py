@@ -10,10 +10,11 @@ stored. A screenshot of each refused form goes to ``test-artifacts/``.
 from __future__ import annotations
 
 import pytest
+from browser_pages import signed_in_page
 from playwright.async_api import Browser, Page, expect
 from sqlalchemy import func, select
 from test_agent_browser import ARTIFACTS
-from test_pops import CHEAP_ARGON2, PASSWORD
+from test_pops import CHEAP_ARGON2
 from test_routing import ADMIN, routing_site, snapshot
 
 from crm_bridge.accounts import users
@@ -21,7 +22,6 @@ from crm_bridge.campaigns import do_not_call
 from crm_bridge.db.models import CustomerOptOut, DoNotCall, GuardianConsent, User
 from crm_bridge.routing import store as routing_store
 
-WAIT_MS = 15_000
 LANGUAGES = ["zh-CN", "en-US"]
 
 
@@ -34,13 +34,8 @@ async def site(tmp_path, monkeypatch):
 
 
 async def admin_page(site, browser: Browser, locale: str, path: str) -> Page:
-    page = await browser.new_page(viewport={"width": 1366, "height": 900}, locale=locale)
-    page.set_default_timeout(WAIT_MS)
-    await page.goto(f"{site.origin}{path}")
-    await page.fill("#username", ADMIN)
-    await page.fill("#password", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{site.origin}{path}")
+    page = await signed_in_page(browser, site.origin, ADMIN, path, locale=locale, height=900)
+    assert page.url == f"{site.origin}{path}"
     language = "en" if locale.startswith("en") else "zh-CN"
     await expect(page.locator("html")).to_have_attribute("lang", language)
     return page

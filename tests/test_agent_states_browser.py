@@ -15,10 +15,11 @@ import statistics
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from browser_pages import signed_in_page
 from playwright.async_api import Browser, Page, expect
 from realpbx_site import WAIT, ZHANG_SAN_RAW, kit_site
 from test_agent_browser import ARTIFACTS
-from test_pops import CHEAP_ARGON2, PASSWORD
+from test_pops import CHEAP_ARGON2
 
 from crm_bridge.accounts import users
 from telephony.queue_members import IN_USE_STATUSES
@@ -53,17 +54,7 @@ async def site(pbx_kit, pbx_commands, tmp_path, monkeypatch):
 
 
 async def signed_in(site, browser: Browser, username: str, path: str) -> Page:
-    context = await browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
-    page = await context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    await page.goto(f"{site.origin}{path}")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_load_state()
-    if path not in page.url:
-        await page.goto(f"{site.origin}{path}")
-    return page
+    return await signed_in_page(browser, site.origin, username, path, height=900, wait_ms=WAIT_MS)
 
 
 async def test_the_agent_page_logs_in_pauses_and_shows_errors(site, browser):

@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from browser_pages import signed_in_page
 from playwright.async_api import expect
 from test_agent_browser import ARTIFACTS
-from test_pops import CHEAP_ARGON2, PASSWORD, running_site
+from test_pops import CHEAP_ARGON2, running_site
 
 from crm_bridge.accounts import users
-
-WAIT_MS = 10_000
 
 
 @pytest.fixture
@@ -25,20 +24,9 @@ async def site(tmp_path, monkeypatch) -> AsyncIterator:
         yield running
 
 
-async def signed_in_page(site, browser, username: str, path: str):
-    page = await browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
-    page.set_default_timeout(WAIT_MS)
-    await page.goto(f"{site.origin}{path}")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_load_state()
-    return page
-
-
 async def test_errors_are_pages_that_say_what_and_lead_back(site, browser):
     ARTIFACTS.mkdir(exist_ok=True)
-    page = await signed_in_page(site, browser, "wang", "/admin/users")  # an agent
+    page = await signed_in_page(browser, site.origin, "wang", "/admin/users")  # an agent
     await expect(page.locator("#error-title")).to_contain_text("没有权限")
     await expect(page.locator("#error-detail")).to_have_text("权限不足")  # zh page: its half
     await page.screenshot(path=ARTIFACTS / "error-403.png")
@@ -50,7 +38,7 @@ async def test_errors_are_pages_that_say_what_and_lead_back(site, browser):
     await expect(page.locator("#error-title")).to_contain_text("找不到此页面")
     await page.screenshot(path=ARTIFACTS / "error-404.png")
 
-    page = await signed_in_page(site, browser, "lin", "/supervisor/calls/not-a-number")
+    page = await signed_in_page(browser, site.origin, "lin", "/supervisor/calls/not-a-number")
     await expect(page.locator("#error-title")).to_contain_text("地址里有不对的值")
     await expect(page.locator("#error-fields")).to_contain_text("call_id")
     await page.screenshot(path=ARTIFACTS / "error-422.png")

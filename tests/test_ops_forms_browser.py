@@ -14,10 +14,11 @@ import asyncio
 import re
 
 import pytest
+from browser_pages import signed_in_page
 from playwright.async_api import Browser, Page, expect
 from sqlalchemy import func, select
 from test_agent_browser import ARTIFACTS
-from test_pops import CHEAP_ARGON2, PASSWORD
+from test_pops import CHEAP_ARGON2
 from test_routing import ADMIN
 from test_survey import SUPERVISOR, state, survey_site
 
@@ -60,15 +61,7 @@ async def site(tmp_path, monkeypatch):
 
 
 async def signed_in(site, browser: Browser, username: str, path: str, lang: str) -> Page:
-    page = await browser.new_page(viewport={"width": 1366, "height": 768}, locale=LOCALES[lang])
-    page.set_default_timeout(WAIT_MS)
-    await page.goto(f"{site.origin}{path}")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_load_state()
-    if not page.url.endswith(path):
-        await page.goto(f"{site.origin}{path}")
+    page = await signed_in_page(browser, site.origin, username, path, locale=LOCALES[lang])
     await expect(page.locator("html")).to_have_attribute("lang", "en" if lang == "en" else "zh-CN")
     return page
 
