@@ -62,6 +62,8 @@ class Routing:
 
     async def start(self) -> None:
         self.reload_rules()
+        with self.sessions() as session:
+            store.warm_up(session, datetime.now(self._zone).date())
         await self.server.start()
 
     async def stop(self) -> None:
@@ -78,10 +80,12 @@ class Routing:
             log.warning("FastAGI request for an unknown script or without a number")
             return {}
         number = request.arguments[0]
-        with self.sessions() as session:
-            facts = store.caller_facts(session, number, today=datetime.now(self._zone).date(),
-                                       region=self._region,
-                                       outside_line_prefix=self._prefix)  # fmt: skip
-        decision = decide(facts, self.rules, self._agent_ready)
+        decision = decide(self._caller_facts(number), self.rules, self._agent_ready)
         log.info("routing %s: %s", mask_phone(number), decision.label or "plain queue")
         return {ANSWER_VARIABLE: decision.answer()}
+
+    def _caller_facts(self, number: str) -> store.CallerFacts:
+        with self.sessions() as session:
+            return store.caller_facts(session, number, today=datetime.now(self._zone).date(),
+                                      region=self._region,
+                                      outside_line_prefix=self._prefix)  # fmt: skip
